@@ -1,0 +1,37 @@
+# ColdOpen developer commands. `make demo` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Random-init CLIP works offline; with Hugging Face hub access use e.g. CLIP_PRETRAINED=laion2b_s34b_b79k.
+CLIP_PRETRAINED ?= none
+PYTEST_ARGS ?=
+
+.PHONY: demo test serve proto samples bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/coldopen demo --clip-pretrained $(CLIP_PRETRAINED)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+serve: $(BIN)/.installed
+	$(BIN)/coldopen serve --clip-pretrained $(CLIP_PRETRAINED)
+
+# Regenerate the committed gRPC stubs after editing proto/ (tests fail while they are stale).
+proto: $(BIN)/.installed
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto proto/coldopen/v1/coldopen.proto
+
+samples: $(BIN)/.installed
+	$(BIN)/python -m tests.mediagen samples samples/
+
+# Per-stage timings of the ingest pipeline on a 30-second clip (results: benchmarks/RESULTS.md).
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.stages --clip-pretrained $(CLIP_PRETRAINED)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

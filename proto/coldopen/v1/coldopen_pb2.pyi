@@ -1,0 +1,203 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class VideoMetadata(_message.Message):
+    __slots__ = ("video_id", "creator_id", "caption", "hashtags", "language_hint", "filename")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    HASHTAGS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_HINT_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    creator_id: str
+    caption: str
+    hashtags: _containers.RepeatedScalarFieldContainer[str]
+    language_hint: str
+    filename: str
+    def __init__(self, video_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., caption: _Optional[str] = ..., hashtags: _Optional[_Iterable[str]] = ..., language_hint: _Optional[str] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class IngestRequest(_message.Message):
+    __slots__ = ("metadata", "chunk")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    metadata: VideoMetadata
+    chunk: bytes
+    def __init__(self, metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class MediaInfo(_message.Message):
+    __slots__ = ("duration_s", "width", "height", "fps", "has_audio", "container", "video_codec", "audio_codec", "rotation")
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_CODEC_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_CODEC_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    container: str
+    video_codec: str
+    audio_codec: str
+    rotation: int
+    def __init__(self, duration_s: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., has_audio: bool = ..., container: _Optional[str] = ..., video_codec: _Optional[str] = ..., audio_codec: _Optional[str] = ..., rotation: _Optional[int] = ...) -> None: ...
+
+class TranscriptSegment(_message.Message):
+    __slots__ = ("start_s", "end_s", "text", "avg_logprob", "no_speech_prob", "compression_ratio")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    AVG_LOGPROB_FIELD_NUMBER: _ClassVar[int]
+    NO_SPEECH_PROB_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    end_s: float
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., text: _Optional[str] = ..., avg_logprob: _Optional[float] = ..., no_speech_prob: _Optional[float] = ..., compression_ratio: _Optional[float] = ...) -> None: ...
+
+class Transcript(_message.Message):
+    __slots__ = ("text", "language", "language_probability", "segments", "model")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    language: str
+    language_probability: float
+    segments: _containers.RepeatedCompositeFieldContainer[TranscriptSegment]
+    model: str
+    def __init__(self, text: _Optional[str] = ..., language: _Optional[str] = ..., language_probability: _Optional[float] = ..., segments: _Optional[_Iterable[_Union[TranscriptSegment, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
+
+class StageTiming(_message.Message):
+    __slots__ = ("stage", "ms")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    ms: float
+    def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ...) -> None: ...
+
+class Extraction(_message.Message):
+    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings")
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    media: MediaInfo
+    frames_sampled: int
+    embedding_model: str
+    embedding_dim: int
+    transcript: Transcript
+    timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+
+class IngestResponse(_message.Message):
+    __slots__ = ("video_id", "replaced", "bytes_received", "extraction")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTION_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    replaced: bool
+    bytes_received: int
+    extraction: Extraction
+    def __init__(self, video_id: _Optional[str] = ..., replaced: bool = ..., bytes_received: _Optional[int] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ...) -> None: ...
+
+class EmbeddingQuery(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("video_id", "text", "embedding", "k")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    text: str
+    embedding: EmbeddingQuery
+    k: int
+    def __init__(self, video_id: _Optional[str] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingQuery, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
+
+class Neighbour(_message.Message):
+    __slots__ = ("video_id", "score", "creator_id", "caption", "duration_s")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    score: float
+    creator_id: str
+    caption: str
+    duration_s: float
+    def __init__(self, video_id: _Optional[str] = ..., score: _Optional[float] = ..., creator_id: _Optional[str] = ..., caption: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("neighbours", "embedding_model", "index_size")
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
+    INDEX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    neighbours: _containers.RepeatedCompositeFieldContainer[Neighbour]
+    embedding_model: str
+    index_size: int
+    def __init__(self, neighbours: _Optional[_Iterable[_Union[Neighbour, _Mapping]]] = ..., embedding_model: _Optional[str] = ..., index_size: _Optional[int] = ...) -> None: ...
+
+class GetVideoRequest(_message.Message):
+    __slots__ = ("video_id", "include_embeddings")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    include_embeddings: bool
+    def __init__(self, video_id: _Optional[str] = ..., include_embeddings: bool = ...) -> None: ...
+
+class FrameEmbedding(_message.Message):
+    __slots__ = ("t_s", "values")
+    T_S_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    t_s: float
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, t_s: _Optional[float] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Video(_message.Message):
+    __slots__ = ("metadata", "extraction", "ingested_at", "embedding", "frames")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTION_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    metadata: VideoMetadata
+    extraction: Extraction
+    ingested_at: str
+    embedding: _containers.RepeatedScalarFieldContainer[float]
+    frames: _containers.RepeatedCompositeFieldContainer[FrameEmbedding]
+    def __init__(self, metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., ingested_at: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., frames: _Optional[_Iterable[_Union[FrameEmbedding, _Mapping]]] = ...) -> None: ...
+
+class DeleteVideoRequest(_message.Message):
+    __slots__ = ("video_id",)
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    def __init__(self, video_id: _Optional[str] = ...) -> None: ...
+
+class DeleteVideoResponse(_message.Message):
+    __slots__ = ("video_id",)
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    def __init__(self, video_id: _Optional[str] = ...) -> None: ...

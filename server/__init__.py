@@ -1,0 +1,1 @@
+"""ColdOpen server: settings, storage, index, ingest pipeline and the gRPC front end."""

@@ -1,0 +1,109 @@
+"""Server assembly: ``create_server`` builds a gRPC server (tests bind port 0); ``serve`` runs one
+until SIGTERM/SIGINT. Health reports NOT_SERVING until models and the index are loaded."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from coldopen.v1 import coldopen_pb2, coldopen_pb2_grpc
+from server.service import ColdOpenService, Models
+from server.servicer import ContentIndexServicer
+from server.settings import MAX_CHUNK_BYTES, Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = coldopen_pb2.DESCRIPTOR.services_by_name["ContentIndex"].full_name
+# Room for the protobuf framing around a full 1 MiB chunk.
+_MAX_MESSAGE_BYTES = MAX_CHUNK_BYTES + 64 * 1024
+
+
+class ColdOpenServer:
+    """A started-or-not gRPC server plus its health service; ``attach`` makes it SERVING."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="coldopen-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ],
+        )
+        self.servicer = ContentIndexServicer(settings)
+        coldopen_pb2_grpc.add_ContentIndexServicer_to_server(self.servicer, self._grpc)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._grpc,
+        )
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self._grpc.add_insecure_port(settings.listen)
+        if self.port == 0:
+            raise OSError(f"could not listen on {settings.listen}; is the port in use? pass another --listen address")
+        self.service: ColdOpenService | None = None
+
+    @property
+    def address(self) -> str:
+        host = self.settings.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    def start(self) -> "ColdOpenServer":
+        self._grpc.start()
+        return self
+
+    def attach(self, service: ColdOpenService) -> None:
+        self.service = service
+        self.servicer.attach(service)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """NOT_SERVING first, so load balancers drain us; then finish in-flight RPCs within `grace`."""
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._grpc.stop(grace).wait()
+        if self.service is not None:
+            self.service.close()
+
+    def wait(self) -> None:
+        self._grpc.wait_for_termination()
+
+    def _set_health(self, status) -> None:
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+
+def create_server(settings: Settings) -> ColdOpenServer:
+    return ColdOpenServer(settings)
+
+
+def serve(settings: Settings, on_ready=None) -> None:
+    """Start listening at once (health NOT_SERVING), load models and index, then serve until signalled."""
+    server = create_server(settings).start()
+    log.info("listening on %s; loading models (health NOT_SERVING until ready)", server.address)
+    stop = threading.Event()
+
+    def _signal(signum, _frame):
+        log.info("received %s; draining", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    try:
+        models = Models.load(settings)
+        server.attach(ColdOpenService.open(settings, models))
+    except BaseException:
+        server.stop(0)
+        raise
+    log.info("serving on %s with %d videos indexed", server.address, server.service.size)
+    if on_ready is not None:
+        on_ready(server)
+    stop.wait()
+    server.stop(grace=10.0)
+    log.info("stopped")

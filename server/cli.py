@@ -1,0 +1,321 @@
+"""The `coldopen` command: serve, ingest, search, get, delete, demo. Every command takes --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from server.errors import ModelLoadError
+from server.settings import MIB, Settings, default_env
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+# --- argument parsing ---------------------------------------------------------
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models and limits (flags override COLDOPEN_* environment variables)")
+    g.add_argument("--data-dir", type=Path, help="where the index, metadata and transcripts live (COLDOPEN_DATA_DIR)")
+    g.add_argument("--clip-model", help="open_clip model name, hf-hub:org/repo, or a model-config .json (default ViT-B-32)")
+    g.add_argument(
+        "--clip-pretrained",
+        help="open_clip pretrained tag, local checkpoint path, or 'none' for random init (default laion2b_s34b_b79k)",
+    )
+    g.add_argument("--clip-batch-size", type=int)
+    g.add_argument("--whisper-model", help="faster-whisper model name or CTranslate2 dir; 'bundled' = packaged tiny.en")
+    g.add_argument("--whisper-compute-type", help="CTranslate2 compute type; auto = float16 on CUDA, int8 on CPU")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--cpu-threads", type=int)
+    g.add_argument("--sample-fps", type=float, help="frames sampled per second of video (default 1)")
+    g.add_argument("--max-frames", type=int, help="cap on sampled frames per clip (default 64)")
+    g.add_argument("--max-upload-mib", type=float, help="largest accepted upload in MiB (default 512)")
+    g.add_argument("--max-concurrent-ingests", type=int)
+    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _settings(args: argparse.Namespace, **forced) -> Settings:
+    names = [
+        "data_dir", "clip_model", "clip_pretrained", "clip_batch_size", "whisper_model", "whisper_compute_type",
+        "device", "cpu_threads", "sample_fps", "max_frames", "max_concurrent_ingests", "log_level",
+    ]
+    overrides = {n: getattr(args, n, None) for n in names}
+    if getattr(args, "listen", None):
+        overrides["listen"] = args.listen
+    if getattr(args, "max_upload_mib", None):
+        overrides["max_upload_bytes"] = int(args.max_upload_mib * MIB)
+    overrides["log_json"] = True if getattr(args, "json", False) else None
+    overrides.update(forced)
+    return Settings.from_env(default_env(), **overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coldopen", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--json", action="store_true", help="machine-readable JSON output")
+        return p
+
+    p = command("serve", "run the gRPC server")
+    p.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:50051; COLDOPEN_LISTEN)")
+    _model_flags(p)
+
+    def client_command(name: str, help: str) -> argparse.ArgumentParser:
+        p = command(name, help)
+        p.add_argument("--server", default=None, help=f"server address (default $COLDOPEN_SERVER or {DEFAULT_SERVER})")
+        p.add_argument("--timeout", type=float, default=600.0, help="seconds per call")
+        return p
+
+    p = client_command("ingest", "upload video files to the server")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--video-id", help="id for the video (only with one file; default: the file name without extension)")
+    p.add_argument("--creator-id", default="")
+    p.add_argument("--caption", default="")
+    p.add_argument("--hashtag", action="append", default=[], help="repeatable")
+    p.add_argument("--language", default="", help="language hint, e.g. en (default: detect)")
+
+    p = client_command("search", "nearest neighbours by video id, text or embedding")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--video-id")
+    q.add_argument("--text")
+    q.add_argument("--embedding", help="comma-separated floats, or @file.json with a list of floats")
+    p.add_argument("-k", type=int, default=10)
+
+    p = client_command("get", "show what was extracted for a video")
+    p.add_argument("video_id")
+    p.add_argument("--embeddings", action="store_true", help="include the video and per-frame embeddings")
+
+    p = client_command("delete", "remove a video from the index")
+    p.add_argument("video_id")
+
+    p = command("demo", "start a server on this machine, ingest the sample clips and run searches")
+    p.add_argument("--samples", type=Path, default=REPO_SAMPLES, help="folder with samples.json and clips")
+    _model_flags(p)
+    return parser
+
+
+# --- commands -----------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "serve": cmd_serve, "ingest": cmd_ingest, "search": cmd_search,
+        "get": cmd_get, "delete": cmd_delete, "demo": cmd_demo,
+    }[args.command]
+    try:
+        return handler(args)
+    except ModelLoadError as e:
+        _fail(args, f"cannot start: {e}")
+        return 2
+    except ValueError as e:  # invalid settings
+        _fail(args, str(e))
+        return 2
+    except grpc.RpcError as e:
+        _fail(args, f"{e.code().name}: {e.details()}")
+        return 1
+
+
+def cmd_serve(args) -> int:
+    from server.app import serve
+
+    settings = _settings(args)
+    configure_logging(settings)
+    logging.getLogger(__name__).info("settings %s", settings.redacted())
+
+    def ready(server):
+        if args.json:
+            print(json.dumps({"event": "serving", "address": server.address, "videos": server.service.size}), flush=True)
+
+    serve(settings, on_ready=ready)
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from tqdm import tqdm
+
+    from server.client import Client
+
+    if args.video_id and len(args.files) > 1:
+        _fail(args, "--video-id can only be used with a single file")
+        return 2
+    failures = 0
+    with Client(_server(args), timeout=args.timeout) as client:
+        for path in args.files:
+            video_id = args.video_id or path.stem
+            try:
+                size = path.stat().st_size
+            except OSError as e:
+                failures += 1
+                _report(args, {"file": str(path), "video_id": video_id, "error": f"cannot read file: {e.strerror}"})
+                continue
+            bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=args.json or not sys.stderr.isatty())
+            try:
+                result = client.ingest(
+                    path, video_id=video_id, creator_id=args.creator_id, caption=args.caption,
+                    hashtags=args.hashtag, language_hint=args.language, on_progress=bar.update,
+                )
+                _report(args, {"file": str(path), **result}, _describe_ingest)
+            except grpc.RpcError as e:
+                failures += 1
+                _report(args, {"file": str(path), "video_id": video_id, "error": f"{e.code().name}: {e.details()}"})
+            finally:
+                bar.close()
+    return 1 if failures else 0
+
+
+def cmd_search(args) -> int:
+    from server.client import Client
+
+    embedding = _parse_embedding(args.embedding) if args.embedding else None
+    with Client(_server(args), timeout=args.timeout) as client:
+        result = client.search(video_id=args.video_id, text=args.text, embedding=embedding, k=args.k)
+    _report(args, result, _describe_search)
+    return 0
+
+
+def cmd_get(args) -> int:
+    from server.client import Client
+
+    with Client(_server(args), timeout=args.timeout) as client:
+        _report(args, client.get(args.video_id, args.embeddings), _describe_video)
+    return 0
+
+
+def cmd_delete(args) -> int:
+    from server.client import Client
+
+    with Client(_server(args), timeout=args.timeout) as client:
+        _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from server.app import create_server
+    from server.client import Client
+    from server.service import ColdOpenService, Models
+
+    manifest_path = args.samples / "samples.json"
+    if not manifest_path.is_file():
+        _fail(args, f"no samples.json in {args.samples}; pass --samples with the repo's samples/ folder")
+        return 2
+    manifest = json.loads(manifest_path.read_text())
+    with tempfile.TemporaryDirectory(prefix="coldopen-demo-") as tmp:
+        settings = _settings(args, listen="127.0.0.1:0", data_dir=args.data_dir or Path(tmp))
+        configure_logging(settings.replace(log_level=settings.log_level if args.log_level else "WARNING"))
+        server = create_server(settings).start()
+        try:
+            server.attach(ColdOpenService.open(settings, Models.load(settings)))
+            out: dict = {"server": server.address, "clip_model": server.service.models.clip.name, "ingested": [], "searches": []}
+            _say(args, f"ColdOpen demo: server on {server.address}, CLIP {out['clip_model']}, data dir {settings.data_dir}\n")
+            with Client(server.address) as client:
+                client.wait_until_serving(30)
+                for clip in manifest["clips"]:
+                    started = time.perf_counter()
+                    r = client.ingest(
+                        args.samples / clip["file"], video_id=clip["video_id"], creator_id=clip["creator_id"],
+                        caption=clip["caption"], hashtags=clip["hashtags"],
+                    )
+                    r["wall_ms"] = round((time.perf_counter() - started) * 1000, 1)
+                    out["ingested"].append(r)
+                    _say(args, _describe_ingest(r))
+                queries = [{"video_id": manifest["clips"][0]["video_id"]}, {"video_id": manifest["clips"][1]["video_id"]}]
+                queries += [{"text": t} for t in manifest.get("text_queries", [])]
+                for q in queries:
+                    r = client.search(k=3, **q)
+                    out["searches"].append({"query": q, **r})
+                    label = f"video {q['video_id']!r}" if "video_id" in q else f"text {q['text']!r}"
+                    _say(args, f"\nsearch by {label}:\n" + _describe_search(r))
+        finally:
+            server.stop(grace=1)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    if "none" == settings.clip_pretrained.lower():
+        _say(args, "\nNote: CLIP ran with random weights (--clip-pretrained none), so neighbours and text matches are "
+                   "not semantic. With hub access, run: make demo CLIP_PRETRAINED=laion2b_s34b_b79k")
+    return 0
+
+
+# --- output -------------------------------------------------------------------
+def configure_logging(settings: Settings) -> None:
+    fmt = (
+        '{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}'
+        if settings.log_json
+        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
+
+
+def _server(args) -> str:
+    return args.server or default_env().get("COLDOPEN_SERVER") or DEFAULT_SERVER
+
+
+def _say(args, text: str) -> None:
+    if not args.json:
+        print(text, flush=True)
+
+
+def _report(args, result: dict, describe=None) -> None:
+    if args.json:
+        print(json.dumps(result), flush=True)
+    elif "error" in result:
+        print(f"{result.get('file', result.get('video_id'))}: error: {result['error']}", file=sys.stderr, flush=True)
+    else:
+        print(describe(result) if describe else json.dumps(result, indent=2), flush=True)
+
+
+def _fail(args, message: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}), flush=True)
+    print(f"coldopen: error: {message}", file=sys.stderr, flush=True)
+
+
+def _describe_ingest(r: dict) -> str:
+    e = r["extraction"]
+    m = e["media"]
+    t = e["transcript"]
+    timings = ", ".join(f"{s['stage']} {s['ms']:.0f}" for s in e["timings"])
+    transcript = f'"{t["text"]}" ({t["language"]})' if t["text"] else "(no speech)" if m["has_audio"] else "(no audio track)"
+    return (
+        f"{r['video_id']}: {'replaced, ' if r['replaced'] else ''}{m['duration_s']:.1f} s {m['width']}x{m['height']}, "
+        f"{e['frames_sampled']} frames -> {e['embedding_dim']}-d {e['embedding_model']}\n"
+        f"  transcript: {transcript}\n  timings ms: {timings}"
+    )
+
+
+def _describe_search(r: dict) -> str:
+    if not r["neighbours"]:
+        return f"  no neighbours (index holds {r['index_size']} videos)"
+    return "\n".join(
+        f"  {i + 1}. {n['video_id']:<24} score {n['score']:.3f}  by {n['creator_id'] or '-'}  {n['caption']!r}"
+        for i, n in enumerate(r["neighbours"])
+    )
+
+
+def _describe_video(r: dict) -> str:
+    md = r["metadata"]
+    lines = [
+        f"{md['video_id']} by {md['creator_id'] or '-'}: {md['caption']!r} {' '.join('#' + h for h in md['hashtags'])}",
+        f"  ingested at {r['ingested_at']}",
+        _describe_ingest({"video_id": md["video_id"], "replaced": False, "extraction": r["extraction"]}).split("\n", 1)[1],
+    ]
+    for s in r["extraction"]["transcript"]["segments"]:
+        lines.append(f"  [{s['start_s']:6.2f}-{s['end_s']:6.2f}] {s['text']}  (avg_logprob {s['avg_logprob']:.2f})")
+    if r.get("frames"):
+        lines.append(f"  {len(r['frames'])} frame embeddings at t = {', '.join(str(f['t_s']) for f in r['frames'])} s")
+    return "\n".join(lines)
+
+
+def _parse_embedding(spec: str) -> list[float]:
+    text = Path(spec[1:]).read_text() if spec.startswith("@") else "[" + spec + "]"
+    return [float(v) for v in json.loads(text)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

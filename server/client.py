@@ -1,0 +1,106 @@
+"""A small synchronous client for the ContentIndex API, used by the CLI and the demo.
+
+Results come back as plain dicts (protobuf JSON mapping with the proto's field names)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from coldopen.v1 import coldopen_pb2 as pb
+from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
+from server.settings import MAX_CHUNK_BYTES
+
+
+def to_dict(message) -> dict:
+    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+
+
+class Client:
+    def __init__(self, address: str, timeout: float | None = 600.0):
+        self.address = address
+        self._channel = grpc.insecure_channel(
+            address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        )
+        self._stub = pb_grpc.ContentIndexStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def health(self) -> str:
+        reply = self._health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def wait_until_serving(self, timeout: float = 300.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                last = self.health()
+                if last == "SERVING":
+                    return
+            except grpc.RpcError as e:
+                last = e.code().name
+            time.sleep(0.2)
+        raise TimeoutError(f"server at {self.address} was not SERVING after {timeout:.0f} s (last status: {last})")
+
+    def ingest(
+        self,
+        path: Path,
+        *,
+        video_id: str,
+        creator_id: str = "",
+        caption: str = "",
+        hashtags: Sequence[str] = (),
+        language_hint: str = "",
+        on_progress: Callable[[int], None] | None = None,
+    ) -> dict:
+        meta = pb.VideoMetadata(
+            video_id=video_id,
+            creator_id=creator_id,
+            caption=caption,
+            hashtags=list(hashtags),
+            language_hint=language_hint,
+            filename=Path(path).name,
+        )
+        return to_dict(self._stub.Ingest(_upload(Path(path), meta, on_progress), timeout=self._timeout))
+
+    def search(self, *, video_id=None, text=None, embedding=None, k: int = 10) -> dict:
+        request = pb.SearchRequest(k=k)
+        if video_id is not None:
+            request.video_id = video_id
+        elif text is not None:
+            request.text = text
+        elif embedding is not None:
+            request.embedding.values.extend(float(v) for v in embedding)
+        return to_dict(self._stub.Search(request, timeout=self._timeout))
+
+    def get(self, video_id: str, include_embeddings: bool = False) -> dict:
+        return to_dict(
+            self._stub.GetVideo(pb.GetVideoRequest(video_id=video_id, include_embeddings=include_embeddings), timeout=self._timeout)
+        )
+
+    def delete(self, video_id: str) -> dict:
+        return to_dict(self._stub.DeleteVideo(pb.DeleteVideoRequest(video_id=video_id), timeout=self._timeout))
+
+
+def _upload(path: Path, meta: pb.VideoMetadata, on_progress) -> Iterator[pb.IngestRequest]:
+    yield pb.IngestRequest(metadata=meta)
+    with path.open("rb") as f:
+        while chunk := f.read(MAX_CHUNK_BYTES):
+            yield pb.IngestRequest(chunk=chunk)
+            if on_progress is not None:
+                on_progress(len(chunk))

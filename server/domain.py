@@ -1,0 +1,72 @@
+"""Plain dataclasses that cross module boundaries (servicer <-> service <-> store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.whisper import Transcript
+from server.media import MediaInfo
+
+
+@dataclass(frozen=True)
+class VideoMetadata:
+    video_id: str
+    creator_id: str = ""
+    caption: str = ""
+    hashtags: tuple[str, ...] = ()
+    language_hint: str = ""
+    filename: str = ""
+
+
+@dataclass(frozen=True)
+class Extraction:
+    media: MediaInfo
+    frames_sampled: int
+    embedding_model: str
+    embedding_dim: int
+    transcript: Transcript
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    video_id: str
+    replaced: bool
+    bytes_received: int
+    extraction: Extraction
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    metadata: VideoMetadata
+    extraction: Extraction
+    ingested_at: str
+    embedding: np.ndarray | None = None           # video embedding, when asked for
+    frame_times_s: list[float] | None = None      # per-frame data, when asked for
+    frame_embeddings: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    k: int
+    video_id: str | None = None
+    text: str | None = None
+    embedding: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    video_id: str
+    score: float
+    creator_id: str
+    caption: str
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    neighbours: list[Neighbour]
+    embedding_model: str
+    index_size: int

@@ -1,0 +1,32 @@
+"""Domain errors. The servicer maps each class to one gRPC status code (see servicer.STATUS_FOR).
+
+Every message says what was wrong and what the caller can do about it.
+"""
+
+
+class ColdOpenError(Exception):
+    """Base class of errors that are the caller's to fix (or to retry)."""
+
+
+class InvalidInput(ColdOpenError):
+    """The request or the uploaded media is unusable as sent."""
+
+
+class NotFound(ColdOpenError):
+    """The referenced video is not in the index."""
+
+
+class TooLarge(ColdOpenError):
+    """The upload exceeds a configured size limit."""
+
+
+class Overloaded(ColdOpenError):
+    """The server is at capacity; retry with backoff."""
+
+
+class NotReady(ColdOpenError):
+    """Models or index are still loading."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded at start-up; the message says how to fix it."""

@@ -1,0 +1,160 @@
+"""Media decoding: probe the container (PyAV), sample video frames (OpenCV), decode audio (PyAV).
+
+Frame sampling is by presentation time, so variable-frame-rate clips are sampled at the
+right moments; OpenCV applies the container's display rotation, so phone videos come out upright.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from faster_whisper.audio import decode_audio as _fw_decode_audio
+
+from server.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+AUDIO_SAMPLE_RATE = 16_000
+# Decoded video that ends this much earlier than the container says means a truncated upload.
+_TRUNCATION_TOLERANCE = 0.9
+_TRUNCATION_SLACK_S = 1.0
+
+_SUPPORTED_HINT = "upload a complete video file (MP4, MOV, MKV or WebM with H.264, H.265, VP9 or AV1 video)"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    container: str
+    video_codec: str
+    audio_codec: str
+    rotation: int = 0
+
+
+@dataclass(frozen=True)
+class SampledFrames:
+    frames: list[np.ndarray]  # RGB uint8, H x W x 3, upright
+    times_s: list[float]
+    rotation: int
+    width: int
+    height: int
+
+
+def probe(path: Path) -> MediaInfo:
+    """Read container facts without decoding; raise InvalidInput for anything that is not a video."""
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInput(f"the upload is not a readable media file ({_short(e)}); {_SUPPORTED_HINT}") from None
+    with container:
+        fmt = container.format.name
+        if fmt in ("image2", "image2pipe") or fmt.endswith("_pipe"):
+            raise InvalidInput(
+                f"the upload is a still image ({fmt.removesuffix('_pipe')}), not a video; {_SUPPORTED_HINT}"
+            )
+        if not container.streams.video:
+            kind = "an audio-only file" if container.streams.audio else "a file without a video stream"
+            raise InvalidInput(f"the upload is {kind} (container {fmt}); {_SUPPORTED_HINT}")
+        vs = container.streams.video[0]
+        duration = _stream_duration(vs)
+        if duration is None and container.duration:
+            duration = container.duration / av.time_base
+        if not duration or duration <= 0 or not math.isfinite(duration):
+            raise InvalidInput(f"the video has no duration in its container ({fmt}); {_SUPPORTED_HINT}")
+        rate = vs.average_rate or vs.guessed_rate
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return MediaInfo(
+            duration_s=float(duration),
+            width=int(vs.codec_context.width or 0),
+            height=int(vs.codec_context.height or 0),
+            fps=float(rate) if rate else 0.0,
+            has_audio=audio is not None,
+            container=fmt.split(",")[0],
+            video_codec=vs.codec_context.name or "",
+            audio_codec=audio.codec_context.name if audio is not None else "",
+        )
+
+
+def sample_times(duration_s: float, fps: float, max_frames: int) -> list[float]:
+    """Times at `fps` per second over [0, duration); spread evenly instead when that exceeds max_frames."""
+    wanted = max(1, math.ceil(duration_s * fps - 1e-9))
+    if wanted <= max_frames:
+        return [i / fps for i in range(wanted)]
+    step = duration_s / max_frames
+    return [i * step for i in range(max_frames)]
+
+
+def sample_frames(path: Path, info: MediaInfo, fps: float, max_frames: int) -> SampledFrames:
+    """Decode the video once and keep the first frame at or after each target time."""
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        raise InvalidInput(f"the video stream could not be opened for decoding; {_SUPPORTED_HINT}")
+    try:
+        cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360
+        targets = sample_times(info.duration_s, fps, max_frames)
+        frames: list[np.ndarray] = []
+        times: list[float] = []
+        start_ms = None
+        last_t = 0.0
+        ti = 0
+        while ti < len(targets) and cap.grab():
+            pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+            if start_ms is None:
+                start_ms = pos_ms
+            t = (pos_ms - start_ms) / 1000.0
+            last_t = t
+            if t + 1e-6 < targets[ti]:
+                continue
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                continue
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            times.append(round(t, 6))
+            while ti < len(targets) and targets[ti] <= t + 1e-6:
+                ti += 1
+        # Keep decoding to the end only to detect truncation when we stopped early on sampling.
+        if ti >= len(targets):
+            last_t = info.duration_s
+    finally:
+        cap.release()
+    if not frames:
+        raise InvalidInput(f"no video frame could be decoded (corrupt or truncated stream); {_SUPPORTED_HINT}")
+    expected = info.duration_s
+    if len(targets) > 1 and last_t + _TRUNCATION_SLACK_S < expected * _TRUNCATION_TOLERANCE:
+        raise InvalidInput(
+            f"the video is truncated: the container says {expected:.1f} s but decodable frames end at "
+            f"{last_t:.1f} s; re-send the complete file"
+        )
+    h, w = frames[0].shape[:2]
+    return SampledFrames(frames=frames, times_s=times, rotation=rotation, width=w, height=h)
+
+
+def decode_audio(path: Path) -> np.ndarray:
+    """The first audio track as 16 kHz mono float32 (faster-whisper's PyAV decoder; skips bad packets)."""
+    try:
+        audio = _fw_decode_audio(str(path), sampling_rate=AUDIO_SAMPLE_RATE)
+    except (av.error.FFmpegError, ValueError) as e:
+        raise InvalidInput(f"the audio track could not be decoded ({_short(e)}); re-encode it as AAC or Opus") from None
+    return np.asarray(audio, dtype=np.float32)
+
+
+def _stream_duration(stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text if len(text) <= 200 else text[:200] + "…"

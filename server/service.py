@@ -1,0 +1,267 @@
+"""The ingest/search core: media -> models -> store -> index. No gRPC types here."""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from models.clip import ClipEmbedder, ClipSpec, video_embedding
+from models.whisper import Transcript, WhisperSpec, WhisperTranscriber
+from server import media
+from server.domain import (
+    Extraction,
+    IngestResult,
+    Neighbour,
+    SearchQuery,
+    SearchResult,
+    VideoMetadata,
+    VideoRecord,
+)
+from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
+from server.index import VectorIndex, build_index
+from server.settings import Settings
+from server.store import Store
+
+log = logging.getLogger(__name__)
+
+_VIDEO_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
+_MAX_TEXT_CHARS = 1000
+_MAX_CAPTION_CHARS = 5000
+
+
+@dataclass(frozen=True)
+class Models:
+    clip: ClipEmbedder
+    whisper: WhisperTranscriber
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Models":
+        clip = ClipEmbedder.load(
+            ClipSpec(settings.clip_model, settings.clip_pretrained, settings.device, settings.clip_batch_size)
+        )
+        whisper = WhisperTranscriber.load(
+            WhisperSpec(
+                model=settings.whisper_model,
+                device=settings.device,
+                compute_type=settings.whisper_compute_type,
+                beam_size=settings.whisper_beam_size,
+                cpu_threads=settings.cpu_threads,
+            )
+        )
+        return cls(clip=clip, whisper=whisper)
+
+
+def validate_video_id(video_id: str) -> str:
+    if not video_id:
+        raise InvalidInput("video_id is missing; set metadata.video_id to your platform's id for this clip")
+    if not _VIDEO_ID.match(video_id):
+        raise InvalidInput(
+            f"video_id {video_id[:40]!r} is invalid: use 1-256 printable characters without whitespace"
+        )
+    return video_id
+
+
+def validate_metadata(meta: VideoMetadata) -> VideoMetadata:
+    validate_video_id(meta.video_id)
+    if len(meta.caption) > _MAX_CAPTION_CHARS:
+        raise InvalidInput(f"caption is {len(meta.caption)} characters; the limit is {_MAX_CAPTION_CHARS}")
+    if meta.language_hint and not re.fullmatch(r"[a-z]{2,3}", meta.language_hint):
+        raise InvalidInput(
+            f"language_hint {meta.language_hint[:20]!r} is not an ISO 639-1 code such as 'en'; leave it empty to detect"
+        )
+    return meta
+
+
+class ColdOpenService:
+    def __init__(self, settings: Settings, models: Models, store: Store, index: VectorIndex):
+        self.settings = settings
+        self.models = models
+        self._store = store
+        self._index = index
+        self._write_lock = threading.Lock()
+        self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
+        self._tmp_dir = settings.data_dir / "tmp"
+
+    @classmethod
+    def open(cls, settings: Settings, models: Models) -> "ColdOpenService":
+        """Open the data dir, check it matches the embedding model, rebuild the index from the store."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = settings.data_dir / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)  # partial uploads from a previous run
+        tmp.mkdir()
+        store = Store(settings.data_dir / "coldopen.sqlite3")
+        space = store.embedding_space()
+        clip = models.clip
+        if space is None:
+            store.set_embedding_space(clip.name, clip.dim)
+        elif space != (clip.name, clip.dim):
+            store.close()
+            raise ModelLoadError(
+                f"data dir {settings.data_dir} holds embeddings from {space[0]} ({space[1]}-d) but the server was "
+                f"started with {clip.name} ({clip.dim}-d); start with the same --clip-model/--clip-pretrained, "
+                f"or use a new --data-dir"
+            )
+        started = time.perf_counter()
+        index = build_index(clip.dim, settings.device)
+        for ids, vectors in store.iter_embeddings():
+            index.add(ids, vectors)
+        log.info(
+            "index ready: %d videos, %s, rebuilt in %.0f ms",
+            len(index),
+            index.description,
+            (time.perf_counter() - started) * 1000,
+        )
+        return cls(settings, models, store, index)
+
+    def close(self) -> None:
+        self._store.close()
+
+    # --- ingest -------------------------------------------------------------
+    @contextmanager
+    def ingest_slot(self) -> Iterator[None]:
+        """Admission control: at most max_concurrent_ingests uploads are received and processed at once."""
+        if not self._ingest_slots.acquire(blocking=False):
+            raise Overloaded(
+                f"the server is already processing {self.settings.max_concurrent_ingests} uploads; "
+                f"retry in a few seconds with backoff"
+            )
+        try:
+            yield
+        finally:
+            self._ingest_slots.release()
+
+    def upload_file(self) -> "tempfile._TemporaryFileWrapper":
+        """A temporary file under the data dir for one upload; removed when closed."""
+        return tempfile.NamedTemporaryFile(dir=self._tmp_dir, prefix="upload-", suffix=".bin")
+
+    def ingest(self, meta: VideoMetadata, path: Path, bytes_received: int, receive_ms: float = 0.0) -> IngestResult:
+        validate_metadata(meta)
+        if bytes_received == 0:
+            raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
+        timings: dict[str, float] = {"receive": round(receive_ms, 2)}
+        with _timed(timings, "probe"):
+            info = media.probe(path)
+        with _timed(timings, "decode_frames"):
+            sampled = media.sample_frames(path, info, self.settings.sample_fps, self.settings.max_frames)
+        with _timed(timings, "embed_frames"):
+            frame_embeddings = self.models.clip.embed_frames(sampled.frames)
+            embedding = video_embedding(frame_embeddings)
+        transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
+        if info.has_audio:
+            with _timed(timings, "decode_audio"):
+                audio = media.decode_audio(path)
+            if audio.size:
+                with _timed(timings, "transcribe"):
+                    transcript = self.models.whisper.transcribe(audio, meta.language_hint)
+        info = media.MediaInfo(
+            **{**info.__dict__, "width": sampled.width, "height": sampled.height, "rotation": sampled.rotation}
+        )
+        extraction = Extraction(
+            media=info,
+            frames_sampled=len(sampled.frames),
+            embedding_model=self.models.clip.name,
+            embedding_dim=int(embedding.shape[0]),
+            transcript=transcript,
+            timings_ms=timings,
+        )
+        with self._write_lock:
+            with _timed(timings, "store"):
+                rowid, replaced = self._store.upsert(meta, extraction, embedding, sampled.times_s, frame_embeddings)
+            with _timed(timings, "index"):
+                if replaced:
+                    self._index.remove(np.array([rowid]))
+                self._index.add(np.array([rowid]), embedding[None, :])
+        log.info(
+            "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d timings_ms=%s",
+            meta.video_id,
+            replaced,
+            bytes_received,
+            info.duration_s,
+            len(sampled.frames),
+            len(transcript.text.split()),
+            timings,
+        )
+        return IngestResult(meta.video_id, replaced, bytes_received, extraction)
+
+    # --- queries ------------------------------------------------------------
+    def search(self, query: SearchQuery) -> SearchResult:
+        k = query.k or 10
+        if k < 1 or k > self.settings.max_k:
+            raise InvalidInput(f"k={query.k} is out of range; ask for 1 to {self.settings.max_k} neighbours")
+        exclude: int | None = None
+        given = [q is not None for q in (query.video_id, query.text, query.embedding)]
+        if sum(given) != 1:
+            raise InvalidInput("a search needs exactly one of video_id, text or embedding")
+        if query.video_id is not None:
+            validate_video_id(query.video_id)
+            vector = self._store.embedding(query.video_id)
+            exclude = self._store.row_id(query.video_id)
+            if vector is None or exclude is None:
+                raise NotFound(f"video {query.video_id!r} is not indexed; ingest it first or check the id")
+        elif query.text is not None:
+            text = query.text.strip()
+            if not text:
+                raise InvalidInput("text query is empty; send a few words describing what to find")
+            if len(text) > _MAX_TEXT_CHARS:
+                raise InvalidInput(f"text query is {len(text)} characters; the limit is {_MAX_TEXT_CHARS}")
+            vector = self.models.clip.embed_texts([text])[0]
+        else:
+            vector = np.asarray(query.embedding, dtype=np.float32).reshape(-1)
+            if vector.shape[0] != self.models.clip.dim:
+                raise InvalidInput(
+                    f"embedding has {vector.shape[0]} values but the index holds {self.models.clip.dim}-d "
+                    f"{self.models.clip.name} embeddings"
+                )
+            norm = float(np.linalg.norm(vector))
+            if not np.isfinite(norm) or norm == 0.0:
+                raise InvalidInput("embedding must be finite and non-zero")
+            vector = vector / norm
+        fetch = min(k + (1 if exclude is not None else 0), max(len(self._index), 1))
+        scores, ids = self._index.search(vector[None, :], fetch)
+        hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
+        info = self._store.summaries([i for i, _ in hits])
+        neighbours = [
+            Neighbour(video_id=info[i][0], score=s, creator_id=info[i][1], caption=info[i][2], duration_s=info[i][3])
+            for i, s in hits
+            if i in info  # deleted between the index lookup and this read
+        ]
+        return SearchResult(neighbours, self.models.clip.name, len(self._index))
+
+    def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord:
+        validate_video_id(video_id)
+        record = self._store.get(video_id, include_embeddings)
+        if record is None:
+            raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
+        return record
+
+    def delete(self, video_id: str) -> None:
+        validate_video_id(video_id)
+        with self._write_lock:
+            rowid = self._store.delete(video_id)
+            if rowid is None:
+                raise NotFound(f"video {video_id!r} is not indexed, so there is nothing to delete")
+            self._index.remove(np.array([rowid]))
+        log.info("deleted video_id=%s", video_id)
+
+    @property
+    def size(self) -> int:
+        return len(self._index)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round((time.perf_counter() - started) * 1000, 2)

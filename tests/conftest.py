@@ -1,0 +1,113 @@
+"""Shared fixtures: real clips, a random-init open_clip saved to disk and loaded through the
+production path, the bundled Whisper, and real gRPC servers on port 0."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+import torch
+
+from coldopen.v1 import coldopen_pb2 as pb
+from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
+from server.app import create_server
+from server.service import ColdOpenService, Models
+from server.settings import MAX_CHUNK_BYTES, Settings
+from tests import mediagen
+
+# A small CLIP architecture so CPU tests are quick; same code path as ViT-B-32.
+TINY_CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 112, "layers": 2, "width": 128, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
+    """(model config JSON, checkpoint): a seeded random-init open_clip written to disk."""
+    import open_clip
+
+    root = tmp_path_factory.mktemp("clip")
+    config = root / "coldopen-test-tiny.json"
+    config.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    model = open_clip.create_model("coldopen-test-tiny", pretrained=None)
+    checkpoint = root / "tiny-random.pt"
+    torch.save({"state_dict": model.state_dict()}, checkpoint)
+    return config, checkpoint
+
+
+@pytest.fixture(scope="session")
+def base_settings(tiny_clip, tmp_path_factory) -> Settings:
+    config, checkpoint = tiny_clip
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("unused"),
+        listen="127.0.0.1:0",
+        clip_model=str(config),
+        clip_pretrained=str(checkpoint),
+        device="cpu",
+        max_concurrent_ingests=2,
+        grpc_workers=8,
+    )
+
+
+@pytest.fixture(scope="session")
+def models(base_settings) -> Models:
+    return Models.load(base_settings)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """Real H.264 + AAC clips from photographs and speech."""
+    d = tmp_path_factory.mktemp("clips")
+    out = {
+        "fox": mediagen.make_clip(d / "fox.mp4", "astronaut", seconds=5, size=(320, 180), speech_name="fox"),
+        "coffee": mediagen.make_clip(d / "coffee.mp4", "coffee", seconds=5, size=(320, 180), speech_name="coffee"),
+        "rocket": mediagen.make_clip(d / "rocket.mp4", "rocket", seconds=5, size=(320, 180), speech_name="rocket"),
+        "cat": mediagen.make_clip(d / "cat.mp4", "chelsea", seconds=4, size=(240, 320)),  # portrait, no audio
+        "hubble": mediagen.make_clip(d / "hubble.mp4", "hubble_deep_field", seconds=4, size=(320, 180), speech_name="weather"),
+    }
+    out["fox_copy"] = mediagen.reencode(out["fox"], d / "fox_copy.mp4", size=(256, 144), crf=32)
+    return out
+
+
+class RunningServer:
+    def __init__(self, settings: Settings, models: Models):
+        self.settings = settings
+        self.server = create_server(settings).start()
+        self.server.attach(ColdOpenService.open(settings, models))
+        self.channel = grpc.insecure_channel(self.server.address)
+        self.stub = pb_grpc.ContentIndexStub(self.channel)
+
+    def ingest(self, path: Path, video_id: str, **meta) -> pb.IngestResponse:
+        return self.stub.Ingest(upload(path.read_bytes(), video_id, **meta), timeout=120)
+
+    def stop(self) -> None:
+        self.channel.close()
+        self.server.stop(grace=1)
+
+
+def upload(data: bytes, video_id: str, **meta):
+    yield pb.IngestRequest(metadata=pb.VideoMetadata(video_id=video_id, **meta))
+    for i in range(0, len(data), MAX_CHUNK_BYTES):
+        yield pb.IngestRequest(chunk=data[i : i + MAX_CHUNK_BYTES])
+
+
+@pytest.fixture
+def start_server(models, base_settings, tmp_path):
+    """Factory: start a real server on port 0 (default data dir: this test's tmp dir)."""
+    running: list[RunningServer] = []
+
+    def start(**overrides) -> RunningServer:
+        settings = base_settings.replace(**{"data_dir": tmp_path / "data", **overrides})
+        server = RunningServer(settings, models)
+        running.append(server)
+        return server
+
+    yield start
+    for s in running:
+        s.stop()

@@ -1,0 +1,162 @@
+"""Every bad input gets a precise status and message; the server keeps serving and stored data is untouched."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from coldopen.v1 import coldopen_pb2 as pb
+from server.settings import MAX_CHUNK_BYTES
+from tests import mediagen
+from tests.conftest import upload
+
+pytestmark = pytest.mark.slow
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _code_and_details(call):
+    with pytest.raises(grpc.RpcError) as e:
+        call()
+    return e.value.code(), e.value.details()
+
+
+@pytest.fixture
+def server_with_video(start_server, clips):
+    server = start_server(max_upload_bytes=1_000_000)
+    server.ingest(clips["fox"], "fox", caption="keep me")
+    before = server.stub.GetVideo(pb.GetVideoRequest(video_id="fox", include_embeddings=True))
+    yield server, before
+    # Whatever was thrown at it, the server still serves and the stored video is unchanged.
+    health = health_pb2_grpc.HealthStub(server.channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    assert server.stub.GetVideo(pb.GetVideoRequest(video_id="fox", include_embeddings=True)) == before
+    reply = server.stub.Search(pb.SearchRequest(text="anything", k=10))
+    assert [n.video_id for n in reply.neighbours] == ["fox"] and reply.index_size == 1
+
+
+def _first_half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _png_bytes() -> bytes:
+    ok, buf = cv2.imencode(".png", mediagen.photo("astronaut"))
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize(
+    "name, make, expected",
+    [
+        ("empty upload", lambda clips, tmp: b"", "no bytes"),
+        ("random bytes", lambda clips, tmp: np.random.default_rng(0).bytes(50_000), "not a readable media file"),
+        ("png renamed .mp4", lambda clips, tmp: _png_bytes(), "still image"),
+        ("truncated mp4", lambda clips, tmp: clips["fox"].read_bytes()[: clips["fox"].stat().st_size * 6 // 10], "not a readable media file"),
+        (
+            "truncated faststart mp4",
+            lambda clips, tmp: _first_half(mediagen.make_clip(tmp / "fs.mp4", "rocket", seconds=8, faststart=True).read_bytes()),
+            "truncated",
+        ),
+        (
+            "audio only",
+            lambda clips, tmp: mediagen.write_audio_only(tmp / "a.m4a", mediagen.speech("fox")[0], 16000).read_bytes(),
+            "audio-only",
+        ),
+        ("text file", lambda clips, tmp: b"hello, this is not a video\n" * 100, "not a readable media file"),
+    ],
+)
+def test_bad_files_are_rejected_with_invalid_argument(server_with_video, clips, tmp_path, name, make, expected):
+    server, _ = server_with_video
+    data = make(clips, tmp_path)
+    code, details = _code_and_details(lambda: server.stub.Ingest(upload(data, "fox")))
+    assert code == INVALID, (name, details)
+    assert expected in details, (name, details)
+
+
+def test_protocol_errors(server_with_video, clips):
+    server, _ = server_with_video
+    data = clips["coffee"].read_bytes()
+    cases = {
+        "no messages at all": (iter([]), "stream is empty"),
+        "missing video_id": (upload(data, ""), "video_id is missing"),
+        "whitespace in video_id": (upload(data, "a b"), "is invalid"),
+        "chunk before metadata": (iter([pb.IngestRequest(chunk=data[:1000])]), "chunk arrived before it"),
+        "metadata twice": (
+            iter([pb.IngestRequest(metadata=pb.VideoMetadata(video_id="x"))] * 2),
+            "metadata may be sent only once",
+        ),
+        "chunk over 1 MiB": (
+            iter([pb.IngestRequest(metadata=pb.VideoMetadata(video_id="x")), pb.IngestRequest(chunk=b"0" * (MAX_CHUNK_BYTES + 1))]),
+            "1 MiB chunk limit",
+        ),
+        "bad language hint": (upload(data, "x", language_hint="english please"), "not an ISO 639-1 code"),
+    }
+    for name, (requests, expected) in cases.items():
+        code, details = _code_and_details(lambda: server.stub.Ingest(requests))
+        assert code == INVALID and expected in details, (name, code, details)
+
+
+def test_oversized_upload_is_resource_exhausted(server_with_video, clips):
+    server, _ = server_with_video
+    big = clips["fox"].read_bytes() * 15  # over the 1 MB limit of this server
+    code, details = _code_and_details(lambda: server.stub.Ingest(upload(big, "fox")))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max upload size of 1.0 MB" in details
+
+
+def test_unknown_ids_are_not_found(server_with_video):
+    server, _ = server_with_video
+    for call in (
+        lambda: server.stub.GetVideo(pb.GetVideoRequest(video_id="nope")),
+        lambda: server.stub.DeleteVideo(pb.DeleteVideoRequest(video_id="nope")),
+        lambda: server.stub.Search(pb.SearchRequest(video_id="nope")),
+    ):
+        code, details = _code_and_details(call)
+        assert code == grpc.StatusCode.NOT_FOUND and "'nope'" in details
+
+
+def test_bad_queries_are_invalid_argument(server_with_video, models):
+    server, _ = server_with_video
+    cases = {
+        "no query": (pb.SearchRequest(k=3), "exactly one of"),
+        "k too large": (pb.SearchRequest(text="x", k=5000), "out of range"),
+        "negative k": (pb.SearchRequest(text="x", k=-1), "out of range"),
+        "empty text": (pb.SearchRequest(text="   "), "empty"),
+        "wrong dimension": (pb.SearchRequest(embedding=pb.EmbeddingQuery(values=[0.1] * 7)), "has 7 values"),
+        "zero vector": (pb.SearchRequest(embedding=pb.EmbeddingQuery(values=[0.0] * models.clip.dim)), "non-zero"),
+        "empty id": (pb.SearchRequest(video_id=""), "video_id is missing"),
+    }
+    for name, (request, expected) in cases.items():
+        code, details = _code_and_details(lambda: server.stub.Search(request))
+        assert code == INVALID and expected in details, (name, code, details)
+    code, details = _code_and_details(lambda: server.stub.GetVideo(pb.GetVideoRequest(video_id="")))
+    assert code == INVALID
+
+
+def test_too_many_concurrent_uploads_is_resource_exhausted(start_server, clips):
+    server = start_server(max_concurrent_ingests=1)
+    release = threading.Event()
+    data = clips["coffee"].read_bytes()
+
+    def slow_upload():
+        yield pb.IngestRequest(metadata=pb.VideoMetadata(video_id="slow"))
+        yield pb.IngestRequest(chunk=data[:1000])
+        release.wait(30)
+        yield pb.IngestRequest(chunk=data[1000:])
+
+    first = server.stub.Ingest.future(slow_upload(), timeout=60)
+    try:
+        # Wait until the first stream holds the only slot, then a second is turned away with a retry hint.
+        for _ in range(100):
+            code, details = _code_and_details(lambda: server.stub.Ingest(upload(data, "second")))
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                break
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry" in details
+    finally:
+        release.set()
+    assert first.result().video_id == "slow"
+    assert server.ingest(clips["coffee"], "second").video_id == "second"
