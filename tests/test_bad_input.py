@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import cv2
 import grpc
@@ -150,12 +151,14 @@ def test_too_many_concurrent_uploads_is_resource_exhausted(start_server, clips):
 
     first = server.stub.Ingest.future(slow_upload(), timeout=60)
     try:
-        # Wait until the first stream holds the only slot, then a second is turned away with a retry hint.
-        for _ in range(100):
-            code, details = _code_and_details(lambda: server.stub.Ingest(upload(data, "second")))
-            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        # Probe with empty uploads: they get INVALID_ARGUMENT while a slot is free (so nothing is stored)
+        # and RESOURCE_EXHAUSTED once the first stream holds the only slot.
+        for _ in range(200):
+            code, details = _code_and_details(lambda: server.stub.Ingest(upload(b"", "probe")))
+            if code != INVALID:
                 break
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry" in details
+            time.sleep(0.05)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry" in details, (code, details)
     finally:
         release.set()
     assert first.result().video_id == "slow"
