@@ -96,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = client_command("delete", "remove a video from the index")
     p.add_argument("video_id")
 
+    p = client_command("sound-search", "videos that reuse a sound: of an indexed video, or of a local audio/video file")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--video-id")
+    q.add_argument("--file", type=Path, help="uploaded for matching only; never stored")
+    p.add_argument("--limit", type=int, default=10)
+
+    p = client_command("sounds", "sounds by how many videos used them recently (trends)")
+    p.add_argument("--window", type=float, default=86400, help="recent window in seconds (default one day)")
+    p.add_argument("--limit", type=int, default=20)
+
+    p = client_command("sound", "how many videos use one sound, in total and recently")
+    p.add_argument("sound_id")
+    p.add_argument("--window", type=float, default=86400, help="recent window in seconds (default one day)")
+
     p = command("demo", "start a server on this machine, ingest the sample clips and run searches")
     p.add_argument("--samples", type=Path, default=REPO_SAMPLES, help="folder with samples.json and clips")
     _model_flags(p)
@@ -108,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "serve": cmd_serve, "ingest": cmd_ingest, "search": cmd_search,
         "get": cmd_get, "delete": cmd_delete, "demo": cmd_demo,
+        "sound-search": cmd_sound_search, "sounds": cmd_sounds, "sound": cmd_sound,
     }[args.command]
     try:
         return handler(args)
@@ -193,6 +208,33 @@ def cmd_delete(args) -> int:
 
     with Client(_server(args), timeout=args.timeout) as client:
         _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
+    return 0
+
+
+def cmd_sound_search(args) -> int:
+    from server.client import Client
+
+    with Client(_server(args), timeout=args.timeout) as client:
+        result = client.search_by_sound(video_id=args.video_id, path=args.file, limit=args.limit)
+    _report(args, result, _describe_sound_matches)
+    return 0
+
+
+def cmd_sounds(args) -> int:
+    from server.client import Client
+
+    with Client(_server(args), timeout=args.timeout) as client:
+        result = client.list_sounds(args.window, args.limit)
+    _report(args, result, lambda r: "\n".join(_describe_sound(s) for s in r["sounds"]) or "no sounds yet")
+    return 0
+
+
+def cmd_sound(args) -> int:
+    from server.client import Client
+
+    with Client(_server(args), timeout=args.timeout) as client:
+        result = client.get_sound(args.sound_id, args.window)
+    _report(args, result, lambda r: _describe_sound(r) + "\n  recent videos: " + (", ".join(r["recent_video_ids"]) or "-"))
     return 0
 
 
@@ -282,10 +324,39 @@ def _describe_ingest(r: dict) -> str:
     t = e["transcript"]
     timings = ", ".join(f"{s['stage']} {s['ms']:.0f}" for s in e["timings"])
     transcript = f'"{t["text"]}" ({t["language"]})' if t["text"] else "(no speech)" if m["has_audio"] else "(no audio track)"
+    if e["sound_id"]:
+        reused = [x for x in r.get("sound_matches", []) if x["sound_id"] == e["sound_id"]]
+        sound = f"{e['sound_id']} ({'new' if r.get('new_sound') else 'reused'}, {e['landmarks']} landmarks)"
+        if reused:
+            sound += f", also in {', '.join(x['video_id'] for x in reused)}"
+    else:
+        sound = "(none)"
     return (
-        f"{r['video_id']}: {'replaced, ' if r['replaced'] else ''}{m['duration_s']:.1f} s {m['width']}x{m['height']}, "
+        f"{r['video_id']}: {'replaced, ' if r.get('replaced') else ''}{m['duration_s']:.1f} s {m['width']}x{m['height']}, "
         f"{e['frames_sampled']} frames -> {e['embedding_dim']}-d {e['embedding_model']}\n"
-        f"  transcript: {transcript}\n  timings ms: {timings}"
+        f"  transcript: {transcript}\n  sound: {sound}\n  timings ms: {timings}"
+    )
+
+
+def _describe_sound_matches(r: dict) -> str:
+    if not r["matches"]:
+        return "  no video uses this sound"
+    return "\n".join(_describe_sound_match(m) for m in r["matches"])
+
+
+def _describe_sound_match(m: dict) -> str:
+    return (
+        f"  {m['video_id']:<24} {m['sound_id']:<10} confidence {m['confidence']:.2f} ({m['matched_frames']} frames): "
+        f"query {m['query_start_s']:.1f} s = its {m['reference_start_s']:.1f} s, for {m['duration_s']:.1f} s"
+    )
+
+
+def _describe_sound(s: dict) -> str:
+    days = s["window_s"] / 86400
+    window = f"{days:g} d" if days >= 1 else f"{s['window_s'] / 3600:g} h"
+    return (
+        f"{s['sound_id']:<10} {s['video_count']:>6} videos, {s['recent_video_count']:>6} in the last {window}; "
+        f"first: {s['first_video_id']} at {s['created_at']}"
     )
 
 

@@ -76,7 +76,8 @@ class Client:
             language_hint=language_hint,
             filename=Path(path).name,
         )
-        return to_dict(self._stub.Ingest(_upload(Path(path), meta, on_progress), timeout=self._timeout))
+        first = pb.IngestRequest(metadata=meta)
+        return to_dict(self._stub.Ingest(_upload(Path(path), first, on_progress), timeout=self._timeout))
 
     def search(self, *, video_id=None, text=None, embedding=None, k: int = 10) -> dict:
         request = pb.SearchRequest(k=k)
@@ -97,10 +98,25 @@ class Client:
         return to_dict(self._stub.DeleteVideo(pb.DeleteVideoRequest(video_id=video_id), timeout=self._timeout))
 
 
-def _upload(path: Path, meta: pb.VideoMetadata, on_progress) -> Iterator[pb.IngestRequest]:
-    yield pb.IngestRequest(metadata=meta)
+    def search_by_sound(self, *, video_id: str | None = None, path: Path | None = None, limit: int = 10) -> dict:
+        if video_id is not None:
+            requests = iter([pb.SoundSearchRequest(query=pb.SoundQuery(video_id=video_id, limit=limit))])
+        else:
+            query = pb.SoundQuery(upload=pb.UploadInfo(filename=Path(path).name), limit=limit)
+            requests = _upload(Path(path), pb.SoundSearchRequest(query=query), None, pb.SoundSearchRequest)
+        return to_dict(self._stub.SearchBySound(requests, timeout=self._timeout))
+
+    def get_sound(self, sound_id: str, window_s: float = 0.0) -> dict:
+        return to_dict(self._stub.GetSound(pb.GetSoundRequest(sound_id=sound_id, window_s=window_s), timeout=self._timeout))
+
+    def list_sounds(self, window_s: float = 0.0, limit: int = 20) -> dict:
+        return to_dict(self._stub.ListSounds(pb.ListSoundsRequest(window_s=window_s, limit=limit), timeout=self._timeout))
+
+
+def _upload(path: Path, first, on_progress, message=pb.IngestRequest) -> Iterator:
+    yield first
     with path.open("rb") as f:
         while chunk := f.read(MAX_CHUNK_BYTES):
-            yield pb.IngestRequest(chunk=chunk)
+            yield message(chunk=chunk)
             if on_progress is not None:
                 on_progress(len(chunk))

@@ -28,6 +28,28 @@ class Extraction:
     embedding_dim: int
     transcript: Transcript
     timings_ms: dict[str, float] = field(default_factory=dict)
+    sound_id: int | None = None   # the sound this clip uses; None without usable audio
+    landmarks: int = 0            # landmark hashes in its audio fingerprint
+
+
+@dataclass(frozen=True)
+class SoundNeighbour:
+    video_id: str
+    sound_id: int | None
+    matched_frames: int
+    query_start_s: float
+    reference_start_s: float
+    duration_s: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class SoundStats:
+    sound_id: int
+    created_at: str
+    first_video: str
+    videos: int
+    recent_videos: int
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,8 @@ class IngestResult:
     replaced: bool
     bytes_received: int
     extraction: Extraction
+    new_sound: bool = False
+    sound_matches: list[SoundNeighbour] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

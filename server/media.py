@@ -140,6 +140,17 @@ def sample_frames(path: Path, info: MediaInfo, fps: float, max_frames: int) -> S
     return SampledFrames(frames=frames, times_s=times, rotation=rotation, width=w, height=h)
 
 
+def probe_audio(path: Path) -> None:
+    """Check that an upload is a media file with an audio track (audio-only files are fine)."""
+    try:
+        container = av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInput(f"the upload is not a readable media file ({_short(e)}); send audio or video (M4A, MP3, WAV, MP4, ...)") from None
+    with container:
+        if not container.streams.audio:
+            raise InvalidInput(f"the upload has no audio track (container {container.format.name}); send a file with sound")
+
+
 def decode_audio(path: Path) -> np.ndarray:
     """The first audio track as 16 kHz mono float32 (faster-whisper's PyAV decoder; skips bad packets)."""
     try:

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,19 @@ from typing import Iterator
 
 import numpy as np
 
-from models.clip import ClipEmbedder, ClipSpec, video_embedding
+from models.clip import ClipEmbedder, ClipSpec, resolve_device, video_embedding
+from models.fingerprint import Fingerprinter
 from models.whisper import Transcript, WhisperSpec, WhisperTranscriber
 from server import media
+from server import sounds
 from server.domain import (
     Extraction,
     IngestResult,
     Neighbour,
     SearchQuery,
     SearchResult,
+    SoundNeighbour,
+    SoundStats,
     VideoMetadata,
     VideoRecord,
 )
@@ -43,6 +48,7 @@ _MAX_CAPTION_CHARS = 5000
 class Models:
     clip: ClipEmbedder
     whisper: WhisperTranscriber
+    fingerprinter: Fingerprinter
 
     @classmethod
     def load(cls, settings: Settings) -> "Models":
@@ -58,7 +64,7 @@ class Models:
                 cpu_threads=settings.cpu_threads,
             )
         )
-        return cls(clip=clip, whisper=whisper)
+        return cls(clip=clip, whisper=whisper, fingerprinter=Fingerprinter.load(resolve_device(settings.device)))
 
 
 def validate_video_id(video_id: str) -> str:
@@ -69,6 +75,19 @@ def validate_video_id(video_id: str) -> str:
             f"video_id {video_id[:40]!r} is invalid: use 1-256 printable characters without whitespace"
         )
     return video_id
+
+
+SOUND_PREFIX = "snd-"
+
+
+def format_sound_id(sound_id: int | None) -> str:
+    return f"{SOUND_PREFIX}{sound_id}" if sound_id is not None else ""
+
+
+def parse_sound_id(text: str) -> int:
+    if not text.startswith(SOUND_PREFIX) or not text[len(SOUND_PREFIX) :].isdigit():
+        raise InvalidInput(f"sound_id {text[:40]!r} is invalid: sound ids look like 'snd-42' (as returned by Ingest)")
+    return int(text[len(SOUND_PREFIX) :])
 
 
 def validate_metadata(meta: VideoMetadata) -> VideoMetadata:
@@ -157,41 +176,115 @@ class ColdOpenService:
             frame_embeddings = self.models.clip.embed_frames(sampled.frames)
             embedding = video_embedding(frame_embeddings)
         transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
+        fingerprint = None
         if info.has_audio:
             with _timed(timings, "decode_audio"):
                 audio = media.decode_audio(path)
             if audio.size:
                 with _timed(timings, "transcribe"):
                     transcript = self.models.whisper.transcribe(audio, meta.language_hint)
+                with _timed(timings, "fingerprint"):
+                    fingerprint = self.models.fingerprinter.fingerprint([audio])[0]
         info = media.MediaInfo(
             **{**info.__dict__, "width": sampled.width, "height": sampled.height, "rotation": sampled.rotation}
         )
-        extraction = Extraction(
-            media=info,
-            frames_sampled=len(sampled.frames),
-            embedding_model=self.models.clip.name,
-            embedding_dim=int(embedding.shape[0]),
-            transcript=transcript,
-            timings_ms=timings,
-        )
         with self._write_lock:
+            # Matching and storing under one lock: two uploads of a new sound cannot both start a new sound_id.
+            matches: list[SoundNeighbour] = []
+            sound_id = None
+            if fingerprint is not None and len(fingerprint):
+                with _timed(timings, "match_sound"):
+                    matches = self._match_sound(fingerprint, exclude_row=self._store.row_id(meta.video_id), limit=5)
+                sound_id = next((m.sound_id for m in matches if m.sound_id is not None), None)
+            extraction = Extraction(
+                media=info,
+                frames_sampled=len(sampled.frames),
+                embedding_model=self.models.clip.name,
+                embedding_dim=int(embedding.shape[0]),
+                transcript=transcript,
+                timings_ms=timings,
+                landmarks=len(fingerprint) if fingerprint is not None else 0,
+            )
             with _timed(timings, "store"):
-                rowid, replaced = self._store.upsert(meta, extraction, embedding, sampled.times_s, frame_embeddings)
+                rowid, replaced, sound_id = self._store.upsert(
+                    meta, extraction, embedding, sampled.times_s, frame_embeddings, fingerprint, sound_id
+                )
             with _timed(timings, "index"):
                 if replaced:
                     self._index.remove(np.array([rowid]))
                 self._index.add(np.array([rowid]), embedding[None, :])
+        new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
+        extraction = Extraction(**{**extraction.__dict__, "sound_id": sound_id})
         log.info(
-            "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d timings_ms=%s",
+            "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d sound=%s new_sound=%s "
+            "sound_matches=%d timings_ms=%s",
             meta.video_id,
             replaced,
             bytes_received,
             info.duration_s,
             len(sampled.frames),
             len(transcript.text.split()),
+            format_sound_id(sound_id),
+            new_sound,
+            len(matches),
             timings,
         )
-        return IngestResult(meta.video_id, replaced, bytes_received, extraction)
+        return IngestResult(meta.video_id, replaced, bytes_received, extraction, new_sound, matches)
+
+    # --- sounds -------------------------------------------------------------
+    def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
+        post = self._store.lookup_postings(fingerprint.hashes)
+        found = sounds.match(
+            fingerprint, *post, self.models.fingerprinter.params.frame_seconds, exclude_row=exclude_row, limit=limit
+        )
+        info = self._store.sound_summaries([m.video_row for m in found])
+        return [
+            SoundNeighbour(
+                video_id=info[m.video_row][0],
+                sound_id=info[m.video_row][1],
+                matched_frames=m.matched_frames,
+                query_start_s=m.query_start_s,
+                reference_start_s=m.reference_start_s,
+                duration_s=m.duration_s,
+                confidence=m.confidence,
+            )
+            for m in found
+            if m.video_row in info
+        ]
+
+    def search_by_sound(self, video_id: str | None = None, path: Path | None = None, limit: int = 10) -> list[SoundNeighbour]:
+        """Videos that reuse the sound of an indexed video, or of an uploaded audio/video file (not stored)."""
+        if limit < 1 or limit > self.settings.max_k:
+            raise InvalidInput(f"limit={limit} is out of range; ask for 1 to {self.settings.max_k} matches")
+        if video_id is not None:
+            validate_video_id(video_id)
+            stored = self._store.fingerprint(video_id)
+            if stored is None:
+                raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
+            row, fingerprint = stored
+            if fingerprint is None:
+                raise InvalidInput(f"video {video_id!r} has no audio track, so it has no sound to search by")
+            return self._match_sound(fingerprint, exclude_row=row, limit=limit)
+        assert path is not None
+        media.probe_audio(path)
+        audio = media.decode_audio(path)
+        fingerprint = self.models.fingerprinter.fingerprint([audio])[0]
+        return self._match_sound(fingerprint, exclude_row=None, limit=limit)
+
+    def sound_stats(self, sound_id: str, window_s: float, sample: int = 10) -> tuple[SoundStats, list[str]]:
+        sid = parse_sound_id(sound_id)
+        if not self._store.sound_exists(sid):
+            raise NotFound(f"sound {sound_id!r} does not exist; sound ids come from Ingest or ListSounds")
+        stats = self._store.sound_stats(_since(window_s), sound_id=sid, limit=1)
+        if not stats:  # every video that used it was deleted or re-ingested with another sound
+            return SoundStats(sid, "", "", 0, 0), []
+        return stats[0], self._store.videos_of_sound(sid, sample)
+
+    def list_sounds(self, window_s: float, limit: int) -> list[SoundStats]:
+        """Sounds by how many videos used them within the window (then in total): trend counting."""
+        if limit < 1 or limit > self.settings.max_k:
+            raise InvalidInput(f"limit={limit} is out of range; ask for 1 to {self.settings.max_k} sounds")
+        return self._store.sound_stats(_since(window_s), limit=limit)
 
     # --- queries ------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchResult:
@@ -256,6 +349,13 @@ class ColdOpenService:
     @property
     def size(self) -> int:
         return len(self._index)
+
+
+def _since(window_s: float) -> str:
+    if not window_s > 0:
+        raise InvalidInput(f"window_s must be > 0 seconds (got {window_s}); e.g. 3600 for the last hour")
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=min(window_s, 3650 * 86400))
+    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @contextmanager

@@ -13,12 +13,14 @@ import numpy as np
 
 from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-from server.domain import Extraction, IngestResult, SearchQuery, VideoMetadata, VideoRecord
+from server.domain import Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
 from server.errors import ColdOpenError, InvalidInput, NotFound, NotReady, Overloaded, TooLarge
-from server.service import ColdOpenService, validate_metadata
+from server.service import ColdOpenService, format_sound_id, validate_metadata
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
 
 log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_S = 86_400.0
 
 STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -74,30 +76,68 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             if first.WhichOneof("payload") != "metadata":
                 raise InvalidInput("the first IngestRequest must carry metadata (video_id, ...); a chunk arrived before it")
             meta = validate_metadata(_metadata_from_pb(first.metadata))
-            limit = self._settings.max_upload_bytes
-            total = 0
             with service.upload_file() as upload:
-                for message in request_iterator:
-                    kind = message.WhichOneof("payload")
-                    if kind != "chunk":
-                        raise InvalidInput(
-                            f"upload for {meta.video_id!r}: metadata may be sent only once, as the first message; "
-                            f"every later message must carry a chunk"
-                        )
-                    size = len(message.chunk)
-                    if size > MAX_CHUNK_BYTES:
-                        raise InvalidInput(f"a chunk of {size} bytes exceeds the 1 MiB chunk limit; split the file into smaller chunks")
-                    total += size
-                    if total > limit:
-                        raise TooLarge(
-                            f"upload for {meta.video_id!r} exceeds the server's max upload size of {_human_bytes(limit)} "
-                            f"(max_upload_bytes); send a smaller or shorter file"
-                        )
-                    upload.write(message.chunk)
-                upload.flush()
+                total = self._receive(request_iterator, upload, f"upload for {meta.video_id!r}", "metadata")
                 receive_ms = (time.perf_counter() - started) * 1000
                 result = service.ingest(meta, Path(upload.name), total, receive_ms)
         return _ingest_result_to_pb(result)
+
+    @_guarded
+    def SearchBySound(self, request_iterator, context):
+        service = self._ready()
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "query":
+            raise InvalidInput("the first SoundSearchRequest must carry a query (video_id or upload)")
+        query = first.query
+        limit = query.limit or 10
+        source = query.WhichOneof("source")
+        if source == "video_id":
+            if next(request_iterator, None) is not None:
+                raise InvalidInput("a sound search by video_id takes no chunks; send only the query")
+            matches = service.search_by_sound(video_id=query.video_id, limit=limit)
+        elif source == "upload":
+            with service.ingest_slot(), service.upload_file() as upload:
+                total = self._receive(request_iterator, upload, "sound search upload", "query")
+                if total == 0:
+                    raise InvalidInput("the sound search upload has no bytes; send the file in chunk messages after the query")
+                matches = service.search_by_sound(path=Path(upload.name), limit=limit)
+        else:
+            raise InvalidInput("a sound query needs a video_id or an upload")
+        return pb.SoundSearchResponse(matches=[_sound_match_to_pb(m) for m in matches])
+
+    @_guarded
+    def GetSound(self, request, context):
+        window = request.window_s or DEFAULT_WINDOW_S
+        stats, recent = self._ready().sound_stats(request.sound_id, window)
+        return _sound_to_pb(stats, window, recent)
+
+    @_guarded
+    def ListSounds(self, request, context):
+        window = request.window_s or DEFAULT_WINDOW_S
+        sounds = self._ready().list_sounds(window, request.limit or 20)
+        return pb.ListSoundsResponse(sounds=[_sound_to_pb(s, window) for s in sounds])
+
+    def _receive(self, request_iterator, upload, what: str, header: str) -> int:
+        """Write the remaining chunk messages to `upload`, enforcing chunk and total size limits."""
+        limit = self._settings.max_upload_bytes
+        total = 0
+        for message in request_iterator:
+            if message.WhichOneof("payload") != "chunk":
+                raise InvalidInput(
+                    f"{what}: {header} may be sent only once, as the first message; every later message must carry a chunk"
+                )
+            size = len(message.chunk)
+            if size > MAX_CHUNK_BYTES:
+                raise InvalidInput(f"a chunk of {size} bytes exceeds the 1 MiB chunk limit; split the file into smaller chunks")
+            total += size
+            if total > limit:
+                raise TooLarge(
+                    f"{what} exceeds the server's max upload size of {_human_bytes(limit)} "
+                    f"(max_upload_bytes); send a smaller or shorter file"
+                )
+            upload.write(message.chunk)
+        upload.flush()
+        return total
 
     @_guarded
     def Search(self, request, context):
@@ -138,6 +178,30 @@ def _human_bytes(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
 
 
+def _sound_match_to_pb(m: SoundNeighbour) -> pb.SoundMatch:
+    return pb.SoundMatch(
+        video_id=m.video_id,
+        sound_id=format_sound_id(m.sound_id),
+        matched_frames=m.matched_frames,
+        query_start_s=m.query_start_s,
+        reference_start_s=m.reference_start_s,
+        duration_s=m.duration_s,
+        confidence=m.confidence,
+    )
+
+
+def _sound_to_pb(s: SoundStats, window_s: float, recent: list[str] | None = None) -> pb.Sound:
+    return pb.Sound(
+        sound_id=format_sound_id(s.sound_id),
+        created_at=s.created_at,
+        first_video_id=s.first_video,
+        video_count=s.videos,
+        recent_video_count=s.recent_videos,
+        window_s=window_s,
+        recent_video_ids=recent or [],
+    )
+
+
 def _metadata_from_pb(m: pb.VideoMetadata) -> VideoMetadata:
     return VideoMetadata(
         video_id=m.video_id,
@@ -164,12 +228,19 @@ def _extraction_to_pb(e: Extraction) -> pb.Extraction:
             segments=[pb.TranscriptSegment(**s.__dict__) for s in t.segments],
         ),
         timings=[pb.StageTiming(stage=k, ms=v) for k, v in e.timings_ms.items()],
+        sound_id=format_sound_id(e.sound_id),
+        landmarks=e.landmarks,
     )
 
 
 def _ingest_result_to_pb(r: IngestResult) -> pb.IngestResponse:
     return pb.IngestResponse(
-        video_id=r.video_id, replaced=r.replaced, bytes_received=r.bytes_received, extraction=_extraction_to_pb(r.extraction)
+        video_id=r.video_id,
+        replaced=r.replaced,
+        bytes_received=r.bytes_received,
+        extraction=_extraction_to_pb(r.extraction),
+        new_sound=r.new_sound,
+        sound_matches=[_sound_match_to_pb(m) for m in r.sound_matches],
     )
 
 

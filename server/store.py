@@ -19,7 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from models.whisper import Segment, Transcript
-from server.domain import Extraction, VideoMetadata, VideoRecord
+from models.fingerprint import Fingerprint
+from server.domain import Extraction, SoundStats, VideoMetadata, VideoRecord
 from server.media import MediaInfo
 
 _SCHEMA = """
@@ -40,8 +41,26 @@ CREATE TABLE IF NOT EXISTS videos (
     embedding BLOB NOT NULL,
     transcript TEXT NOT NULL,
     timings TEXT NOT NULL,
-    ingested_at TEXT NOT NULL
+    ingested_at TEXT NOT NULL,
+    sound_id INTEGER REFERENCES sounds(id),
+    fingerprint BLOB
 );
+CREATE TABLE IF NOT EXISTS sounds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    first_video TEXT NOT NULL
+);
+-- Inverted index of landmark hashes: (hash, video row, anchor frame), clustered by hash so a
+-- lookup is one B-tree range scan per hash. Kept in SQLite rather than in a separate in-memory
+-- structure because it then commits in the same transaction as its video (atomic re-ingest and
+-- delete, nothing to rebuild or replay at start), and because measured lookups were fast enough:
+-- see benchmarks/RESULTS.md (sound index).
+CREATE TABLE IF NOT EXISTS sound_hashes (
+    hash INTEGER NOT NULL,
+    video INTEGER NOT NULL,
+    t INTEGER NOT NULL,
+    PRIMARY KEY (hash, video, t)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS frames (
     video INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -69,6 +88,15 @@ class Store:
             self._conn.execute("PRAGMA synchronous=FULL")  # an acknowledged ingest survives power loss
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
+            self._conn.execute("CREATE INDEX IF NOT EXISTS videos_by_sound ON videos(sound_id, ingested_at)")
+
+    def _migrate(self) -> None:
+        """Add columns that data dirs made by earlier versions lack."""
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(videos)")}
+        for column, kind in (("sound_id", "INTEGER REFERENCES sounds(id)"), ("fingerprint", "BLOB")):
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE videos ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -100,8 +128,13 @@ class Store:
         embedding: np.ndarray,
         frame_times_s: list[float],
         frame_embeddings: np.ndarray,
-    ) -> tuple[int, bool]:
-        """Insert or atomically replace a video and its frames. Returns (row id, replaced)."""
+        fingerprint: Fingerprint | None = None,
+        sound_id: int | None = None,
+    ) -> tuple[int, bool, int | None]:
+        """Insert or atomically replace a video, its frames and its landmark postings.
+
+        `sound_id` None with a non-empty fingerprint starts a new sound. Returns (row id, replaced, sound id).
+        """
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         values = (
             meta.video_id,
@@ -129,11 +162,38 @@ class Store:
                 sets = ", ".join(f"{c.strip()} = ?" for c in _VIDEO_COLUMNS.split(",")[1:])
                 self._conn.execute(f"UPDATE videos SET {sets} WHERE id = ?", (*values[1:], rowid))
                 self._conn.execute("DELETE FROM frames WHERE video = ?", (rowid,))
+                self._delete_postings(rowid)
             self._conn.executemany(
                 "INSERT INTO frames (video, idx, t_s, embedding) VALUES (?, ?, ?, ?)",
                 [(rowid, i, float(t), _blob(e)) for i, (t, e) in enumerate(zip(frame_times_s, frame_embeddings))],
             )
-        return rowid, replaced
+            if fingerprint is None or len(fingerprint) == 0:
+                sound_id = None
+            elif sound_id is None:
+                sound_id = int(
+                    self._conn.execute(
+                        "INSERT INTO sounds (created_at, first_video) VALUES (?, ?)", (now, meta.video_id)
+                    ).lastrowid
+                )
+            self._conn.execute(
+                "UPDATE videos SET sound_id = ?, fingerprint = ? WHERE id = ?",
+                (sound_id, _fingerprint_blob(fingerprint) if fingerprint is not None else None, rowid),
+            )
+            if fingerprint is not None and len(fingerprint):
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO sound_hashes (hash, video, t) VALUES (?, ?, ?)",
+                    zip(fingerprint.hashes.tolist(), [rowid] * len(fingerprint), fingerprint.times.tolist()),
+                )
+        return rowid, replaced, sound_id
+
+    def _delete_postings(self, rowid: int) -> None:
+        row = self._conn.execute("SELECT fingerprint FROM videos WHERE id = ?", (rowid,)).fetchone()
+        old = _fingerprint_from_blob(row[0]) if row and row[0] is not None else None
+        if old is not None and len(old):
+            self._conn.executemany(
+                "DELETE FROM sound_hashes WHERE hash = ? AND video = ?",
+                [(int(h), rowid) for h in np.unique(old.hashes)],
+            )
 
     def delete(self, video_id: str) -> int | None:
         """Delete a video; returns its row id, or None if it was not stored."""
@@ -141,8 +201,69 @@ class Store:
             row = self._conn.execute("SELECT id FROM videos WHERE video_id = ?", (video_id,)).fetchone()
             if row is None:
                 return None
+            self._delete_postings(int(row[0]))
             self._conn.execute("DELETE FROM videos WHERE id = ?", (row[0],))
         return int(row[0])
+
+    # --- sounds -----------------------------------------------------------
+    def lookup_postings(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All postings (hash, video row, anchor frame) of the given hashes."""
+        unique = np.unique(hashes).tolist()
+        rows: list[tuple[int, int, int]] = []
+        with self._lock:
+            for i in range(0, len(unique), 20_000):  # stay under SQLite's bound-parameter limit
+                part = unique[i : i + 20_000]
+                rows += self._conn.execute(
+                    f"SELECT hash, video, t FROM sound_hashes WHERE hash IN ({', '.join('?' * len(part))})", part
+                ).fetchall()
+        if not rows:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        arr = np.array(rows, dtype=np.int64)
+        return arr[:, 0], arr[:, 1], arr[:, 2]
+
+    def fingerprint(self, video_id: str) -> tuple[int, Fingerprint | None] | None:
+        """(row id, stored fingerprint or None when the clip had no audio), or None for an unknown video."""
+        with self._lock:
+            row = self._conn.execute("SELECT id, fingerprint FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), (_fingerprint_from_blob(row[1]) if row[1] is not None else None)
+
+    def sound_summaries(self, row_ids: list[int]) -> dict[int, tuple[str, int | None]]:
+        """row id -> (video_id, sound id)."""
+        if not row_ids:
+            return {}
+        marks = ", ".join("?" * len(row_ids))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT id, video_id, sound_id FROM videos WHERE id IN ({marks})", [int(i) for i in row_ids]
+            ).fetchall()
+        return {int(r[0]): (r[1], r[2]) for r in rows}
+
+    def sound_stats(self, since: str, sound_id: int | None = None, limit: int = 100) -> list[SoundStats]:
+        """Per sound: videos using it, and how many of those were ingested at or after `since` (UTC ISO time)."""
+        where = "WHERE v.sound_id = ?" if sound_id is not None else ""
+        params: list = [since] + ([sound_id] if sound_id is not None else []) + [limit]
+        with self._lock:
+            rows = self._conn.execute(
+                f"""SELECT s.id, s.created_at, s.first_video, COUNT(v.id), COALESCE(SUM(v.ingested_at >= ?), 0)
+                    FROM sounds s JOIN videos v ON v.sound_id = s.id {where}
+                    GROUP BY s.id ORDER BY 5 DESC, 4 DESC, s.id LIMIT ?""",
+                params,
+            ).fetchall()
+        return [SoundStats(int(r[0]), r[1], r[2], int(r[3]), int(r[4])) for r in rows]
+
+    def sound_exists(self, sound_id: int) -> bool:
+        with self._lock:
+            return self._conn.execute("SELECT 1 FROM sounds WHERE id = ?", (sound_id,)).fetchone() is not None
+
+    def videos_of_sound(self, sound_id: int, limit: int) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT video_id FROM videos WHERE sound_id = ? ORDER BY ingested_at DESC LIMIT ?", (sound_id, limit)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     # --- reads ------------------------------------------------------------
     def count(self) -> int:
@@ -189,7 +310,8 @@ class Store:
     def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT id, {_VIDEO_COLUMNS} FROM videos WHERE video_id = ?", (video_id,)
+                f"SELECT id, {_VIDEO_COLUMNS}, sound_id, length(fingerprint) FROM videos WHERE video_id = ?",
+                (video_id,),
             ).fetchone()
             frames = []
             if row is not None and include_embeddings:
@@ -198,7 +320,7 @@ class Store:
                 ).fetchall()
         if row is None:
             return None
-        (_, vid, creator, caption, hashtags, hint, media, n_frames, model, emb, transcript, timings, at) = row
+        (_, vid, creator, caption, hashtags, hint, media, n_frames, model, emb, transcript, timings, at, sound, fp_len) = row
         t = json.loads(transcript)
         embedding = np.frombuffer(emb, dtype=np.float32).copy()
         extraction = Extraction(
@@ -214,6 +336,8 @@ class Store:
                 segments=[Segment(**s) for s in t["segments"]],
             ),
             timings_ms=json.loads(timings),
+            sound_id=sound,
+            landmarks=max(0, ((fp_len or 4) - 4) // 8),
         )
         record = VideoRecord(
             metadata=VideoMetadata(vid, creator, caption, tuple(json.loads(hashtags)), hint),
@@ -232,6 +356,23 @@ class Store:
                 ),
             )
         return record
+
+
+def _fingerprint_blob(fp: Fingerprint) -> bytes:
+    return np.concatenate([fp.hashes.astype(np.uint32).view(np.int32), fp.times.astype(np.int32)]).tobytes() + np.float32(
+        fp.duration_s
+    ).tobytes()
+
+
+def _fingerprint_from_blob(blob: bytes) -> Fingerprint:
+    data = np.frombuffer(blob[:-4], dtype=np.int32)
+    n = data.shape[0] // 2
+    return Fingerprint(
+        hashes=data[:n].view(np.uint32).copy(),
+        times=data[n:].copy(),
+        duration_s=float(np.frombuffer(blob[-4:], dtype=np.float32)[0]),
+        peaks=0,
+    )
 
 
 def _blob(v: np.ndarray) -> bytes:

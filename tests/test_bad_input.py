@@ -153,11 +153,13 @@ def test_too_many_concurrent_uploads_is_resource_exhausted(start_server, clips):
     try:
         # Probe with empty uploads: they get INVALID_ARGUMENT while a slot is free (so nothing is stored)
         # and RESOURCE_EXHAUSTED once the first stream holds the only slot.
-        for _ in range(200):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not first.done():
             code, details = _code_and_details(lambda: server.stub.Ingest(upload(b"", "probe")))
             if code != INVALID:
                 break
             time.sleep(0.05)
+        assert not first.done(), first.exception()
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry" in details, (code, details)
     finally:
         release.set()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63oldopen/v1/coldopen.proto\x12\x0b\x63oldopen.v1\"\x81\x01\n\rVideoMetadata\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x10\n\x08hashtags\x18\x04 \x03(\t\x12\x15\n\rlanguage_hint\x18\x05 \x01(\t\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\"[\n\rIngestRequest\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.coldopen.v1.VideoMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\xad\x01\n\tMediaInfo\x12\x12\n\nduration_s\x18\x01 \x01(\x01\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x11\n\thas_audio\x18\x05 \x01(\x08\x12\x11\n\tcontainer\x18\x06 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x07 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x08 \x01(\t\x12\x10\n\x08rotation\x18\t \x01(\x05\"\x89\x01\n\x11TranscriptSegment\x12\x0f\n\x07start_s\x18\x01 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x13\n\x0b\x61vg_logprob\x18\x04 \x01(\x01\x12\x16\n\x0eno_speech_prob\x18\x05 \x01(\x01\x12\x19\n\x11\x63ompression_ratio\x18\x06 \x01(\x01\"\x8b\x01\n\nTranscript\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x1c\n\x14language_probability\x18\x03 \x01(\x01\x12\x30\n\x08segments\x18\x04 \x03(\x0b\x32\x1e.coldopen.v1.TranscriptSegment\x12\r\n\x05model\x18\x05 \x01(\t\"(\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\n\n\x02ms\x18\x02 \x01(\x01\"\xd3\x01\n\nExtraction\x12%\n\x05media\x18\x01 \x01(\x0b\x32\x16.coldopen.v1.MediaInfo\x12\x16\n\x0e\x66rames_sampled\x18\x02 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x03 \x01(\t\x12\x15\n\rembedding_dim\x18\x04 \x01(\x05\x12+\n\ntranscript\x18\x05 \x01(\x0b\x32\x17.coldopen.v1.Transcript\x12)\n\x07timings\x18\x06 \x03(\x0b\x32\x18.coldopen.v1.StageTiming\"y\n\x0eIngestResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08replaced\x18\x02 \x01(\x08\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12+\n\nextraction\x18\x04 \x01(\x0b\x32\x17.coldopen.v1.Extraction\" \n\x0e\x45mbeddingQuery\x12\x0e\n\x06values\x18\x01 \x03(\x02\"y\n\rSearchRequest\x12\x12\n\x08video_id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x30\n\tembedding\x18\x03 \x01(\x0b\x32\x1b.coldopen.v1.EmbeddingQueryH\x00\x12\t\n\x01k\x18\x04 \x01(\x05\x42\x07\n\x05query\"e\n\tNeighbour\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\x12\n\nduration_s\x18\x05 \x01(\x01\"i\n\x0eSearchResponse\x12*\n\nneighbours\x18\x01 \x03(\x0b\x32\x16.coldopen.v1.Neighbour\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\x12\x12\n\nindex_size\x18\x03 \x01(\x03\"?\n\x0fGetVideoRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x1a\n\x12include_embeddings\x18\x02 \x01(\x08\"-\n\x0e\x46rameEmbedding\x12\x0b\n\x03t_s\x18\x01 \x01(\x01\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\xb7\x01\n\x05Video\x12,\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.coldopen.v1.VideoMetadata\x12+\n\nextraction\x18\x02 \x01(\x0b\x32\x17.coldopen.v1.Extraction\x12\x13\n\x0bingested_at\x18\x03 \x01(\t\x12\x11\n\tembedding\x18\x04 \x03(\x02\x12+\n\x06\x66rames\x18\x05 \x03(\x0b\x32\x1b.coldopen.v1.FrameEmbedding\"&\n\x12\x44\x65leteVideoRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\"\'\n\x13\x44\x65leteVideoResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t2\xa6\x02\n\x0c\x43ontentIndex\x12\x43\n\x06Ingest\x12\x1a.coldopen.v1.IngestRequest\x1a\x1b.coldopen.v1.IngestResponse(\x01\x12\x41\n\x06Search\x12\x1a.coldopen.v1.SearchRequest\x1a\x1b.coldopen.v1.SearchResponse\x12<\n\x08GetVideo\x12\x1c.coldopen.v1.GetVideoRequest\x1a\x12.coldopen.v1.Video\x12P\n\x0b\x44\x65leteVideo\x12\x1f.coldopen.v1.DeleteVideoRequest\x1a .coldopen.v1.DeleteVideoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63oldopen/v1/coldopen.proto\x12\x0b\x63oldopen.v1\"\x81\x01\n\rVideoMetadata\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x12\n\ncreator_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\x12\x10\n\x08hashtags\x18\x04 \x03(\t\x12\x15\n\rlanguage_hint\x18\x05 \x01(\t\x12\x10\n\x08\x66ilename\x18\x06 \x01(\t\"[\n\rIngestRequest\x12.\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.coldopen.v1.VideoMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\xad\x01\n\tMediaInfo\x12\x12\n\nduration_s\x18\x01 \x01(\x01\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x0b\n\x03\x66ps\x18\x04 \x01(\x01\x12\x11\n\thas_audio\x18\x05 \x01(\x08\x12\x11\n\tcontainer\x18\x06 \x01(\t\x12\x13\n\x0bvideo_codec\x18\x07 \x01(\t\x12\x13\n\x0b\x61udio_codec\x18\x08 \x01(\t\x12\x10\n\x08rotation\x18\t \x01(\x05\"\x89\x01\n\x11TranscriptSegment\x12\x0f\n\x07start_s\x18\x01 \x01(\x01\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x13\n\x0b\x61vg_logprob\x18\x04 \x01(\x01\x12\x16\n\x0eno_speech_prob\x18\x05 \x01(\x01\x12\x19\n\x11\x63ompression_ratio\x18\x06 \x01(\x01\"\x8b\x01\n\nTranscript\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08language\x18\x02 \x01(\t\x12\x1c\n\x14language_probability\x18\x03 \x01(\x01\x12\x30\n\x08segments\x18\x04 \x03(\x0b\x32\x1e.coldopen.v1.TranscriptSegment\x12\r\n\x05model\x18\x05 \x01(\t\"(\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\n\n\x02ms\x18\x02 \x01(\x01\"\xf8\x01\n\nExtraction\x12%\n\x05media\x18\x01 \x01(\x0b\x32\x16.coldopen.v1.MediaInfo\x12\x16\n\x0e\x66rames_sampled\x18\x02 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x03 \x01(\t\x12\x15\n\rembedding_dim\x18\x04 \x01(\x05\x12+\n\ntranscript\x18\x05 \x01(\x0b\x32\x17.coldopen.v1.Transcript\x12)\n\x07timings\x18\x06 \x03(\x0b\x32\x18.coldopen.v1.StageTiming\x12\x10\n\x08sound_id\x18\x07 \x01(\t\x12\x11\n\tlandmarks\x18\x08 \x01(\x05\"\xa2\x01\n\nSoundMatch\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08sound_id\x18\x02 \x01(\t\x12\x16\n\x0ematched_frames\x18\x03 \x01(\x05\x12\x15\n\rquery_start_s\x18\x04 \x01(\x01\x12\x19\n\x11reference_start_s\x18\x05 \x01(\x01\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x12\n\nconfidence\x18\x07 \x01(\x01\"\xbc\x01\n\x0eIngestResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x10\n\x08replaced\x18\x02 \x01(\x08\x12\x16\n\x0e\x62ytes_received\x18\x03 \x01(\x03\x12+\n\nextraction\x18\x04 \x01(\x0b\x32\x17.coldopen.v1.Extraction\x12\x11\n\tnew_sound\x18\x05 \x01(\x08\x12.\n\rsound_matches\x18\x06 \x03(\x0b\x32\x17.coldopen.v1.SoundMatch\" \n\x0e\x45mbeddingQuery\x12\x0e\n\x06values\x18\x01 \x03(\x02\"y\n\rSearchRequest\x12\x12\n\x08video_id\x18\x01 \x01(\tH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12\x30\n\tembedding\x18\x03 \x01(\x0b\x32\x1b.coldopen.v1.EmbeddingQueryH\x00\x12\t\n\x01k\x18\x04 \x01(\x05\x42\x07\n\x05query\"e\n\tNeighbour\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x12\n\ncreator_id\x18\x03 \x01(\t\x12\x0f\n\x07\x63\x61ption\x18\x04 \x01(\t\x12\x12\n\nduration_s\x18\x05 \x01(\x01\"i\n\x0eSearchResponse\x12*\n\nneighbours\x18\x01 \x03(\x0b\x32\x16.coldopen.v1.Neighbour\x12\x17\n\x0f\x65mbedding_model\x18\x02 \x01(\t\x12\x12\n\nindex_size\x18\x03 \x01(\x03\"?\n\x0fGetVideoRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\x12\x1a\n\x12include_embeddings\x18\x02 \x01(\x08\"-\n\x0e\x46rameEmbedding\x12\x0b\n\x03t_s\x18\x01 \x01(\x01\x12\x0e\n\x06values\x18\x02 \x03(\x02\"\xb7\x01\n\x05Video\x12,\n\x08metadata\x18\x01 \x01(\x0b\x32\x1a.coldopen.v1.VideoMetadata\x12+\n\nextraction\x18\x02 \x01(\x0b\x32\x17.coldopen.v1.Extraction\x12\x13\n\x0bingested_at\x18\x03 \x01(\t\x12\x11\n\tembedding\x18\x04 \x03(\x02\x12+\n\x06\x66rames\x18\x05 \x03(\x0b\x32\x1b.coldopen.v1.FrameEmbedding\"&\n\x12\x44\x65leteVideoRequest\x12\x10\n\x08video_id\x18\x01 \x01(\t\"\'\n\x13\x44\x65leteVideoResponse\x12\x10\n\x08video_id\x18\x01 \x01(\t\"\x1e\n\nUploadInfo\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\"d\n\nSoundQuery\x12\x12\n\x08video_id\x18\x01 \x01(\tH\x00\x12)\n\x06upload\x18\x02 \x01(\x0b\x32\x17.coldopen.v1.UploadInfoH\x00\x12\r\n\x05limit\x18\x03 \x01(\x05\x42\x08\n\x06source\"Z\n\x12SoundSearchRequest\x12(\n\x05query\x18\x01 \x01(\x0b\x32\x17.coldopen.v1.SoundQueryH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"?\n\x13SoundSearchResponse\x12(\n\x07matches\x18\x01 \x03(\x0b\x32\x17.coldopen.v1.SoundMatch\"5\n\x0fGetSoundRequest\x12\x10\n\x08sound_id\x18\x01 \x01(\t\x12\x10\n\x08window_s\x18\x02 \x01(\x01\"\xa2\x01\n\x05Sound\x12\x10\n\x08sound_id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\t\x12\x16\n\x0e\x66irst_video_id\x18\x03 \x01(\t\x12\x13\n\x0bvideo_count\x18\x04 \x01(\x03\x12\x1a\n\x12recent_video_count\x18\x05 \x01(\x03\x12\x10\n\x08window_s\x18\x06 \x01(\x01\x12\x18\n\x10recent_video_ids\x18\x07 \x03(\t\"4\n\x11ListSoundsRequest\x12\x10\n\x08window_s\x18\x01 \x01(\x01\x12\r\n\x05limit\x18\x02 \x01(\x05\"8\n\x12ListSoundsResponse\x12\"\n\x06sounds\x18\x01 \x03(\x0b\x32\x12.coldopen.v1.Sound2\x89\x04\n\x0c\x43ontentIndex\x12\x43\n\x06Ingest\x12\x1a.coldopen.v1.IngestRequest\x1a\x1b.coldopen.v1.IngestResponse(\x01\x12\x41\n\x06Search\x12\x1a.coldopen.v1.SearchRequest\x1a\x1b.coldopen.v1.SearchResponse\x12<\n\x08GetVideo\x12\x1c.coldopen.v1.GetVideoRequest\x1a\x12.coldopen.v1.Video\x12P\n\x0b\x44\x65leteVideo\x12\x1f.coldopen.v1.DeleteVideoRequest\x1a .coldopen.v1.DeleteVideoResponse\x12T\n\rSearchBySound\x12\x1f.coldopen.v1.SoundSearchRequest\x1a .coldopen.v1.SoundSearchResponse(\x01\x12<\n\x08GetSound\x12\x1c.coldopen.v1.GetSoundRequest\x1a\x12.coldopen.v1.Sound\x12M\n\nListSounds\x12\x1e.coldopen.v1.ListSoundsRequest\x1a\x1f.coldopen.v1.ListSoundsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,27 +44,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STAGETIMING']._serialized_start=726
   _globals['_STAGETIMING']._serialized_end=766
   _globals['_EXTRACTION']._serialized_start=769
-  _globals['_EXTRACTION']._serialized_end=980
-  _globals['_INGESTRESPONSE']._serialized_start=982
-  _globals['_INGESTRESPONSE']._serialized_end=1103
-  _globals['_EMBEDDINGQUERY']._serialized_start=1105
-  _globals['_EMBEDDINGQUERY']._serialized_end=1137
-  _globals['_SEARCHREQUEST']._serialized_start=1139
-  _globals['_SEARCHREQUEST']._serialized_end=1260
-  _globals['_NEIGHBOUR']._serialized_start=1262
-  _globals['_NEIGHBOUR']._serialized_end=1363
-  _globals['_SEARCHRESPONSE']._serialized_start=1365
-  _globals['_SEARCHRESPONSE']._serialized_end=1470
-  _globals['_GETVIDEOREQUEST']._serialized_start=1472
-  _globals['_GETVIDEOREQUEST']._serialized_end=1535
-  _globals['_FRAMEEMBEDDING']._serialized_start=1537
-  _globals['_FRAMEEMBEDDING']._serialized_end=1582
-  _globals['_VIDEO']._serialized_start=1585
-  _globals['_VIDEO']._serialized_end=1768
-  _globals['_DELETEVIDEOREQUEST']._serialized_start=1770
-  _globals['_DELETEVIDEOREQUEST']._serialized_end=1808
-  _globals['_DELETEVIDEORESPONSE']._serialized_start=1810
-  _globals['_DELETEVIDEORESPONSE']._serialized_end=1849
-  _globals['_CONTENTINDEX']._serialized_start=1852
-  _globals['_CONTENTINDEX']._serialized_end=2146
+  _globals['_EXTRACTION']._serialized_end=1017
+  _globals['_SOUNDMATCH']._serialized_start=1020
+  _globals['_SOUNDMATCH']._serialized_end=1182
+  _globals['_INGESTRESPONSE']._serialized_start=1185
+  _globals['_INGESTRESPONSE']._serialized_end=1373
+  _globals['_EMBEDDINGQUERY']._serialized_start=1375
+  _globals['_EMBEDDINGQUERY']._serialized_end=1407
+  _globals['_SEARCHREQUEST']._serialized_start=1409
+  _globals['_SEARCHREQUEST']._serialized_end=1530
+  _globals['_NEIGHBOUR']._serialized_start=1532
+  _globals['_NEIGHBOUR']._serialized_end=1633
+  _globals['_SEARCHRESPONSE']._serialized_start=1635
+  _globals['_SEARCHRESPONSE']._serialized_end=1740
+  _globals['_GETVIDEOREQUEST']._serialized_start=1742
+  _globals['_GETVIDEOREQUEST']._serialized_end=1805
+  _globals['_FRAMEEMBEDDING']._serialized_start=1807
+  _globals['_FRAMEEMBEDDING']._serialized_end=1852
+  _globals['_VIDEO']._serialized_start=1855
+  _globals['_VIDEO']._serialized_end=2038
+  _globals['_DELETEVIDEOREQUEST']._serialized_start=2040
+  _globals['_DELETEVIDEOREQUEST']._serialized_end=2078
+  _globals['_DELETEVIDEORESPONSE']._serialized_start=2080
+  _globals['_DELETEVIDEORESPONSE']._serialized_end=2119
+  _globals['_UPLOADINFO']._serialized_start=2121
+  _globals['_UPLOADINFO']._serialized_end=2151
+  _globals['_SOUNDQUERY']._serialized_start=2153
+  _globals['_SOUNDQUERY']._serialized_end=2253
+  _globals['_SOUNDSEARCHREQUEST']._serialized_start=2255
+  _globals['_SOUNDSEARCHREQUEST']._serialized_end=2345
+  _globals['_SOUNDSEARCHRESPONSE']._serialized_start=2347
+  _globals['_SOUNDSEARCHRESPONSE']._serialized_end=2410
+  _globals['_GETSOUNDREQUEST']._serialized_start=2412
+  _globals['_GETSOUNDREQUEST']._serialized_end=2465
+  _globals['_SOUND']._serialized_start=2468
+  _globals['_SOUND']._serialized_end=2630
+  _globals['_LISTSOUNDSREQUEST']._serialized_start=2632
+  _globals['_LISTSOUNDSREQUEST']._serialized_end=2684
+  _globals['_LISTSOUNDSRESPONSE']._serialized_start=2686
+  _globals['_LISTSOUNDSRESPONSE']._serialized_end=2742
+  _globals['_CONTENTINDEX']._serialized_start=2745
+  _globals['_CONTENTINDEX']._serialized_end=3266
 # @@protoc_insertion_point(module_scope)

@@ -91,32 +91,58 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ...) -> None: ...
 
 class Extraction(_message.Message):
-    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings")
+    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks")
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     FRAMES_SAMPLED_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_DIM_FIELD_NUMBER: _ClassVar[int]
     TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    SOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     media: MediaInfo
     frames_sampled: int
     embedding_model: str
     embedding_dim: int
     transcript: Transcript
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
-    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ...) -> None: ...
+    sound_id: str
+    landmarks: int
+    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ...) -> None: ...
+
+class SoundMatch(_message.Message):
+    __slots__ = ("video_id", "sound_id", "matched_frames", "query_start_s", "reference_start_s", "duration_s", "confidence")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    SOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    QUERY_START_S_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_START_S_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    sound_id: str
+    matched_frames: int
+    query_start_s: float
+    reference_start_s: float
+    duration_s: float
+    confidence: float
+    def __init__(self, video_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., matched_frames: _Optional[int] = ..., query_start_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
-    __slots__ = ("video_id", "replaced", "bytes_received", "extraction")
+    __slots__ = ("video_id", "replaced", "bytes_received", "extraction", "new_sound", "sound_matches")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     REPLACED_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     EXTRACTION_FIELD_NUMBER: _ClassVar[int]
+    NEW_SOUND_FIELD_NUMBER: _ClassVar[int]
+    SOUND_MATCHES_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     replaced: bool
     bytes_received: int
     extraction: Extraction
-    def __init__(self, video_id: _Optional[str] = ..., replaced: bool = ..., bytes_received: _Optional[int] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ...) -> None: ...
+    new_sound: bool
+    sound_matches: _containers.RepeatedCompositeFieldContainer[SoundMatch]
+    def __init__(self, video_id: _Optional[str] = ..., replaced: bool = ..., bytes_received: _Optional[int] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., new_sound: bool = ..., sound_matches: _Optional[_Iterable[_Union[SoundMatch, _Mapping]]] = ...) -> None: ...
 
 class EmbeddingQuery(_message.Message):
     __slots__ = ("values",)
@@ -201,3 +227,73 @@ class DeleteVideoResponse(_message.Message):
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     def __init__(self, video_id: _Optional[str] = ...) -> None: ...
+
+class UploadInfo(_message.Message):
+    __slots__ = ("filename",)
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    filename: str
+    def __init__(self, filename: _Optional[str] = ...) -> None: ...
+
+class SoundQuery(_message.Message):
+    __slots__ = ("video_id", "upload", "limit")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    upload: UploadInfo
+    limit: int
+    def __init__(self, video_id: _Optional[str] = ..., upload: _Optional[_Union[UploadInfo, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SoundSearchRequest(_message.Message):
+    __slots__ = ("query", "chunk")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    query: SoundQuery
+    chunk: bytes
+    def __init__(self, query: _Optional[_Union[SoundQuery, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class SoundSearchResponse(_message.Message):
+    __slots__ = ("matches",)
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    matches: _containers.RepeatedCompositeFieldContainer[SoundMatch]
+    def __init__(self, matches: _Optional[_Iterable[_Union[SoundMatch, _Mapping]]] = ...) -> None: ...
+
+class GetSoundRequest(_message.Message):
+    __slots__ = ("sound_id", "window_s")
+    SOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    sound_id: str
+    window_s: float
+    def __init__(self, sound_id: _Optional[str] = ..., window_s: _Optional[float] = ...) -> None: ...
+
+class Sound(_message.Message):
+    __slots__ = ("sound_id", "created_at", "first_video_id", "video_count", "recent_video_count", "window_s", "recent_video_ids")
+    SOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RECENT_VIDEO_COUNT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    RECENT_VIDEO_IDS_FIELD_NUMBER: _ClassVar[int]
+    sound_id: str
+    created_at: str
+    first_video_id: str
+    video_count: int
+    recent_video_count: int
+    window_s: float
+    recent_video_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sound_id: _Optional[str] = ..., created_at: _Optional[str] = ..., first_video_id: _Optional[str] = ..., video_count: _Optional[int] = ..., recent_video_count: _Optional[int] = ..., window_s: _Optional[float] = ..., recent_video_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListSoundsRequest(_message.Message):
+    __slots__ = ("window_s", "limit")
+    WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    window_s: float
+    limit: int
+    def __init__(self, window_s: _Optional[float] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListSoundsResponse(_message.Message):
+    __slots__ = ("sounds",)
+    SOUNDS_FIELD_NUMBER: _ClassVar[int]
+    sounds: _containers.RepeatedCompositeFieldContainer[Sound]
+    def __init__(self, sounds: _Optional[_Iterable[_Union[Sound, _Mapping]]] = ...) -> None: ...

@@ -54,6 +54,21 @@ class ContentIndexStub(object):
                 request_serializer=coldopen_dot_v1_dot_coldopen__pb2.DeleteVideoRequest.SerializeToString,
                 response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.DeleteVideoResponse.FromString,
                 _registered_method=True)
+        self.SearchBySound = channel.stream_unary(
+                '/coldopen.v1.ContentIndex/SearchBySound',
+                request_serializer=coldopen_dot_v1_dot_coldopen__pb2.SoundSearchRequest.SerializeToString,
+                response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.SoundSearchResponse.FromString,
+                _registered_method=True)
+        self.GetSound = channel.unary_unary(
+                '/coldopen.v1.ContentIndex/GetSound',
+                request_serializer=coldopen_dot_v1_dot_coldopen__pb2.GetSoundRequest.SerializeToString,
+                response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.Sound.FromString,
+                _registered_method=True)
+        self.ListSounds = channel.unary_unary(
+                '/coldopen.v1.ContentIndex/ListSounds',
+                request_serializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsRequest.SerializeToString,
+                response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsResponse.FromString,
+                _registered_method=True)
 
 
 class ContentIndexServicer(object):
@@ -87,6 +102,28 @@ class ContentIndexServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchBySound(self, request_iterator, context):
+        """Videos that reuse a sound: by an indexed video_id, or by an uploaded audio or video file
+        (first message `query`, then `chunk`s as in Ingest). Uploads are matched, never stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSound(self, request, context):
+        """One sound's usage: how many videos use it, and how many were added within a recent window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSounds(self, request, context):
+        """Sounds ordered by videos added within the window, then by all videos: trend counting.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContentIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +146,21 @@ def add_ContentIndexServicer_to_server(servicer, server):
                     servicer.DeleteVideo,
                     request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.DeleteVideoRequest.FromString,
                     response_serializer=coldopen_dot_v1_dot_coldopen__pb2.DeleteVideoResponse.SerializeToString,
+            ),
+            'SearchBySound': grpc.stream_unary_rpc_method_handler(
+                    servicer.SearchBySound,
+                    request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.SoundSearchRequest.FromString,
+                    response_serializer=coldopen_dot_v1_dot_coldopen__pb2.SoundSearchResponse.SerializeToString,
+            ),
+            'GetSound': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSound,
+                    request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.GetSoundRequest.FromString,
+                    response_serializer=coldopen_dot_v1_dot_coldopen__pb2.Sound.SerializeToString,
+            ),
+            'ListSounds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSounds,
+                    request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsRequest.FromString,
+                    response_serializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +271,87 @@ class ContentIndex(object):
             '/coldopen.v1.ContentIndex/DeleteVideo',
             coldopen_dot_v1_dot_coldopen__pb2.DeleteVideoRequest.SerializeToString,
             coldopen_dot_v1_dot_coldopen__pb2.DeleteVideoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBySound(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/coldopen.v1.ContentIndex/SearchBySound',
+            coldopen_dot_v1_dot_coldopen__pb2.SoundSearchRequest.SerializeToString,
+            coldopen_dot_v1_dot_coldopen__pb2.SoundSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coldopen.v1.ContentIndex/GetSound',
+            coldopen_dot_v1_dot_coldopen__pb2.GetSoundRequest.SerializeToString,
+            coldopen_dot_v1_dot_coldopen__pb2.Sound.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSounds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coldopen.v1.ContentIndex/ListSounds',
+            coldopen_dot_v1_dot_coldopen__pb2.ListSoundsRequest.SerializeToString,
+            coldopen_dot_v1_dot_coldopen__pb2.ListSoundsResponse.FromString,
             options,
             channel_credentials,
             insecure,
