@@ -274,6 +274,12 @@ def cmd_demo(args) -> int:
                     out["searches"].append({"query": q, **r})
                     label = f"video {q['video_id']!r}" if "video_id" in q else f"text {q['text']!r}"
                     _say(args, f"\nsearch by {label}:\n" + _describe_search(r))
+                for video_id in manifest.get("sound_queries", []):
+                    r = client.search_by_sound(video_id=video_id, limit=3)
+                    out["sound_searches"] = out.get("sound_searches", []) + [{"video_id": video_id, **r}]
+                    _say(args, f"\nvideos using the sound of {video_id!r}:\n" + _describe_sound_matches(r))
+                out["sounds"] = client.list_sounds(window_s=3600, limit=3)["sounds"]
+                _say(args, "\ntop sounds of the last hour:\n" + "\n".join("  " + _describe_sound(s) for s in out["sounds"]))
         finally:
             server.stop(grace=1)
     if args.json:

@@ -195,7 +195,10 @@ class ColdOpenService:
             if fingerprint is not None and len(fingerprint):
                 with _timed(timings, "match_sound"):
                     matches = self._match_sound(fingerprint, exclude_row=self._store.row_id(meta.video_id), limit=5)
-                sound_id = next((m.sound_id for m in matches if m.sound_id is not None), None)
+                # The clip's sound is the one covering most of it: a shared sentence of voice-over
+                # matches too, but over a shorter span than the song underneath.
+                covering = max(matches, key=lambda m: (m.duration_s, m.matched_frames), default=None)
+                sound_id = covering.sound_id if covering is not None else None
             extraction = Extraction(
                 media=info,
                 frames_sampled=len(sampled.frames),

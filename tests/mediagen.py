@@ -182,15 +182,28 @@ SAMPLES = [
     ("astronaut-orbit", "astronaut", "astronaut", "space_sam", "Greetings from orbit", ["space"]),
     ("deep-field", "hubble_deep_field", "weather", "sky_sid", "Galaxies and a weather report", ["space", "weather"]),
     ("coffee-closeup", "coffee", None, "barista_bo", "Latte art, no talking", ["coffee", "asmr"]),
+    # Two clips that use the same song: the second reuses part of it with a voice-over.
+    ("song-original", "immunohistochemistry", "song", "dj_dana", "My new track", ["music"]),
+    ("song-reuse", "stereo_motorcycle", "song+fox", "fox_fan", "Using this sound!", ["music", "challenge"]),
 ]
 
 
 def make_samples(out_dir: Path) -> list[Path]:
+    from tests import audiogen
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    song = audiogen.resample(audiogen.music(7, 10.0), audiogen.RATE, 16000)
     paths = []
-    for stem, photo_name, speech_name, *_ in SAMPLES:
+    for stem, photo_name, sound, *_ in SAMPLES:
         size = (480, 270) if stem != "coffee-closeup" else (360, 640)  # one portrait clip
-        paths.append(make_clip(out_dir / f"{stem}.mp4", photo_name, seconds=6, size=size, fps=15, speech_name=speech_name))
+        if sound and sound.startswith("song"):
+            audio = song[: 8 * 16000] if sound == "song" else song[2 * 16000 :][: 6 * 16000]
+            if "+" in sound:
+                audio = audiogen.overlay(audio, speech(sound.split("+")[1])[0], 0.0, at=8000)
+            frames = pan_frames(photo(photo_name), int(len(audio) / 16000 * 15), size)
+            paths.append(write_clip(out_dir / f"{stem}.mp4", frames, 15, audio, 16000))
+        else:
+            paths.append(make_clip(out_dir / f"{stem}.mp4", photo_name, seconds=6, size=size, fps=15, speech_name=sound))
     return paths
 
 

@@ -71,6 +71,16 @@ def test_serve_ingest_search_get_delete_and_restart(tiny_clip, clips, tmp_path):
 
         r = coldopen("get", "--server", address, "coffee")
         assert r.returncode == 0 and "coffee" in r.stdout and "#demo" in r.stdout
+
+        sound_id = results[0]["extraction"]["sound_id"]
+        r = coldopen("sound-search", "--server", address, "--json", "--file", str(clips["fox"]))
+        assert r.returncode == 0 and [m["video_id"] for m in json.loads(r.stdout)["matches"]] == ["fox"]
+        r = coldopen("sound-search", "--server", address, "--video-id", "coffee")
+        assert r.returncode == 0 and "no video uses this sound" in r.stdout
+        r = coldopen("sound", "--server", address, sound_id, "--window", "3600")
+        assert r.returncode == 0 and f"{sound_id}" in r.stdout and "1 videos" in r.stdout and "fox" in r.stdout
+        r = coldopen("sounds", "--server", address, "--json", "--limit", "2")
+        assert r.returncode == 0 and len(json.loads(r.stdout)["sounds"]) == 2
         r = coldopen("delete", "--server", address, "--json", "coffee")
         assert r.returncode == 0 and json.loads(r.stdout) == {"video_id": "coffee"}
         r = coldopen("get", "--server", address, "coffee")
@@ -108,3 +118,9 @@ def test_demo_ingests_the_samples_and_searches(tiny_clip):
     assert "coffee" in out["ingested"][0]["extraction"]["transcript"]["text"].lower()
     text_searches = [s for s in out["searches"] if "text" in s["query"]]
     assert len(text_searches) == len(manifest["text_queries"]) and all(len(s["neighbours"]) == 3 for s in text_searches)
+    # The two clips that share a song share a sound id, and the demo finds one from the other.
+    by_id = {x["video_id"]: x for x in out["ingested"]}
+    assert by_id["song-reuse"]["extraction"]["sound_id"] == by_id["song-original"]["extraction"]["sound_id"]
+    assert [m["video_id"] for m in out["sound_searches"][0]["matches"]] == ["song-original"]
+    assert out["sounds"][0]["sound_id"] == by_id["song-original"]["extraction"]["sound_id"]
+    assert int(out["sounds"][0]["video_count"]) == 2  # int64 is a string in proto3 JSON

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
 
 from coldopen.v1 import coldopen_pb2 as pb
 from models.fingerprint import Fingerprinter
-from models.whisper import Transcript
 from server import media, sounds
-from server.domain import Extraction, VideoMetadata
 from server.store import Store
 from tests import audiogen as ag
 from tests import mediagen, soundsuite
@@ -35,15 +32,9 @@ def world(tmp_path_factory):
     store = Store(folder / "store.sqlite3")
     rows = {}
     for i, f in enumerate(refs):
-        rows[store.upsert(*_placeholder_video(f"song-{i}"), fingerprint=f)[0]] = i
+        rows[store.upsert(*soundsuite.placeholder_video(f"song-{i}"), fingerprint=f)[0]] = i
     yield tracks, folder, fp, store, rows
     store.close()
-
-
-def _placeholder_video(video_id: str):
-    media_info = media.MediaInfo(15.0, 16, 16, 1.0, True, "mov", "h264", "aac")
-    extraction = Extraction(media_info, 1, "none", 4, Transcript("", "", 0.0, "none"))
-    return VideoMetadata(video_id), extraction, np.ones(4, np.float32) / 2, [0.0], np.ones((1, 4), np.float32) / 2
 
 
 def _query(world, path) -> list[sounds.SoundMatch]:
