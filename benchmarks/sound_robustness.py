@@ -2,7 +2,7 @@
 
 For every distortion in tests/soundsuite.py (plus harder extras), each of N synthesized songs is
 distorted, encoded to a real file, and matched against all N references (uploaded as AAC):
-  * ColdOpen: the production fingerprinter and matcher over a real SQLite sound index;
+  * ColdOpen: the production fingerprinter, sound index and matcher;
   * Chromaprint: `fpcalc -raw` fingerprints (Debian package libchromaprint-tools), matched the way
     AcoustID compares them: the best bit error rate over all alignments,
     a match when it is below --chromaprint-ber (0.35) over >= 2 s of overlap.
@@ -54,7 +54,7 @@ def best_ber(q: np.ndarray, r: np.ndarray, min_overlap: int) -> float:
 def main() -> None:
     from models.fingerprint import Fingerprinter
     from server import media, sounds
-    from server.store import Store
+    from server.sound_index import SoundIndex
     from tests import soundsuite
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,8 +78,10 @@ def main() -> None:
         refs = fp.fingerprint(ref_audio)
         ours_s = time.perf_counter() - started
         audio_s = sum(len(a) for a in ref_audio) / 16000
-        store = Store(folder / "store.sqlite3")
-        rows = {store.upsert(*soundsuite.placeholder_video(f"song-{i}"), fingerprint=f)[0]: i for i, f in enumerate(refs)}
+        index = SoundIndex()
+        for i, f in enumerate(refs):
+            index.add(i, f)
+        rows = {i: i for i in range(n)}
         started = time.perf_counter()
         cp_refs = [chromaprint(f) for f in ref_files]
         cp_s = time.perf_counter() - started
@@ -92,7 +94,7 @@ def main() -> None:
                 path = make(i, tracks, folder)
                 q = fp.fingerprint([media.decode_audio(path)])[0]
                 t0 = time.perf_counter()
-                post = store.lookup_postings(q.hashes)
+                post = index.lookup(q.hashes)
                 found = {rows[m.video_row] for m in sounds.match(q, *post, fp.params.frame_seconds, limit=n)}
                 lookups.append((time.perf_counter() - t0) * 1000)
                 allowed = {i} | soundsuite.also_contains(kind, i, n)
@@ -115,7 +117,6 @@ def main() -> None:
             r = table[kind]
             print(f"{kind:<16} ColdOpen hit {r['coldopen_hit']:6.1%} false {r['coldopen_false']:6.2%} | "
                   f"Chromaprint hit {r['chromaprint_hit']:6.1%} false {r['chromaprint_false']:6.2%}", flush=True)
-        store.close()
     # Chromaprint again at the BER threshold that gives it <= 1% false matches over the whole suite
     # (ColdOpen's bar), so the hit rates compare at an equal false-match budget.
     unrelated = sorted(b for rows_ in cp_bers.values() for i, j, b in rows_ if i != j)

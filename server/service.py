@@ -34,6 +34,7 @@ from server.domain import (
 )
 from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
 from server.index import VectorIndex, build_index
+from server.sound_index import SoundIndex
 from server.settings import Settings
 from server.store import Store
 
@@ -102,11 +103,12 @@ def validate_metadata(meta: VideoMetadata) -> VideoMetadata:
 
 
 class ColdOpenService:
-    def __init__(self, settings: Settings, models: Models, store: Store, index: VectorIndex):
+    def __init__(self, settings: Settings, models: Models, store: Store, index: VectorIndex, sound_index: SoundIndex):
         self.settings = settings
         self.models = models
         self._store = store
         self._index = index
+        self._sounds = sound_index
         self._write_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         self._tmp_dir = settings.data_dir / "tmp"
@@ -134,13 +136,17 @@ class ColdOpenService:
         index = build_index(clip.dim, settings.device)
         for ids, vectors in store.iter_embeddings():
             index.add(ids, vectors)
+        sound_index = SoundIndex()
+        for row, fingerprint in store.iter_fingerprints():
+            sound_index.add(row, fingerprint)
         log.info(
-            "index ready: %d videos, %s, rebuilt in %.0f ms",
+            "index ready: %d videos, %s, %d landmark postings, rebuilt in %.0f ms",
             len(index),
             index.description,
+            sound_index.postings,
             (time.perf_counter() - started) * 1000,
         )
-        return cls(settings, models, store, index)
+        return cls(settings, models, store, index, sound_index)
 
     def close(self) -> None:
         self._store.close()
@@ -216,6 +222,10 @@ class ColdOpenService:
                 if replaced:
                     self._index.remove(np.array([rowid]))
                 self._index.add(np.array([rowid]), embedding[None, :])
+                if fingerprint is not None:
+                    self._sounds.add(rowid, fingerprint)
+                else:
+                    self._sounds.remove(rowid)
         new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
         extraction = Extraction(**{**extraction.__dict__, "sound_id": sound_id})
         log.info(
@@ -236,7 +246,7 @@ class ColdOpenService:
 
     # --- sounds -------------------------------------------------------------
     def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
-        post = self._store.lookup_postings(fingerprint.hashes)
+        post = self._sounds.lookup(fingerprint.hashes)
         found = sounds.match(
             fingerprint, *post, self.models.fingerprinter.params.frame_seconds, exclude_row=exclude_row, limit=limit
         )
@@ -347,6 +357,7 @@ class ColdOpenService:
             if rowid is None:
                 raise NotFound(f"video {video_id!r} is not indexed, so there is nothing to delete")
             self._index.remove(np.array([rowid]))
+            self._sounds.remove(rowid)
         log.info("deleted video_id=%s", video_id)
 
     @property

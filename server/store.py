@@ -50,17 +50,7 @@ CREATE TABLE IF NOT EXISTS sounds (
     created_at TEXT NOT NULL,
     first_video TEXT NOT NULL
 );
--- Inverted index of landmark hashes: (hash, video row, anchor frame), clustered by hash so a
--- lookup is one B-tree range scan per hash. Kept in SQLite rather than in a separate in-memory
--- structure because it then commits in the same transaction as its video (atomic re-ingest and
--- delete, nothing to rebuild or replay at start), and because measured lookups were fast enough:
--- see benchmarks/RESULTS.md (sound index).
-CREATE TABLE IF NOT EXISTS sound_hashes (
-    hash INTEGER NOT NULL,
-    video INTEGER NOT NULL,
-    t INTEGER NOT NULL,
-    PRIMARY KEY (hash, video, t)
-) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS frames (
     video INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL,
@@ -131,7 +121,7 @@ class Store:
         fingerprint: Fingerprint | None = None,
         sound_id: int | None = None,
     ) -> tuple[int, bool, int | None]:
-        """Insert or atomically replace a video, its frames and its landmark postings.
+        """Insert or atomically replace a video, its frames and its audio fingerprint.
 
         `sound_id` None with a non-empty fingerprint starts a new sound. Returns (row id, replaced, sound id).
         """
@@ -162,7 +152,6 @@ class Store:
                 sets = ", ".join(f"{c.strip()} = ?" for c in _VIDEO_COLUMNS.split(",")[1:])
                 self._conn.execute(f"UPDATE videos SET {sets} WHERE id = ?", (*values[1:], rowid))
                 self._conn.execute("DELETE FROM frames WHERE video = ?", (rowid,))
-                self._delete_postings(rowid)
             self._conn.executemany(
                 "INSERT INTO frames (video, idx, t_s, embedding) VALUES (?, ?, ?, ?)",
                 [(rowid, i, float(t), _blob(e)) for i, (t, e) in enumerate(zip(frame_times_s, frame_embeddings))],
@@ -179,21 +168,7 @@ class Store:
                 "UPDATE videos SET sound_id = ?, fingerprint = ? WHERE id = ?",
                 (sound_id, _fingerprint_blob(fingerprint) if fingerprint is not None else None, rowid),
             )
-            if fingerprint is not None and len(fingerprint):
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO sound_hashes (hash, video, t) VALUES (?, ?, ?)",
-                    zip(fingerprint.hashes.tolist(), [rowid] * len(fingerprint), fingerprint.times.tolist()),
-                )
         return rowid, replaced, sound_id
-
-    def _delete_postings(self, rowid: int) -> None:
-        row = self._conn.execute("SELECT fingerprint FROM videos WHERE id = ?", (rowid,)).fetchone()
-        old = _fingerprint_from_blob(row[0]) if row and row[0] is not None else None
-        if old is not None and len(old):
-            self._conn.executemany(
-                "DELETE FROM sound_hashes WHERE hash = ? AND video = ?",
-                [(int(h), rowid) for h in np.unique(old.hashes)],
-            )
 
     def delete(self, video_id: str) -> int | None:
         """Delete a video; returns its row id, or None if it was not stored."""
@@ -201,26 +176,24 @@ class Store:
             row = self._conn.execute("SELECT id FROM videos WHERE video_id = ?", (video_id,)).fetchone()
             if row is None:
                 return None
-            self._delete_postings(int(row[0]))
             self._conn.execute("DELETE FROM videos WHERE id = ?", (row[0],))
         return int(row[0])
 
     # --- sounds -----------------------------------------------------------
-    def lookup_postings(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All postings (hash, video row, anchor frame) of the given hashes."""
-        unique = np.unique(hashes).tolist()
-        rows: list[tuple[int, int, int]] = []
-        with self._lock:
-            for i in range(0, len(unique), 20_000):  # stay under SQLite's bound-parameter limit
-                part = unique[i : i + 20_000]
-                rows += self._conn.execute(
-                    f"SELECT hash, video, t FROM sound_hashes WHERE hash IN ({', '.join('?' * len(part))})", part
+    def iter_fingerprints(self, batch: int = 1000) -> Iterator[tuple[int, Fingerprint]]:
+        """Every stored (row id, fingerprint), for rebuilding the sound index."""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    "SELECT id, fingerprint FROM videos WHERE id > ? AND fingerprint IS NOT NULL ORDER BY id LIMIT ?",
+                    (last, batch),
                 ).fetchall()
-        if not rows:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        arr = np.array(rows, dtype=np.int64)
-        return arr[:, 0], arr[:, 1], arr[:, 2]
+            if not rows:
+                return
+            for rowid, blob in rows:
+                yield int(rowid), _fingerprint_from_blob(blob)
+            last = int(rows[-1][0])
 
     def fingerprint(self, video_id: str) -> tuple[int, Fingerprint | None] | None:
         """(row id, stored fingerprint or None when the clip had no audio), or None for an unknown video."""

@@ -11,9 +11,6 @@ from typing import Callable
 
 import numpy as np
 
-from models.whisper import Transcript
-from server import media
-from server.domain import Extraction, VideoMetadata
 from tests import audiogen as ag
 
 R = ag.RATE
@@ -81,10 +78,3 @@ def make_tracks(n: int, seconds: float) -> list[np.ndarray]:
 def reference_file(i: int, tracks: list, folder: Path) -> Path:
     return ag.encode(folder / f"ref-{i}.m4a", tracks[i], bitrate=128_000)
 
-
-def placeholder_video(video_id: str):
-    """Arguments for Store.upsert of a song-only entry: sound tests fill the store directly, without
-    running CLIP and Whisper (which they do not exercise), through the same upsert that Ingest uses."""
-    media_info = media.MediaInfo(15.0, 16, 16, 1.0, True, "mov", "h264", "aac")
-    extraction = Extraction(media_info, 1, "none", 4, Transcript("", "", 0.0, "none"))
-    return VideoMetadata(video_id), extraction, np.ones(4, np.float32) / 2, [0.0], np.ones((1, 4), np.float32) / 2

@@ -9,7 +9,7 @@ import pytest
 from coldopen.v1 import coldopen_pb2 as pb
 from models.fingerprint import Fingerprinter
 from server import media, sounds
-from server.store import Store
+from server.sound_index import SoundIndex
 from tests import audiogen as ag
 from tests import mediagen, soundsuite
 from tests.conftest import upload
@@ -20,27 +20,23 @@ TRACK_SECONDS = 15.0
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Reference songs uploaded as AAC, fingerprinted, and stored in a real SQLite sound index.
-
-    The store is filled directly (without CLIP and Whisper, which these tests do not exercise)
-    through the same Store.upsert that Ingest uses.
-    """
+    """Reference songs uploaded as AAC, fingerprinted, and put in the production sound index."""
     folder = tmp_path_factory.mktemp("sounds")
     tracks = soundsuite.make_tracks(N_TRACKS, TRACK_SECONDS)
     fp = Fingerprinter.load("cpu")
     refs = fp.fingerprint([media.decode_audio(soundsuite.reference_file(i, tracks, folder)) for i in range(N_TRACKS)])
-    store = Store(folder / "store.sqlite3")
+    index = SoundIndex()
     rows = {}
     for i, f in enumerate(refs):
-        rows[store.upsert(*soundsuite.placeholder_video(f"song-{i}"), fingerprint=f)[0]] = i
-    yield tracks, folder, fp, store, rows
-    store.close()
+        index.add(100 + i, f)
+        rows[100 + i] = i
+    return tracks, folder, fp, index, rows
 
 
 def _query(world, path) -> list[sounds.SoundMatch]:
-    _, _, fp, store, _ = world
+    _, _, fp, index, _ = world
     q = fp.fingerprint([media.decode_audio(path)])[0]
-    return sounds.match(q, *store.lookup_postings(q.hashes), fp.params.frame_seconds, limit=N_TRACKS)
+    return sounds.match(q, *index.lookup(q.hashes), fp.params.frame_seconds, limit=N_TRACKS)
 
 
 @pytest.mark.slow
@@ -70,6 +66,21 @@ def test_match_reports_offsets_and_span(world):
     assert best.query_start_s == pytest.approx(2.0, abs=0.5)
     assert best.reference_start_s - best.query_start_s == pytest.approx(start / ag.RATE - 2.0, abs=0.05)
     assert 4.0 <= best.duration_s <= 6.1 and 0.5 <= best.confidence <= 1.0
+
+
+def test_sound_index_replaces_removes_and_merges():
+    fp = Fingerprinter.load("cpu")
+    a, b = fp.fingerprint([ag.resample(ag.music(s, 5.0), ag.RATE, 16000) for s in (3, 4)])
+    index = SoundIndex(merge_at=1)  # merge after every add
+    index.add(1, a)
+    index.add(2, b)
+    _, rows, _ = index.lookup(a.hashes)
+    assert set(rows.tolist()) >= {1} and (rows == 1).sum() >= len(a)
+    index.add(1, b)  # re-ingest row 1 with other audio: a's postings are gone
+    assert index.postings == 2 * len(b)  # the merge after that add dropped a's retired postings
+    assert sounds.match(a, *index.lookup(a.hashes), fp.params.frame_seconds) == []
+    index.remove(2)
+    assert {m.video_row for m in sounds.match(b, *index.lookup(b.hashes), fp.params.frame_seconds)} == {1}
 
 
 def test_fingerprint_is_batched_and_deterministic():
@@ -140,6 +151,14 @@ def test_reused_sound_under_voice_over_end_to_end(start_server, clips, song, tmp
     assert server.stub.GetSound(pb.GetSoundRequest(sound_id=original.extraction.sound_id)).video_count == 1
     chunks = (pb.SoundSearchRequest(chunk=m.chunk) for m in list(upload(excerpt.read_bytes(), "x"))[1:])
     assert [m.video_id for m in server.stub.SearchBySound(iter([first, *chunks])).matches] == ["dance-reuse"]
+
+    # A restart rebuilds the sound index from the stored fingerprints: same answers, same sound ids.
+    server.stop()
+    restarted = start_server()
+    chunks = (pb.SoundSearchRequest(chunk=m.chunk) for m in list(upload(excerpt.read_bytes(), "x"))[1:])
+    assert [m.video_id for m in restarted.stub.SearchBySound(iter([first, *chunks])).matches] == ["dance-reuse"]
+    again = restarted.ingest(_clip_with_sound(tmp_path / "orig.mp4", "astronaut", song), "dance-again")
+    assert again.extraction.sound_id == original.extraction.sound_id and not again.new_sound
 
 
 @pytest.mark.slow
