@@ -50,13 +50,16 @@ class SampledFrames:
     height: int
 
 
+def _open(path: Path, hint: str):
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        raise InvalidInput(f"the upload is not a readable media file ({_short(e)}); {hint}") from None
+
+
 def probe(path: Path) -> MediaInfo:
     """Read container facts without decoding; raise InvalidInput for anything that is not a video."""
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise InvalidInput(f"the upload is not a readable media file ({_short(e)}); {_SUPPORTED_HINT}") from None
-    with container:
+    with _open(path, _SUPPORTED_HINT) as container:
         fmt = container.format.name
         if fmt in ("image2", "image2pipe") or fmt.endswith("_pipe"):
             raise InvalidInput(
@@ -142,11 +145,7 @@ def sample_frames(path: Path, info: MediaInfo, fps: float, max_frames: int) -> S
 
 def probe_audio(path: Path) -> None:
     """Check that an upload is a media file with an audio track (audio-only files are fine)."""
-    try:
-        container = av.open(str(path), mode="r")
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise InvalidInput(f"the upload is not a readable media file ({_short(e)}); send audio or video (M4A, MP3, WAV, MP4, ...)") from None
-    with container:
+    with _open(path, "send audio or video (M4A, MP3, WAV, MP4, ...)") as container:
         if not container.streams.audio:
             raise InvalidInput(f"the upload has no audio track (container {container.format.name}); send a file with sound")
 

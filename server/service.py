@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -17,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from models.clip import ClipEmbedder, ClipSpec, resolve_device, video_embedding
-from models.fingerprint import Fingerprinter
+from models.fingerprint import Fingerprint, Fingerprinter
 from models.whisper import Transcript, WhisperSpec, WhisperTranscriber
 from server import media
 from server import sounds
@@ -174,13 +175,65 @@ class ColdOpenService:
         if bytes_received == 0:
             raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
+        a = self._analyse(meta, path, timings)
+        with self._write_lock:
+            # Matching and storing under one lock: two uploads of a new sound cannot both start a new sound_id.
+            matches: list[SoundNeighbour] = []
+            sound_id = None
+            if a.fingerprint is not None and len(a.fingerprint):
+                with _timed(timings, "match_sound"):
+                    matches = self._match_sound(a.fingerprint, exclude_row=self._store.row_id(meta.video_id), limit=5)
+                # The clip's sound is the one covering most of it: a shared sentence of voice-over
+                # matches too, but over a shorter span than the song underneath.
+                covering = max(matches, key=lambda m: (m.duration_s, m.matched_frames), default=None)
+                sound_id = covering.sound_id if covering is not None else None
+            extraction = Extraction(
+                media=a.media,
+                frames_sampled=len(a.frames.frames),
+                embedding_model=self.models.clip.name,
+                embedding_dim=int(a.embedding.shape[0]),
+                transcript=a.transcript,
+                timings_ms=timings,
+                landmarks=len(a.fingerprint) if a.fingerprint is not None else 0,
+            )
+            with _timed(timings, "store"):
+                rowid, replaced, sound_id = self._store.upsert(
+                    meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, sound_id
+                )
+            with _timed(timings, "index"):
+                if replaced:
+                    self._index.remove(np.array([rowid]))
+                self._index.add(np.array([rowid]), a.embedding[None, :])
+                if a.fingerprint is not None:
+                    self._sounds.add(rowid, a.fingerprint)
+                else:
+                    self._sounds.remove(rowid)
+        new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
+        extraction = dataclasses.replace(extraction, sound_id=sound_id)
+        log.info(
+            "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d sound=%s new_sound=%s "
+            "sound_matches=%d timings_ms=%s",
+            meta.video_id,
+            replaced,
+            bytes_received,
+            a.media.duration_s,
+            len(a.frames.frames),
+            len(a.transcript.text.split()),
+            format_sound_id(sound_id),
+            new_sound,
+            len(matches),
+            timings,
+        )
+        return IngestResult(meta.video_id, replaced, bytes_received, extraction, new_sound, matches)
+
+    def _analyse(self, meta: VideoMetadata, path: Path, timings: dict[str, float]) -> "_Analysis":
+        """Decode and run the models; nothing is stored yet."""
         with _timed(timings, "probe"):
             info = media.probe(path)
         with _timed(timings, "decode_frames"):
             sampled = media.sample_frames(path, info, self.settings.sample_fps, self.settings.max_frames)
         with _timed(timings, "embed_frames"):
             frame_embeddings = self.models.clip.embed_frames(sampled.frames)
-            embedding = video_embedding(frame_embeddings)
         transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
         fingerprint = None
         if info.has_audio:
@@ -191,58 +244,14 @@ class ColdOpenService:
                     transcript = self.models.whisper.transcribe(audio, meta.language_hint)
                 with _timed(timings, "fingerprint"):
                     fingerprint = self.models.fingerprinter.fingerprint([audio])[0]
-        info = media.MediaInfo(
-            **{**info.__dict__, "width": sampled.width, "height": sampled.height, "rotation": sampled.rotation}
+        return _Analysis(
+            media=dataclasses.replace(info, width=sampled.width, height=sampled.height, rotation=sampled.rotation),
+            frames=sampled,
+            frame_embeddings=frame_embeddings,
+            embedding=video_embedding(frame_embeddings),
+            transcript=transcript,
+            fingerprint=fingerprint,
         )
-        with self._write_lock:
-            # Matching and storing under one lock: two uploads of a new sound cannot both start a new sound_id.
-            matches: list[SoundNeighbour] = []
-            sound_id = None
-            if fingerprint is not None and len(fingerprint):
-                with _timed(timings, "match_sound"):
-                    matches = self._match_sound(fingerprint, exclude_row=self._store.row_id(meta.video_id), limit=5)
-                # The clip's sound is the one covering most of it: a shared sentence of voice-over
-                # matches too, but over a shorter span than the song underneath.
-                covering = max(matches, key=lambda m: (m.duration_s, m.matched_frames), default=None)
-                sound_id = covering.sound_id if covering is not None else None
-            extraction = Extraction(
-                media=info,
-                frames_sampled=len(sampled.frames),
-                embedding_model=self.models.clip.name,
-                embedding_dim=int(embedding.shape[0]),
-                transcript=transcript,
-                timings_ms=timings,
-                landmarks=len(fingerprint) if fingerprint is not None else 0,
-            )
-            with _timed(timings, "store"):
-                rowid, replaced, sound_id = self._store.upsert(
-                    meta, extraction, embedding, sampled.times_s, frame_embeddings, fingerprint, sound_id
-                )
-            with _timed(timings, "index"):
-                if replaced:
-                    self._index.remove(np.array([rowid]))
-                self._index.add(np.array([rowid]), embedding[None, :])
-                if fingerprint is not None:
-                    self._sounds.add(rowid, fingerprint)
-                else:
-                    self._sounds.remove(rowid)
-        new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
-        extraction = Extraction(**{**extraction.__dict__, "sound_id": sound_id})
-        log.info(
-            "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d sound=%s new_sound=%s "
-            "sound_matches=%d timings_ms=%s",
-            meta.video_id,
-            replaced,
-            bytes_received,
-            info.duration_s,
-            len(sampled.frames),
-            len(transcript.text.split()),
-            format_sound_id(sound_id),
-            new_sound,
-            len(matches),
-            timings,
-        )
-        return IngestResult(meta.video_id, replaced, bytes_received, extraction, new_sound, matches)
 
     # --- sounds -------------------------------------------------------------
     def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
@@ -363,6 +372,16 @@ class ColdOpenService:
     @property
     def size(self) -> int:
         return len(self._index)
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    media: media.MediaInfo
+    frames: media.SampledFrames
+    frame_embeddings: np.ndarray
+    embedding: np.ndarray
+    transcript: Transcript
+    fingerprint: Fingerprint | None
 
 
 def _since(window_s: float) -> str:

@@ -121,19 +121,5 @@ def encode(path: Path, x: np.ndarray, rate: int = RATE, codec: str = "aac", bitr
         stream.layout = layout
         if codec != "pcm_s16le":
             stream.bit_rate = bitrate
-        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=layout, rate=out_rate)
-        pts = 0
-        for start in range(0, len(x), 1024):
-            chunk = np.ascontiguousarray(x[start : start + 1024], dtype=np.float32)[None, :]
-            frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
-            frame.sample_rate, frame.pts = rate, pts
-            pts += chunk.shape[1]
-            for rf in resampler.resample(frame):
-                for packet in stream.encode(rf):
-                    out.mux(packet)
-        for rf in resampler.resample(None):
-            for packet in stream.encode(rf):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+        mediagen.encode_audio(out, stream, x, rate)
     return path

@@ -111,7 +111,7 @@ def write_clip(
         for packet in vs.encode():
             out.mux(packet)
         if a_stream is not None:
-            _encode_audio(out, a_stream, audio, audio_rate)
+            encode_audio(out, a_stream, audio, audio_rate)
     return path
 
 
@@ -120,12 +120,13 @@ def write_audio_only(path: Path, audio: np.ndarray, rate: int) -> Path:
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("aac", rate=rate)
         stream.layout = "mono"
-        _encode_audio(out, stream, audio, rate)
+        encode_audio(out, stream, audio, rate)
     return Path(path)
 
 
-def _encode_audio(out, stream, audio: np.ndarray, rate: int) -> None:
-    resampler = av.AudioResampler(format="fltp", layout="mono", rate=stream.rate)
+def encode_audio(out, stream, audio: np.ndarray, rate: int) -> None:
+    """Encode mono float samples at `rate` into `stream` (resampled and up-mixed to the stream's format)."""
+    resampler = av.AudioResampler(format=stream.codec_context.format.name, layout=stream.layout.name, rate=stream.rate)
     step = 1024
     pts = 0
     for start in range(0, len(audio), step):
