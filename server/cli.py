@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--text")
     q.add_argument("--embedding", help="comma-separated floats, or @file.json with a list of floats")
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--performing", action="store_true", help="only videos in the performs-well pool")
+
+    p = client_command("engagement", "load engagement events from JSON Lines files ('-' for stdin)")
+    p.add_argument("files", nargs="+", help="one JSON object per line: event_id, video_id, impressions, plays, "
+                   "completions, watch_time_s, likes, comments, shares, follows, at")
+    p.add_argument("--batch", type=int, default=1000, help="events per call")
 
     p = client_command("get", "show what was extracted for a video")
     p.add_argument("video_id")
@@ -122,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "serve": cmd_serve, "ingest": cmd_ingest, "search": cmd_search,
         "get": cmd_get, "delete": cmd_delete, "demo": cmd_demo,
-        "sound-search": cmd_sound_search, "sounds": cmd_sounds, "sound": cmd_sound,
+        "sound-search": cmd_sound_search, "engagement": cmd_engagement, "sounds": cmd_sounds, "sound": cmd_sound,
     }[args.command]
     try:
         return handler(args)
@@ -190,7 +196,8 @@ def cmd_search(args) -> int:
 
     embedding = _parse_embedding(args.embedding) if args.embedding else None
     with Client(_server(args), timeout=args.timeout) as client:
-        result = client.search(video_id=args.video_id, text=args.text, embedding=embedding, k=args.k)
+        result = client.search(video_id=args.video_id, text=args.text, embedding=embedding, k=args.k,
+                               performing_only=args.performing)
     _report(args, result, _describe_search)
     return 0
 
@@ -209,6 +216,50 @@ def cmd_delete(args) -> int:
     with Client(_server(args), timeout=args.timeout) as client:
         _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
     return 0
+
+
+def cmd_engagement(args) -> int:
+    from server.client import Client, engagement_event
+
+    totals = {"accepted": 0, "duplicates": 0, "rejected": []}
+    bad_lines = []
+    with Client(_server(args), timeout=args.timeout) as client:
+        for name in args.files:
+            stream = sys.stdin if name == "-" else open(name)
+            with stream:
+                batch: list[dict] = []
+                for n, line in enumerate(stream, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                        if not isinstance(event, dict):
+                            raise ValueError("not a JSON object")
+                        batch.append(engagement_event(event))
+                    except ValueError as e:
+                        bad_lines.append(f"{name}:{n}: {e}")
+                        continue
+                    if len(batch) >= args.batch:
+                        _add_engagement(totals, client.record_engagement(batch))
+                        batch = []
+                if batch:
+                    _add_engagement(totals, client.record_engagement(batch))
+    totals["bad_lines"] = bad_lines
+    _report(args, totals, lambda r: (
+        f"accepted {r['accepted']}, duplicates {r['duplicates']}, rejected {len(r['rejected'])}, "
+        f"unreadable lines {len(r['bad_lines'])}; pool {r.get('pool_size', 0)} videos"
+        + "".join(f"\n  rejected {x['event_id']!r}: {x['reason']}" for x in r["rejected"][:20])
+        + "".join(f"\n  {line}" for line in r["bad_lines"][:20])
+    ))
+    return 1 if totals["rejected"] or bad_lines else 0
+
+
+def _add_engagement(totals: dict, reply: dict) -> None:
+    totals["accepted"] += int(reply["accepted"])
+    totals["duplicates"] += int(reply["duplicates"])
+    totals["rejected"] += reply["rejected"]
+    totals["pool_size"] = int(reply["pool_size"])
+    totals["pool_threshold"] = reply["pool_threshold"]
 
 
 def cmd_sound_search(args) -> int:
@@ -382,6 +433,14 @@ def _describe_video(r: dict) -> str:
         f"  ingested at {r['ingested_at']}",
         _describe_ingest({"video_id": md["video_id"], "replaced": False, "extraction": r["extraction"]}).split("\n", 1)[1],
     ]
+    if r.get("performance"):
+        p = r["performance"]
+        lines.append(
+            f"  performance: score {p['score']:.4f} ({'in' if p['in_pool'] else 'not in'} the performs-well pool, "
+            f"threshold {p['pool_threshold']:.4f}); {p['impressions']} impressions, {p['plays']} plays, "
+            f"completion {p['completion_rate']:.0%}, {p['likes']} likes, {p['comments']} comments, "
+            f"{p['shares']} shares, {p['follows']} follows"
+        )
     for s in r["extraction"]["transcript"]["segments"]:
         lines.append(f"  [{s['start_s']:6.2f}-{s['end_s']:6.2f}] {s['text']}  (avg_logprob {s['avg_logprob']:.2f})")
     if r.get("frames"):

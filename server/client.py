@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import grpc
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coldopen.v1 import coldopen_pb2 as pb
@@ -79,8 +79,8 @@ class Client:
         first = pb.IngestRequest(metadata=meta)
         return to_dict(self._stub.Ingest(_upload(Path(path), first, on_progress), timeout=self._timeout))
 
-    def search(self, *, video_id=None, text=None, embedding=None, k: int = 10) -> dict:
-        request = pb.SearchRequest(k=k)
+    def search(self, *, video_id=None, text=None, embedding=None, k: int = 10, performing_only: bool = False) -> dict:
+        request = pb.SearchRequest(k=k, performing_only=performing_only)
         if video_id is not None:
             request.video_id = video_id
         elif text is not None:
@@ -106,11 +106,24 @@ class Client:
             requests = _upload(Path(path), pb.SoundSearchRequest(query=query), None, pb.SoundSearchRequest)
         return to_dict(self._stub.SearchBySound(requests, timeout=self._timeout))
 
+    def record_engagement(self, events: list) -> dict:
+        """Events as EngagementEvent messages or dicts with its field names (event_id, video_id, likes, ...)."""
+        messages = [e if isinstance(e, pb.EngagementEvent) else engagement_event(e) for e in events]
+        return to_dict(self._stub.RecordEngagement(iter(messages), timeout=self._timeout))
+
     def get_sound(self, sound_id: str, window_s: float = 0.0) -> dict:
         return to_dict(self._stub.GetSound(pb.GetSoundRequest(sound_id=sound_id, window_s=window_s), timeout=self._timeout))
 
     def list_sounds(self, window_s: float = 0.0, limit: int = 20) -> dict:
         return to_dict(self._stub.ListSounds(pb.ListSoundsRequest(window_s=window_s, limit=limit), timeout=self._timeout))
+
+
+def engagement_event(fields: dict) -> pb.EngagementEvent:
+    """An EngagementEvent from a JSON object; ValueError names an unknown field or a wrong type."""
+    try:
+        return ParseDict(fields, pb.EngagementEvent())
+    except ParseError as e:
+        raise ValueError(str(e)) from None
 
 
 def _upload(path: Path, first, on_progress, message=pb.IngestRequest) -> Iterator:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.whisper import Transcript
+from server.engagement import Counters, Performance
 from server.media import MediaInfo
 
 
@@ -70,11 +71,30 @@ class VideoRecord:
     embedding: np.ndarray | None = None           # video embedding, when asked for
     frame_times_s: list[float] | None = None      # per-frame data, when asked for
     frame_embeddings: np.ndarray | None = None
+    performance: Performance | None = None
+
+
+@dataclass(frozen=True)
+class EngagementEvent:
+    event_id: str
+    video_id: str
+    counters: Counters
+    at: str  # RFC 3339 UTC
+
+
+@dataclass(frozen=True)
+class EngagementResult:
+    accepted: int
+    duplicates: int
+    rejected: list[tuple[str, str]]
+    pool_size: int
+    pool_threshold: float
 
 
 @dataclass(frozen=True)
 class SearchQuery:
     k: int
+    performing_only: bool = False
     video_id: str | None = None
     text: str | None = None
     embedding: np.ndarray | None = None

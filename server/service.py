@@ -21,8 +21,10 @@ from models.clip import ClipEmbedder, ClipSpec, resolve_device, video_embedding
 from models.fingerprint import Fingerprint, Fingerprinter
 from models.whisper import Transcript, WhisperSpec, WhisperTranscriber
 from server import media
-from server import sounds
+from server import engagement, sounds
 from server.domain import (
+    EngagementEvent,
+    EngagementResult,
     Extraction,
     IngestResult,
     Neighbour,
@@ -34,7 +36,7 @@ from server.domain import (
     VideoRecord,
 )
 from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
-from server.index import VectorIndex, build_index
+from server.index import FaissFlatIndex, VectorIndex, build_index
 from server.sound_index import SoundIndex
 from server.settings import Settings
 from server.store import Store
@@ -110,6 +112,17 @@ class ColdOpenService:
         self._store = store
         self._index = index
         self._sounds = sound_index
+        # Performance scores and the performs-well pool: recomputed from the stored counters after
+        # every engagement batch; the pool has its own vector index so performing-only searches
+        # never scan the whole corpus.
+        self._perf_lock = threading.Lock()
+        self._prior = 0.0
+        self._counters: dict[int, engagement.Counters] = {}
+        self._scores: dict[int, float] = {}
+        self._pool: set[int] = set()
+        self._pool_threshold = float("inf")
+        self._pool_index: VectorIndex = FaissFlatIndex(models.clip.dim)
+        self._refresh_pool()
         self._write_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         self._tmp_dir = settings.data_dir / "tmp"
@@ -208,6 +221,8 @@ class ColdOpenService:
                     self._sounds.add(rowid, a.fingerprint)
                 else:
                     self._sounds.remove(rowid)
+        if replaced and rowid in self._pool:
+            self._refresh_pool()  # its pool entry holds the old embedding
         new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
         log.info(
@@ -252,6 +267,51 @@ class ColdOpenService:
             transcript=transcript,
             fingerprint=fingerprint,
         )
+
+    # --- engagement ---------------------------------------------------------
+    def record_engagement(self, events: list[EngagementEvent]) -> EngagementResult:
+        """Add engagement counters, idempotently per event id, then refresh scores and the pool."""
+        valid, rejected = [], []
+        for e in events:
+            problem = _engagement_problem(e)
+            if problem:
+                rejected.append((e.event_id, problem))
+            else:
+                valid.append(e)
+        accepted, duplicates, unknown = self._store.record_engagement(valid)
+        if accepted:
+            self._refresh_pool()
+        log.info("engagement accepted=%d duplicates=%d rejected=%d pool=%d", accepted, duplicates,
+                 len(rejected) + len(unknown), len(self._pool))
+        return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool_threshold)
+
+    def performance(self, row: int) -> engagement.Performance:
+        with self._perf_lock:
+            c = self._counters.get(row, engagement.Counters())
+            score = self._scores.get(row)
+            if score is None:
+                score = engagement.score(c, self.settings, self._prior, datetime.now(timezone.utc))
+            return engagement.Performance(
+                counters=c,
+                score=score,
+                completion_rate=c.completions / c.plays if c.plays else 0.0,
+                in_pool=row in self._pool,
+                pool_threshold=self._pool_threshold,
+            )
+
+    def _refresh_pool(self) -> None:
+        counters = self._store.all_counters()
+        prior = engagement.prior_rate(list(counters.values()), self.settings)
+        now = datetime.now(timezone.utc)
+        scores = {row: engagement.score(c, self.settings, prior, now) for row, c in counters.items()}
+        members, threshold = engagement.pool(scores, counters, self.settings)
+        index = FaissFlatIndex(self.models.clip.dim)
+        ids, vectors = self._store.embeddings_of(sorted(members))
+        if len(ids):
+            index.add(ids, vectors)
+        with self._perf_lock:
+            self._prior, self._counters, self._scores = prior, counters, scores
+            self._pool, self._pool_threshold, self._pool_index = members, threshold, index
 
     # --- sounds -------------------------------------------------------------
     def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
@@ -341,8 +401,9 @@ class ColdOpenService:
             if not np.isfinite(norm) or norm == 0.0:
                 raise InvalidInput("embedding must be finite and non-zero")
             vector = vector / norm
-        fetch = min(k + (1 if exclude is not None else 0), max(len(self._index), 1))
-        scores, ids = self._index.search(vector[None, :], fetch)
+        index = self._pool_index if query.performing_only else self._index
+        fetch = min(k + (1 if exclude is not None else 0), max(len(index), 1))
+        scores, ids = index.search(vector[None, :], fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
         info = self._store.summaries([i for i, _ in hits])
         neighbours = [
@@ -350,14 +411,15 @@ class ColdOpenService:
             for i, s in hits
             if i in info  # deleted between the index lookup and this read
         ]
-        return SearchResult(neighbours, self.models.clip.name, len(self._index))
+        return SearchResult(neighbours, self.models.clip.name, len(index))
 
     def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord:
         validate_video_id(video_id)
         record = self._store.get(video_id, include_embeddings)
-        if record is None:
+        row = self._store.row_id(video_id)
+        if record is None or row is None:
             raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
-        return record
+        return dataclasses.replace(record, performance=self.performance(row))
 
     def delete(self, video_id: str) -> None:
         validate_video_id(video_id)
@@ -367,6 +429,8 @@ class ColdOpenService:
                 raise NotFound(f"video {video_id!r} is not indexed, so there is nothing to delete")
             self._index.remove(np.array([rowid]))
             self._sounds.remove(rowid)
+        if rowid in self._counters:
+            self._refresh_pool()
         log.info("deleted video_id=%s", video_id)
 
     @property
@@ -382,6 +446,28 @@ class _Analysis:
     embedding: np.ndarray
     transcript: Transcript
     fingerprint: Fingerprint | None
+
+
+_COUNTER_FIELDS = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")
+
+
+def _engagement_problem(e: EngagementEvent) -> str:
+    if not e.event_id:
+        return "event_id is missing; give every event a unique id so retries are counted once"
+    if len(e.event_id) > 256:
+        return "event_id is longer than 256 characters"
+    if not e.video_id or not _VIDEO_ID.match(e.video_id):
+        return f"video_id {e.video_id[:40]!r} is missing or invalid"
+    try:
+        datetime.fromisoformat(e.at.replace("Z", "+00:00"))
+    except ValueError:
+        return f"at {e.at[:40]!r} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
+    negative = [f for f in _COUNTER_FIELDS if getattr(e.counters, f) < 0]
+    if negative:
+        return f"counters must be >= 0 (negative: {', '.join(negative)})"
+    if not any(getattr(e.counters, f) for f in _COUNTER_FIELDS):
+        return "the event carries no counts; set at least one of " + ", ".join(_COUNTER_FIELDS)
+    return ""
 
 
 def _since(window_s: float) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
@@ -13,7 +14,8 @@ import numpy as np
 
 from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-from server.domain import Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
+from server.domain import EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
+from server.engagement import Counters
 from server.errors import ColdOpenError, InvalidInput, NotFound, NotReady, Overloaded, TooLarge
 from server.service import ColdOpenService, format_sound_id, validate_metadata
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
@@ -117,6 +119,22 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         sounds = self._ready().list_sounds(window, request.limit or 20)
         return pb.ListSoundsResponse(sounds=[_sound_to_pb(s, window) for s in sounds])
 
+    @_guarded
+    def RecordEngagement(self, request_iterator, context):
+        service = self._ready()
+        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        events = [_event_from_pb(e, now) for e in request_iterator]
+        if not events:
+            raise InvalidInput("no engagement events were sent; stream one EngagementEvent per event")
+        r = service.record_engagement(events)
+        return pb.RecordEngagementResponse(
+            accepted=r.accepted,
+            duplicates=r.duplicates,
+            rejected=[pb.EngagementRejection(event_id=i, reason=why) for i, why in r.rejected],
+            pool_size=r.pool_size,
+            pool_threshold=r.pool_threshold if r.pool_size else 0.0,
+        )
+
     def _receive(self, request_iterator, upload, what: str, header: str) -> int:
         """Write the remaining chunk messages to `upload`, enforcing chunk and total size limits."""
         limit = self._settings.max_upload_bytes
@@ -147,6 +165,7 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             raise InvalidInput("a search needs exactly one of video_id, text or embedding")
         query = SearchQuery(
             k=request.k,
+            performing_only=request.performing_only,
             video_id=request.video_id if which == "video_id" else None,
             text=request.text if which == "text" else None,
             embedding=np.asarray(request.embedding.values, dtype=np.float32) if which == "embedding" else None,
@@ -176,6 +195,14 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
 
 def _human_bytes(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
+
+
+def _event_from_pb(e: pb.EngagementEvent, now: str) -> EngagementEvent:
+    counters = Counters(
+        impressions=e.impressions, plays=e.plays, completions=e.completions, watch_time_s=e.watch_time_s,
+        likes=e.likes, comments=e.comments, shares=e.shares, follows=e.follows,
+    )
+    return EngagementEvent(event_id=e.event_id, video_id=e.video_id, counters=counters, at=e.at or now)
 
 
 def _sound_match_to_pb(m: SoundNeighbour) -> pb.SoundMatch:
@@ -253,6 +280,16 @@ def _record_to_pb(r: VideoRecord) -> pb.Video:
         extraction=_extraction_to_pb(r.extraction),
         ingested_at=r.ingested_at,
     )
+    if r.performance is not None:
+        p, c = r.performance, r.performance.counters
+        video.performance.CopyFrom(
+            pb.Performance(
+                impressions=c.impressions, plays=c.plays, completions=c.completions, watch_time_s=c.watch_time_s,
+                likes=c.likes, comments=c.comments, shares=c.shares, follows=c.follows,
+                last_event_at=c.last_event_at, score=p.score, completion_rate=p.completion_rate,
+                in_pool=p.in_pool, pool_threshold=p.pool_threshold if p.pool_threshold != float("inf") else 0.0,
+            )
+        )
     if r.embedding is not None:
         video.embedding.extend(r.embedding.tolist())
         for t, e in zip(r.frame_times_s or [], r.frame_embeddings if r.frame_embeddings is not None else []):

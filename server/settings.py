@@ -47,6 +47,19 @@ class Settings:
     grpc_workers: int = 16
     max_k: int = 1000
 
+    # Performance score: smoothed weighted engagement per impression (see server/engagement.py).
+    weight_like: float = 1.0
+    weight_comment: float = 2.0
+    weight_share: float = 4.0
+    weight_follow: float = 3.0
+    weight_completion: float = 0.5
+    prior_impressions: float = 1000.0  # strength of the prior, in impressions
+    prior_rate: float = 0.0            # prior engagement rate; 0 = the corpus mean
+    score_half_life_h: float = 0.0     # 0 = no time decay
+    # Performs-well pool: at least this many impressions and a score at or above this percentile.
+    pool_min_impressions: int = 500
+    pool_percentile: float = 80.0
+
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -67,6 +80,10 @@ class Settings:
             )
         if self.device not in ("auto", "cpu", "cuda"):
             problems.append(f"device must be auto, cpu or cuda (got {self.device!r})")
+        if not 0.0 <= self.pool_percentile <= 100.0:
+            problems.append(f"pool_percentile must be within 0..100 (got {self.pool_percentile})")
+        if self.prior_impressions < 0 or self.prior_rate < 0 or self.score_half_life_h < 0:
+            problems.append("prior_impressions, prior_rate and score_half_life_h must be >= 0")
         if self.clip_batch_size < 1:
             problems.append(f"clip_batch_size must be >= 1 (got {self.clip_batch_size})")
         if problems:

@@ -20,7 +20,8 @@ import numpy as np
 
 from models.whisper import Segment, Transcript
 from models.fingerprint import Fingerprint
-from server.domain import Extraction, SoundStats, VideoMetadata, VideoRecord
+from server.domain import EngagementEvent, Extraction, SoundStats, VideoMetadata, VideoRecord
+from server.engagement import Counters
 from server.media import MediaInfo
 
 _SCHEMA = """
@@ -44,6 +45,23 @@ CREATE TABLE IF NOT EXISTS videos (
     ingested_at TEXT NOT NULL,
     sound_id INTEGER REFERENCES sounds(id),
     fingerprint BLOB
+);
+CREATE TABLE IF NOT EXISTS engagement_events (
+    event_id TEXT PRIMARY KEY,   -- idempotency: an event id is counted once, even after its video is deleted
+    video_id TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS engagement (
+    video INTEGER PRIMARY KEY REFERENCES videos(id) ON DELETE CASCADE,
+    impressions INTEGER NOT NULL DEFAULT 0,
+    plays INTEGER NOT NULL DEFAULT 0,
+    completions INTEGER NOT NULL DEFAULT 0,
+    watch_time_s REAL NOT NULL DEFAULT 0,
+    likes INTEGER NOT NULL DEFAULT 0,
+    comments INTEGER NOT NULL DEFAULT 0,
+    shares INTEGER NOT NULL DEFAULT 0,
+    follows INTEGER NOT NULL DEFAULT 0,
+    last_event_at TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sounds (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -178,6 +196,61 @@ class Store:
                 return None
             self._conn.execute("DELETE FROM videos WHERE id = ?", (row[0],))
         return int(row[0])
+
+    # --- engagement -------------------------------------------------------
+    def record_engagement(self, events: list[EngagementEvent]) -> tuple[int, int, list[tuple[str, str]]]:
+        """Add events' counters in one transaction. Returns (accepted, duplicates, [(event_id, reason)])."""
+        accepted, duplicates, rejected = 0, 0, []
+        with self._lock, _transaction(self._conn):
+            for e in events:
+                row = self._conn.execute("SELECT id FROM videos WHERE video_id = ?", (e.video_id,)).fetchone()
+                if row is None:
+                    rejected.append((e.event_id, f"video {e.video_id!r} is not indexed; ingest it before its engagement"))
+                    continue
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO engagement_events (event_id, video_id, at) VALUES (?, ?, ?)",
+                    (e.event_id, e.video_id, e.at),
+                )
+                if cur.rowcount == 0:
+                    duplicates += 1
+                    continue
+                c = e.counters
+                self._conn.execute(
+                    """INSERT INTO engagement (video, impressions, plays, completions, watch_time_s, likes, comments,
+                           shares, follows, last_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT(video) DO UPDATE SET
+                           impressions = impressions + excluded.impressions, plays = plays + excluded.plays,
+                           completions = completions + excluded.completions,
+                           watch_time_s = watch_time_s + excluded.watch_time_s, likes = likes + excluded.likes,
+                           comments = comments + excluded.comments, shares = shares + excluded.shares,
+                           follows = follows + excluded.follows,
+                           last_event_at = max(last_event_at, excluded.last_event_at)""",
+                    (int(row[0]), c.impressions, c.plays, c.completions, c.watch_time_s, c.likes, c.comments,
+                     c.shares, c.follows, e.at),
+                )
+                accepted += 1
+        return accepted, duplicates, rejected
+
+    def all_counters(self) -> dict[int, Counters]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT video, impressions, plays, completions, watch_time_s, likes, comments, shares, follows, "
+                "last_event_at FROM engagement"
+            ).fetchall()
+        return {int(r[0]): Counters(*r[1:]) for r in rows}
+
+    def embeddings_of(self, row_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(row ids, video embeddings) of the given rows that exist."""
+        ids, vecs = [], []
+        for i in range(0, len(row_ids), 10_000):
+            part = [int(r) for r in row_ids[i : i + 10_000]]
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT id, embedding FROM videos WHERE id IN ({', '.join('?' * len(part))})", part
+                ).fetchall()
+            ids += [r[0] for r in rows]
+            vecs += [np.frombuffer(r[1], dtype=np.float32) for r in rows]
+        return np.array(ids, dtype=np.int64), (np.stack(vecs) if vecs else np.zeros((0, 0), np.float32))
 
     # --- sounds -----------------------------------------------------------
     def iter_fingerprints(self, batch: int = 1000) -> Iterator[tuple[int, Fingerprint]]:

@@ -151,16 +151,18 @@ class EmbeddingQuery(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("video_id", "text", "embedding", "k")
+    __slots__ = ("video_id", "text", "embedding", "k", "performing_only")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
+    PERFORMING_ONLY_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     text: str
     embedding: EmbeddingQuery
     k: int
-    def __init__(self, video_id: _Optional[str] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingQuery, _Mapping]] = ..., k: _Optional[int] = ...) -> None: ...
+    performing_only: bool
+    def __init__(self, video_id: _Optional[str] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingQuery, _Mapping]] = ..., k: _Optional[int] = ..., performing_only: bool = ...) -> None: ...
 
 class Neighbour(_message.Message):
     __slots__ = ("video_id", "score", "creator_id", "caption", "duration_s")
@@ -203,18 +205,50 @@ class FrameEmbedding(_message.Message):
     def __init__(self, t_s: _Optional[float] = ..., values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Video(_message.Message):
-    __slots__ = ("metadata", "extraction", "ingested_at", "embedding", "frames")
+    __slots__ = ("metadata", "extraction", "ingested_at", "embedding", "frames", "performance")
     METADATA_FIELD_NUMBER: _ClassVar[int]
     EXTRACTION_FIELD_NUMBER: _ClassVar[int]
     INGESTED_AT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
     metadata: VideoMetadata
     extraction: Extraction
     ingested_at: str
     embedding: _containers.RepeatedScalarFieldContainer[float]
     frames: _containers.RepeatedCompositeFieldContainer[FrameEmbedding]
-    def __init__(self, metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., ingested_at: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., frames: _Optional[_Iterable[_Union[FrameEmbedding, _Mapping]]] = ...) -> None: ...
+    performance: Performance
+    def __init__(self, metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., ingested_at: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., frames: _Optional[_Iterable[_Union[FrameEmbedding, _Mapping]]] = ..., performance: _Optional[_Union[Performance, _Mapping]] = ...) -> None: ...
+
+class Performance(_message.Message):
+    __slots__ = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows", "last_event_at", "score", "completion_rate", "in_pool", "pool_threshold")
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    PLAYS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    LIKES_FIELD_NUMBER: _ClassVar[int]
+    COMMENTS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_AT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_RATE_FIELD_NUMBER: _ClassVar[int]
+    IN_POOL_FIELD_NUMBER: _ClassVar[int]
+    POOL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    impressions: int
+    plays: int
+    completions: int
+    watch_time_s: float
+    likes: int
+    comments: int
+    shares: int
+    follows: int
+    last_event_at: str
+    score: float
+    completion_rate: float
+    in_pool: bool
+    pool_threshold: float
+    def __init__(self, impressions: _Optional[int] = ..., plays: _Optional[int] = ..., completions: _Optional[int] = ..., watch_time_s: _Optional[float] = ..., likes: _Optional[int] = ..., comments: _Optional[int] = ..., shares: _Optional[int] = ..., follows: _Optional[int] = ..., last_event_at: _Optional[str] = ..., score: _Optional[float] = ..., completion_rate: _Optional[float] = ..., in_pool: bool = ..., pool_threshold: _Optional[float] = ...) -> None: ...
 
 class DeleteVideoRequest(_message.Message):
     __slots__ = ("video_id",)
@@ -297,3 +331,51 @@ class ListSoundsResponse(_message.Message):
     SOUNDS_FIELD_NUMBER: _ClassVar[int]
     sounds: _containers.RepeatedCompositeFieldContainer[Sound]
     def __init__(self, sounds: _Optional[_Iterable[_Union[Sound, _Mapping]]] = ...) -> None: ...
+
+class EngagementEvent(_message.Message):
+    __slots__ = ("event_id", "video_id", "impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows", "at")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    PLAYS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    LIKES_FIELD_NUMBER: _ClassVar[int]
+    COMMENTS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOWS_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    video_id: str
+    impressions: int
+    plays: int
+    completions: int
+    watch_time_s: float
+    likes: int
+    comments: int
+    shares: int
+    follows: int
+    at: str
+    def __init__(self, event_id: _Optional[str] = ..., video_id: _Optional[str] = ..., impressions: _Optional[int] = ..., plays: _Optional[int] = ..., completions: _Optional[int] = ..., watch_time_s: _Optional[float] = ..., likes: _Optional[int] = ..., comments: _Optional[int] = ..., shares: _Optional[int] = ..., follows: _Optional[int] = ..., at: _Optional[str] = ...) -> None: ...
+
+class EngagementRejection(_message.Message):
+    __slots__ = ("event_id", "reason")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    reason: str
+    def __init__(self, event_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RecordEngagementResponse(_message.Message):
+    __slots__ = ("accepted", "duplicates", "rejected", "pool_size", "pool_threshold")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    POOL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    duplicates: int
+    rejected: _containers.RepeatedCompositeFieldContainer[EngagementRejection]
+    pool_size: int
+    pool_threshold: float
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[EngagementRejection, _Mapping]]] = ..., pool_size: _Optional[int] = ..., pool_threshold: _Optional[float] = ...) -> None: ...

@@ -69,6 +69,11 @@ class ContentIndexStub(object):
                 request_serializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsRequest.SerializeToString,
                 response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsResponse.FromString,
                 _registered_method=True)
+        self.RecordEngagement = channel.stream_unary(
+                '/coldopen.v1.ContentIndex/RecordEngagement',
+                request_serializer=coldopen_dot_v1_dot_coldopen__pb2.EngagementEvent.SerializeToString,
+                response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RecordEngagementResponse.FromString,
+                _registered_method=True)
 
 
 class ContentIndexServicer(object):
@@ -124,6 +129,14 @@ class ContentIndexServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEngagement(self, request_iterator, context):
+        """Engagement counters per video, idempotent per event_id; scores and the performs-well pool
+        are updated before the reply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContentIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +174,11 @@ def add_ContentIndexServicer_to_server(servicer, server):
                     servicer.ListSounds,
                     request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsRequest.FromString,
                     response_serializer=coldopen_dot_v1_dot_coldopen__pb2.ListSoundsResponse.SerializeToString,
+            ),
+            'RecordEngagement': grpc.stream_unary_rpc_method_handler(
+                    servicer.RecordEngagement,
+                    request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.EngagementEvent.FromString,
+                    response_serializer=coldopen_dot_v1_dot_coldopen__pb2.RecordEngagementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -352,6 +370,33 @@ class ContentIndex(object):
             '/coldopen.v1.ContentIndex/ListSounds',
             coldopen_dot_v1_dot_coldopen__pb2.ListSoundsRequest.SerializeToString,
             coldopen_dot_v1_dot_coldopen__pb2.ListSoundsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEngagement(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/coldopen.v1.ContentIndex/RecordEngagement',
+            coldopen_dot_v1_dot_coldopen__pb2.EngagementEvent.SerializeToString,
+            coldopen_dot_v1_dot_coldopen__pb2.RecordEngagementResponse.FromString,
             options,
             channel_credentials,
             insecure,

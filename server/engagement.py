@@ -1,0 +1,75 @@
+"""Performance scores from engagement counters, and the performs-well pool.
+
+score = (weighted engagement + m * prior_rate) / (impressions + m)
+
+Weighted engagement counts shares above follows above comments above likes (weights are
+settings), plus completed plays; m (`prior_impressions`) is how many impressions' worth of belief
+the prior carries, so 3 likes on 4 impressions stays near the prior while 30k on 100k is trusted.
+The prior rate is a setting, or the corpus mean when that setting is 0. With a half-life set, a
+score decays by half for every half-life since the video's last engagement event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from server.settings import Settings
+
+
+@dataclass(frozen=True)
+class Counters:
+    impressions: int = 0
+    plays: int = 0
+    completions: int = 0
+    watch_time_s: float = 0.0
+    likes: int = 0
+    comments: int = 0
+    shares: int = 0
+    follows: int = 0
+    last_event_at: str = ""
+
+
+@dataclass(frozen=True)
+class Performance:
+    counters: Counters
+    score: float
+    completion_rate: float
+    in_pool: bool
+    pool_threshold: float
+
+
+def weighted(c: Counters, s: Settings) -> float:
+    return (
+        s.weight_like * c.likes
+        + s.weight_comment * c.comments
+        + s.weight_share * c.shares
+        + s.weight_follow * c.follows
+        + s.weight_completion * c.completions
+    )
+
+
+def prior_rate(all_counters: list[Counters], s: Settings) -> float:
+    if s.prior_rate > 0:
+        return s.prior_rate
+    impressions = sum(c.impressions for c in all_counters)
+    return sum(weighted(c, s) for c in all_counters) / impressions if impressions else 0.0
+
+
+def score(c: Counters, s: Settings, prior: float, now: datetime) -> float:
+    value = (weighted(c, s) + s.prior_impressions * prior) / (c.impressions + s.prior_impressions or 1.0)
+    if s.score_half_life_h > 0 and c.last_event_at:
+        age_h = max(0.0, (now - datetime.fromisoformat(c.last_event_at.replace("Z", "+00:00"))).total_seconds() / 3600)
+        value *= 0.5 ** (age_h / s.score_half_life_h)
+    return float(value)
+
+
+def pool(scores: dict[int, float], counters: dict[int, Counters], s: Settings) -> tuple[set[int], float]:
+    """Rows in the performs-well pool, and the score threshold: eligible by impressions, top by percentile."""
+    eligible = [row for row, c in counters.items() if c.impressions >= s.pool_min_impressions]
+    if not eligible:
+        return set(), float("inf")
+    threshold = float(np.percentile([scores[r] for r in eligible], s.pool_percentile, method="lower"))
+    return {r for r in eligible if scores[r] >= threshold}, threshold
