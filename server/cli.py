@@ -89,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--embedding", help="comma-separated floats, or @file.json with a list of floats")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--performing", action="store_true", help="only videos in the performs-well pool")
+    p.add_argument("--target", choices=["visual", "spoken", "caption"], default="visual",
+                   help="compare frames (CLIP), transcripts or captions (MiniLM); default visual")
+
+    p = client_command("route", "performing videos most like a new one, with why each was chosen")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--video-id", help="an indexed video")
+    q.add_argument("--file", type=Path, help="a new clip, processed without being stored (unless --store)")
+    p.add_argument("--store", action="store_true", help="also ingest --file (as --as-video-id or the file name)")
+    p.add_argument("--as-video-id", help="video id for --file")
+    p.add_argument("--creator-id", default="")
+    p.add_argument("--caption", default="")
+    p.add_argument("--hashtag", action="append", default=[])
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
+                   help="visual, spoken, caption or sound weight, e.g. --weight sound=0.5 (repeatable)")
+    p.add_argument("--exclude-same-creator", action="store_true")
+    p.add_argument("--language", default="")
+    p.add_argument("--max-per-creator", type=int, default=0)
+    p.add_argument("--max-per-sound", type=int, default=0)
 
     p = client_command("engagement", "load engagement events from JSON Lines files ('-' for stdin)")
     p.add_argument("files", nargs="+", help="one JSON object per line: event_id, video_id, impressions, plays, "
@@ -128,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "serve": cmd_serve, "ingest": cmd_ingest, "search": cmd_search,
         "get": cmd_get, "delete": cmd_delete, "demo": cmd_demo,
-        "sound-search": cmd_sound_search, "engagement": cmd_engagement, "sounds": cmd_sounds, "sound": cmd_sound,
+        "sound-search": cmd_sound_search, "engagement": cmd_engagement, "route": cmd_route, "sounds": cmd_sounds, "sound": cmd_sound,
     }[args.command]
     try:
         return handler(args)
@@ -197,7 +216,7 @@ def cmd_search(args) -> int:
     embedding = _parse_embedding(args.embedding) if args.embedding else None
     with Client(_server(args), timeout=args.timeout) as client:
         result = client.search(video_id=args.video_id, text=args.text, embedding=embedding, k=args.k,
-                               performing_only=args.performing)
+                               performing_only=args.performing, target=args.target)
     _report(args, result, _describe_search)
     return 0
 
@@ -216,6 +235,50 @@ def cmd_delete(args) -> int:
     with Client(_server(args), timeout=args.timeout) as client:
         _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
     return 0
+
+
+def cmd_route(args) -> int:
+    from server.client import Client
+
+    weights = {}
+    for spec in args.weight:
+        name, _, value = spec.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            _fail(args, f"--weight {spec!r} is not MODALITY=NUMBER (e.g. sound=0.5)")
+            return 2
+    metadata = None
+    if args.file:
+        metadata = {"video_id": args.as_video_id or (args.file.stem if args.store else ""), "creator_id": args.creator_id,
+                    "caption": args.caption, "hashtags": args.hashtag}
+    with Client(_server(args), timeout=args.timeout) as client:
+        result = client.route(
+            video_id=args.video_id, path=args.file, metadata=metadata, store=args.store, k=args.k, weights=weights,
+            exclude_same_creator=args.exclude_same_creator, language=args.language,
+            max_per_creator=args.max_per_creator, max_per_sound=args.max_per_sound,
+        )
+    _report(args, result, _describe_route)
+    return 0
+
+
+def _describe_route(r: dict) -> str:
+    w = r["weights"]
+    lines = [
+        f"pool of {r['pool_size']} performing videos; weights visual {w['visual']:.2f} spoken {w['spoken']:.2f} "
+        f"caption {w['caption']:.2f} sound {w['sound']:.2f}",
+        f"prior for this video: {r['prior']:.4f} ± {r['prior_uncertainty']:.4f}",
+    ]
+    for i, n in enumerate(r["neighbours"], 1):
+        c = n["contributions"]
+        why = ", ".join(f"{m} {c[m]:+.3f}" for m in ("visual", "spoken", "caption", "sound") if abs(c[m]) >= 0.0005)
+        lines.append(
+            f"  {i}. {n['video_id']:<24} score {n['score']:.3f} (performance {n['performance']:.4f}, "
+            f"by {n['creator_id'] or '-'}{', ' + n['sound_id'] if n['sound_id'] else ''}): {why}"
+        )
+    if not r["neighbours"]:
+        lines.append("  no performing neighbours yet (record engagement so videos enter the pool)")
+    return "\n".join(lines)
 
 
 def cmd_engagement(args) -> int:

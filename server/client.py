@@ -79,8 +79,10 @@ class Client:
         first = pb.IngestRequest(metadata=meta)
         return to_dict(self._stub.Ingest(_upload(Path(path), first, on_progress), timeout=self._timeout))
 
-    def search(self, *, video_id=None, text=None, embedding=None, k: int = 10, performing_only: bool = False) -> dict:
-        request = pb.SearchRequest(k=k, performing_only=performing_only)
+    def search(
+        self, *, video_id=None, text=None, embedding=None, k: int = 10, performing_only: bool = False, target: str = "visual"
+    ) -> dict:
+        request = pb.SearchRequest(k=k, performing_only=performing_only, target=pb.Target.Value(f"TARGET_{target.upper()}"))
         if video_id is not None:
             request.video_id = video_id
         elif text is not None:
@@ -110,6 +112,32 @@ class Client:
         """Events as EngagementEvent messages or dicts with its field names (event_id, video_id, likes, ...)."""
         messages = [e if isinstance(e, pb.EngagementEvent) else engagement_event(e) for e in events]
         return to_dict(self._stub.RecordEngagement(iter(messages), timeout=self._timeout))
+
+    def route(
+        self,
+        *,
+        video_id: str | None = None,
+        path: Path | None = None,
+        metadata: dict | None = None,
+        store: bool = False,
+        k: int = 10,
+        weights: dict[str, float] | None = None,
+        exclude_same_creator: bool = False,
+        language: str = "",
+        max_per_creator: int = 0,
+        max_per_sound: int = 0,
+    ) -> dict:
+        query = pb.RouteQuery(
+            k=k, weights=pb.RouteWeights(**(weights or {})), exclude_same_creator=exclude_same_creator,
+            language=language, max_per_creator=max_per_creator, max_per_sound=max_per_sound, store=store,
+        )
+        if video_id is not None:
+            query.video_id = video_id
+            requests = iter([pb.RouteRequest(query=query)])
+        else:
+            query.upload.CopyFrom(pb.VideoMetadata(filename=Path(path).name, **(metadata or {})))
+            requests = _upload(Path(path), pb.RouteRequest(query=query), None, pb.RouteRequest)
+        return to_dict(self._stub.Route(requests, timeout=self._timeout))
 
     def get_sound(self, sound_id: str, window_s: float = 0.0) -> dict:
         return to_dict(self._stub.GetSound(pb.GetSoundRequest(sound_id=sound_id, window_s=window_s), timeout=self._timeout))

@@ -95,6 +95,7 @@ class EngagementResult:
 class SearchQuery:
     k: int
     performing_only: bool = False
+    target: str = "visual"  # visual (CLIP) | spoken (transcripts) | caption (captions + hashtags)
     video_id: str | None = None
     text: str | None = None
     embedding: np.ndarray | None = None

@@ -19,9 +19,10 @@ import numpy as np
 
 from models.clip import ClipEmbedder, ClipSpec, resolve_device, video_embedding
 from models.fingerprint import Fingerprint, Fingerprinter
+from models.text import TextEmbedder, TextSpec
 from models.whisper import Transcript, WhisperSpec, WhisperTranscriber
 from server import media
-from server import engagement, sounds
+from server import engagement, routing, sounds
 from server.domain import (
     EngagementEvent,
     EngagementResult,
@@ -39,7 +40,7 @@ from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
 from server.index import FaissFlatIndex, VectorIndex, build_index
 from server.sound_index import SoundIndex
 from server.settings import Settings
-from server.store import Store
+from server.store import TEXT_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class Models:
     clip: ClipEmbedder
     whisper: WhisperTranscriber
     fingerprinter: Fingerprinter
+    text: TextEmbedder
 
     @classmethod
     def load(cls, settings: Settings) -> "Models":
@@ -68,7 +70,13 @@ class Models:
                 cpu_threads=settings.cpu_threads,
             )
         )
-        return cls(clip=clip, whisper=whisper, fingerprinter=Fingerprinter.load(resolve_device(settings.device)))
+        device = resolve_device(settings.device)
+        return cls(
+            clip=clip,
+            whisper=whisper,
+            fingerprinter=Fingerprinter.load(device),
+            text=TextEmbedder.load(TextSpec(settings.text_model, device)),
+        )
 
 
 def validate_video_id(video_id: str) -> str:
@@ -94,8 +102,9 @@ def parse_sound_id(text: str) -> int:
     return int(text[len(SOUND_PREFIX) :])
 
 
-def validate_metadata(meta: VideoMetadata) -> VideoMetadata:
-    validate_video_id(meta.video_id)
+def validate_metadata(meta: VideoMetadata, require_id: bool = True) -> VideoMetadata:
+    if require_id or meta.video_id:
+        validate_video_id(meta.video_id)
     if len(meta.caption) > _MAX_CAPTION_CHARS:
         raise InvalidInput(f"caption is {len(meta.caption)} characters; the limit is {_MAX_CAPTION_CHARS}")
     if meta.language_hint and not re.fullmatch(r"[a-z]{2,3}", meta.language_hint):
@@ -106,11 +115,19 @@ def validate_metadata(meta: VideoMetadata) -> VideoMetadata:
 
 
 class ColdOpenService:
-    def __init__(self, settings: Settings, models: Models, store: Store, index: VectorIndex, sound_index: SoundIndex):
+    def __init__(
+        self,
+        settings: Settings,
+        models: Models,
+        store: Store,
+        indexes: dict[str, VectorIndex],
+        sound_index: SoundIndex,
+    ):
         self.settings = settings
         self.models = models
         self._store = store
-        self._index = index
+        self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
+        self._index = indexes["visual"]
         self._sounds = sound_index
         # Performance scores and the performs-well pool: recomputed from the stored counters after
         # every engagement batch; the pool has its own vector index so performing-only searches
@@ -121,7 +138,8 @@ class ColdOpenService:
         self._scores: dict[int, float] = {}
         self._pool: set[int] = set()
         self._pool_threshold = float("inf")
-        self._pool_index: VectorIndex = FaissFlatIndex(models.clip.dim)
+        self._pool_indexes: dict[str, VectorIndex] = {}
+        self._pool_view = routing.PoolView.build([], {}, models.clip.dim, models.text.dim)
         self._refresh_pool()
         self._write_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
@@ -150,17 +168,24 @@ class ColdOpenService:
         index = build_index(clip.dim, settings.device)
         for ids, vectors in store.iter_embeddings():
             index.add(ids, vectors)
+        indexes = {"visual": index}
+        for modality in TEXT_COLUMNS:
+            indexes[modality] = build_index(models.text.dim, settings.device)
+            for ids, vectors in store.iter_text_embeddings(modality):
+                indexes[modality].add(ids, vectors)
         sound_index = SoundIndex()
         for row, fingerprint in store.iter_fingerprints():
             sound_index.add(row, fingerprint)
         log.info(
-            "index ready: %d videos, %s, %d landmark postings, rebuilt in %.0f ms",
+            "index ready: %d videos (%s), %d transcripts, %d captions, %d landmark postings, rebuilt in %.0f ms",
             len(index),
             index.description,
+            len(indexes["spoken"]),
+            len(indexes["caption"]),
             sound_index.postings,
             (time.perf_counter() - started) * 1000,
         )
-        return cls(settings, models, store, index, sound_index)
+        return cls(settings, models, store, indexes, sound_index)
 
     def close(self) -> None:
         self._store.close()
@@ -211,12 +236,16 @@ class ColdOpenService:
             )
             with _timed(timings, "store"):
                 rowid, replaced, sound_id = self._store.upsert(
-                    meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, sound_id
+                    meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, sound_id,
+                    a.text_embeddings,
                 )
             with _timed(timings, "index"):
-                if replaced:
-                    self._index.remove(np.array([rowid]))
-                self._index.add(np.array([rowid]), a.embedding[None, :])
+                ids = np.array([rowid])
+                for modality, vector in {"visual": a.embedding, **a.text_embeddings}.items():
+                    if replaced:
+                        self._indexes[modality].remove(ids)
+                    if vector is not None:
+                        self._indexes[modality].add(ids, vector[None, :])
                 if a.fingerprint is not None:
                     self._sounds.add(rowid, a.fingerprint)
                 else:
@@ -259,8 +288,14 @@ class ColdOpenService:
                     transcript = self.models.whisper.transcribe(audio, meta.language_hint)
                 with _timed(timings, "fingerprint"):
                     fingerprint = self.models.fingerprinter.fingerprint([audio])[0]
+        with _timed(timings, "embed_text"):
+            texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
+            present = {m: t for m, t in texts.items() if t}
+            vectors = dict(zip(present, self.models.text.embed(list(present.values())))) if present else {}
+            text_embeddings = {m: vectors.get(m) for m in texts}
         return _Analysis(
             media=dataclasses.replace(info, width=sampled.width, height=sampled.height, rotation=sampled.rotation),
+            text_embeddings=text_embeddings,
             frames=sampled,
             frame_embeddings=frame_embeddings,
             embedding=video_embedding(frame_embeddings),
@@ -305,13 +340,17 @@ class ColdOpenService:
         now = datetime.now(timezone.utc)
         scores = {row: engagement.score(c, self.settings, prior, now) for row, c in counters.items()}
         members, threshold = engagement.pool(scores, counters, self.settings)
-        index = FaissFlatIndex(self.models.clip.dim)
-        ids, vectors = self._store.embeddings_of(sorted(members))
-        if len(ids):
-            index.add(ids, vectors)
+        view = routing.PoolView.build(self._store.profiles(sorted(members)), scores, self.models.clip.dim, self.models.text.dim)
+        indexes: dict[str, VectorIndex] = {}
+        for modality, matrix in (("visual", view.visual), ("spoken", view.spoken), ("caption", view.caption)):
+            indexes[modality] = FaissFlatIndex(matrix.shape[1])
+            has = np.abs(matrix).sum(axis=1) > 0
+            if has.any():
+                indexes[modality].add(view.rows[has], matrix[has])
         with self._perf_lock:
             self._prior, self._counters, self._scores = prior, counters, scores
-            self._pool, self._pool_threshold, self._pool_index = members, threshold, index
+            self._pool, self._pool_threshold = members, threshold
+            self._pool_indexes, self._pool_view = indexes, view
 
     # --- sounds -------------------------------------------------------------
     def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
@@ -373,35 +412,44 @@ class ColdOpenService:
         k = query.k or 10
         if k < 1 or k > self.settings.max_k:
             raise InvalidInput(f"k={query.k} is out of range; ask for 1 to {self.settings.max_k} neighbours")
+        target = query.target
+        if target not in self._indexes:
+            raise InvalidInput(f"target {target!r} is unknown; use visual, spoken or caption")
+        visual = target == "visual"
+        model_name = self.models.clip.name if visual else self.models.text.name
+        dim = self.models.clip.dim if visual else self.models.text.dim
         exclude: int | None = None
         given = [q is not None for q in (query.video_id, query.text, query.embedding)]
         if sum(given) != 1:
             raise InvalidInput("a search needs exactly one of video_id, text or embedding")
         if query.video_id is not None:
             validate_video_id(query.video_id)
-            vector = self._store.embedding(query.video_id)
             exclude = self._store.row_id(query.video_id)
-            if vector is None or exclude is None:
+            if exclude is None:
                 raise NotFound(f"video {query.video_id!r} is not indexed; ingest it first or check the id")
+            vector = self._store.embedding(query.video_id) if visual else self._store.text_embedding(query.video_id, target)
+            if vector is None:
+                what = "speech" if target == "spoken" else "caption or hashtags"
+                raise InvalidInput(f"video {query.video_id!r} has no {what}, so it cannot be searched by target {target}")
         elif query.text is not None:
             text = query.text.strip()
             if not text:
                 raise InvalidInput("text query is empty; send a few words describing what to find")
             if len(text) > _MAX_TEXT_CHARS:
                 raise InvalidInput(f"text query is {len(text)} characters; the limit is {_MAX_TEXT_CHARS}")
-            vector = self.models.clip.embed_texts([text])[0]
+            vector = (self.models.clip.embed_texts if visual else self.models.text.embed)([text])[0]
         else:
             vector = np.asarray(query.embedding, dtype=np.float32).reshape(-1)
-            if vector.shape[0] != self.models.clip.dim:
+            if vector.shape[0] != dim:
                 raise InvalidInput(
-                    f"embedding has {vector.shape[0]} values but the index holds {self.models.clip.dim}-d "
-                    f"{self.models.clip.name} embeddings"
+                    f"embedding has {vector.shape[0]} values but the {target} index holds {dim}-d {model_name} embeddings"
                 )
             norm = float(np.linalg.norm(vector))
             if not np.isfinite(norm) or norm == 0.0:
                 raise InvalidInput("embedding must be finite and non-zero")
             vector = vector / norm
-        index = self._pool_index if query.performing_only else self._index
+        with self._perf_lock:
+            index = self._pool_indexes[target] if query.performing_only else self._indexes[target]
         fetch = min(k + (1 if exclude is not None else 0), max(len(index), 1))
         scores, ids = index.search(vector[None, :], fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
@@ -411,7 +459,67 @@ class ColdOpenService:
             for i, s in hits
             if i in info  # deleted between the index lookup and this read
         ]
-        return SearchResult(neighbours, self.models.clip.name, len(index))
+        return SearchResult(neighbours, model_name, len(index))
+
+    # --- routing ------------------------------------------------------------
+    def route(
+        self,
+        options: routing.RouteOptions,
+        video_id: str | None = None,
+        upload: tuple[VideoMetadata, Path, int] | None = None,
+        store: bool = False,
+    ) -> tuple[routing.RouteResult, IngestResult | None]:
+        """Performing neighbours of an indexed video, or of an upload (processed without being stored
+        unless `store`). Returns the routing and, for a stored upload, its ingest result."""
+        if options.k < 1 or options.k > self.settings.max_k:
+            raise InvalidInput(f"k={options.k} is out of range; ask for 1 to {self.settings.max_k} neighbours")
+        bad = [m for m in options.weights if m not in routing.MODALITIES]
+        if bad:
+            raise InvalidInput(f"unknown modality weights {bad}; use {', '.join(routing.MODALITIES)}")
+        ingested = None
+        if upload is not None and store:
+            meta, path, size = upload
+            ingested = self.ingest(meta, path, size)
+            video_id, upload = meta.video_id, None
+        if video_id is not None:
+            validate_video_id(video_id)
+            row = self._store.row_id(video_id)
+            profiles = self._store.profiles([row]) if row is not None else []
+            if not profiles:
+                raise NotFound(f"video {video_id!r} is not indexed; ingest it first, or route an upload")
+            p = profiles[0]
+            stored = self._store.fingerprint(video_id)
+            fingerprint = stored[1] if stored else None
+            query = routing.RouteQuery(p.visual, p.spoken, p.caption, {}, p.creator_id, exclude_row=row)
+        else:
+            assert upload is not None
+            meta, path, size = upload
+            validate_metadata(meta, require_id=False)
+            if size == 0:
+                raise InvalidInput("the route upload has no bytes; send the file in chunk messages after the query")
+            a = self._analyse(meta, path, {})
+            fingerprint = a.fingerprint
+            query = routing.RouteQuery(
+                a.embedding, a.text_embeddings["spoken"], a.text_embeddings["caption"], {}, meta.creator_id
+            )
+        with self._perf_lock:
+            view = self._pool_view
+        if fingerprint is not None and len(fingerprint):
+            pool_rows = set(view.rows.tolist())
+            found = sounds.match(
+                fingerprint,
+                *self._sounds.lookup(fingerprint.hashes),
+                self.models.fingerprinter.params.frame_seconds,
+                exclude_row=query.exclude_row,
+                limit=max(len(pool_rows), 1),
+            )
+            query = dataclasses.replace(
+                query, sound_confidence={m.video_row: m.confidence for m in found if m.video_row in pool_rows}
+            )
+        try:
+            return routing.route(view, query, options), ingested
+        except ValueError as e:
+            raise InvalidInput(str(e)) from None
 
     def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord:
         validate_video_id(video_id)
@@ -427,7 +535,8 @@ class ColdOpenService:
             rowid = self._store.delete(video_id)
             if rowid is None:
                 raise NotFound(f"video {video_id!r} is not indexed, so there is nothing to delete")
-            self._index.remove(np.array([rowid]))
+            for index in self._indexes.values():
+                index.remove(np.array([rowid]))
             self._sounds.remove(rowid)
         if rowid in self._counters:
             self._refresh_pool()
@@ -446,6 +555,12 @@ class _Analysis:
     embedding: np.ndarray
     transcript: Transcript
     fingerprint: Fingerprint | None
+    text_embeddings: dict[str, np.ndarray | None]  # caption / spoken -> sentence embedding, None when empty
+
+
+def caption_text(meta: VideoMetadata) -> str:
+    """What the caption embedding reads: the caption and the hashtags as words."""
+    return " ".join([meta.caption.strip(), *(h.replace("_", " ") for h in meta.hashtags)]).strip()
 
 
 _COUNTER_FIELDS = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")

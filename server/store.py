@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -44,7 +45,9 @@ CREATE TABLE IF NOT EXISTS videos (
     timings TEXT NOT NULL,
     ingested_at TEXT NOT NULL,
     sound_id INTEGER REFERENCES sounds(id),
-    fingerprint BLOB
+    fingerprint BLOB,
+    caption_embedding BLOB,      -- sentence embedding of caption + hashtags; NULL when both are empty
+    transcript_embedding BLOB    -- sentence embedding of the transcript; NULL without speech
 );
 CREATE TABLE IF NOT EXISTS engagement_events (
     event_id TEXT PRIMARY KEY,   -- idempotency: an event id is counted once, even after its video is deleted
@@ -78,6 +81,22 @@ CREATE TABLE IF NOT EXISTS frames (
 );
 """
 
+# Text modality -> column holding its sentence embedding.
+TEXT_COLUMNS = {"caption": "caption_embedding", "spoken": "transcript_embedding"}
+
+
+@dataclass(frozen=True)
+class Profile:
+    row: int
+    video_id: str
+    creator_id: str
+    sound_id: int | None
+    language: str
+    visual: np.ndarray
+    caption: np.ndarray | None
+    spoken: np.ndarray | None
+
+
 _VIDEO_COLUMNS = (
     "video_id, creator_id, caption, hashtags, language_hint, media, frames_sampled, "
     "embedding_model, embedding, transcript, timings, ingested_at"
@@ -102,7 +121,12 @@ class Store:
     def _migrate(self) -> None:
         """Add columns that data dirs made by earlier versions lack."""
         have = {row[1] for row in self._conn.execute("PRAGMA table_info(videos)")}
-        for column, kind in (("sound_id", "INTEGER REFERENCES sounds(id)"), ("fingerprint", "BLOB")):
+        for column, kind in (
+            ("sound_id", "INTEGER REFERENCES sounds(id)"),
+            ("fingerprint", "BLOB"),
+            ("caption_embedding", "BLOB"),
+            ("transcript_embedding", "BLOB"),
+        ):
             if column not in have:
                 self._conn.execute(f"ALTER TABLE videos ADD COLUMN {column} {kind}")
 
@@ -138,6 +162,7 @@ class Store:
         frame_embeddings: np.ndarray,
         fingerprint: Fingerprint | None = None,
         sound_id: int | None = None,
+        text_embeddings: dict[str, np.ndarray | None] | None = None,
     ) -> tuple[int, bool, int | None]:
         """Insert or atomically replace a video, its frames and its audio fingerprint.
 
@@ -182,9 +207,16 @@ class Store:
                         "INSERT INTO sounds (created_at, first_video) VALUES (?, ?)", (now, meta.video_id)
                     ).lastrowid
                 )
+            text = text_embeddings or {}
             self._conn.execute(
-                "UPDATE videos SET sound_id = ?, fingerprint = ? WHERE id = ?",
-                (sound_id, _fingerprint_blob(fingerprint) if fingerprint is not None else None, rowid),
+                "UPDATE videos SET sound_id = ?, fingerprint = ?, caption_embedding = ?, transcript_embedding = ? "
+                "WHERE id = ?",
+                (
+                    sound_id,
+                    _fingerprint_blob(fingerprint) if fingerprint is not None else None,
+                    *(_blob(text[k]) if text.get(k) is not None else None for k in TEXT_COLUMNS),
+                    rowid,
+                ),
             )
         return rowid, replaced, sound_id
 
@@ -239,18 +271,48 @@ class Store:
             ).fetchall()
         return {int(r[0]): Counters(*r[1:]) for r in rows}
 
-    def embeddings_of(self, row_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(row ids, video embeddings) of the given rows that exist."""
-        ids, vecs = [], []
+    def profiles(self, row_ids: list[int]) -> list[Profile]:
+        """What routing needs to know about each existing row: embeddings, creator, sound, language."""
+        out = []
         for i in range(0, len(row_ids), 10_000):
             part = [int(r) for r in row_ids[i : i + 10_000]]
             with self._lock:
                 rows = self._conn.execute(
-                    f"SELECT id, embedding FROM videos WHERE id IN ({', '.join('?' * len(part))})", part
+                    "SELECT id, video_id, creator_id, sound_id, json_extract(transcript, '$.language'), embedding, "
+                    f"caption_embedding, transcript_embedding FROM videos WHERE id IN ({', '.join('?' * len(part))})",
+                    part,
                 ).fetchall()
-            ids += [r[0] for r in rows]
-            vecs += [np.frombuffer(r[1], dtype=np.float32) for r in rows]
-        return np.array(ids, dtype=np.int64), (np.stack(vecs) if vecs else np.zeros((0, 0), np.float32))
+            out += [
+                Profile(
+                    row=int(r[0]), video_id=r[1], creator_id=r[2], sound_id=r[3], language=r[4] or "",
+                    visual=np.frombuffer(r[5], dtype=np.float32),
+                    caption=np.frombuffer(r[6], dtype=np.float32) if r[6] is not None else None,
+                    spoken=np.frombuffer(r[7], dtype=np.float32) if r[7] is not None else None,
+                )
+                for r in rows
+            ]
+        return out
+
+    def text_embedding(self, video_id: str, modality: str) -> np.ndarray | None:
+        column = TEXT_COLUMNS[modality]
+        with self._lock:
+            row = self._conn.execute(f"SELECT {column} FROM videos WHERE video_id = ?", (video_id,)).fetchone()
+        return None if row is None or row[0] is None else np.frombuffer(row[0], dtype=np.float32).copy()
+
+    def iter_text_embeddings(self, modality: str, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (row ids, embeddings) of one text modality, for rebuilding its index."""
+        column = TEXT_COLUMNS[modality]
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._conn.execute(
+                    f"SELECT id, {column} FROM videos WHERE id > ? AND {column} IS NOT NULL ORDER BY id LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            yield np.array([r[0] for r in rows], dtype=np.int64), np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+            last = int(rows[-1][0])
 
     # --- sounds -----------------------------------------------------------
     def iter_fingerprints(self, batch: int = 1000) -> Iterator[tuple[int, Fingerprint]]:

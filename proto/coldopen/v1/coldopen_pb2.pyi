@@ -1,10 +1,20 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Target(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TARGET_VISUAL: _ClassVar[Target]
+    TARGET_SPOKEN: _ClassVar[Target]
+    TARGET_CAPTION: _ClassVar[Target]
+TARGET_VISUAL: Target
+TARGET_SPOKEN: Target
+TARGET_CAPTION: Target
 
 class VideoMetadata(_message.Message):
     __slots__ = ("video_id", "creator_id", "caption", "hashtags", "language_hint", "filename")
@@ -151,18 +161,20 @@ class EmbeddingQuery(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("video_id", "text", "embedding", "k", "performing_only")
+    __slots__ = ("video_id", "text", "embedding", "k", "performing_only", "target")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     PERFORMING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     text: str
     embedding: EmbeddingQuery
     k: int
     performing_only: bool
-    def __init__(self, video_id: _Optional[str] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingQuery, _Mapping]] = ..., k: _Optional[int] = ..., performing_only: bool = ...) -> None: ...
+    target: Target
+    def __init__(self, video_id: _Optional[str] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[EmbeddingQuery, _Mapping]] = ..., k: _Optional[int] = ..., performing_only: bool = ..., target: _Optional[_Union[Target, str]] = ...) -> None: ...
 
 class Neighbour(_message.Message):
     __slots__ = ("video_id", "score", "creator_id", "caption", "duration_s")
@@ -379,3 +391,91 @@ class RecordEngagementResponse(_message.Message):
     pool_size: int
     pool_threshold: float
     def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[EngagementRejection, _Mapping]]] = ..., pool_size: _Optional[int] = ..., pool_threshold: _Optional[float] = ...) -> None: ...
+
+class RouteWeights(_message.Message):
+    __slots__ = ("visual", "spoken", "caption", "sound")
+    VISUAL_FIELD_NUMBER: _ClassVar[int]
+    SPOKEN_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SOUND_FIELD_NUMBER: _ClassVar[int]
+    visual: float
+    spoken: float
+    caption: float
+    sound: float
+    def __init__(self, visual: _Optional[float] = ..., spoken: _Optional[float] = ..., caption: _Optional[float] = ..., sound: _Optional[float] = ...) -> None: ...
+
+class RouteQuery(_message.Message):
+    __slots__ = ("video_id", "upload", "k", "weights", "exclude_same_creator", "language", "max_per_creator", "max_per_sound", "store")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_SAME_CREATOR_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_CREATOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_SOUND_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    upload: VideoMetadata
+    k: int
+    weights: RouteWeights
+    exclude_same_creator: bool
+    language: str
+    max_per_creator: int
+    max_per_sound: int
+    store: bool
+    def __init__(self, video_id: _Optional[str] = ..., upload: _Optional[_Union[VideoMetadata, _Mapping]] = ..., k: _Optional[int] = ..., weights: _Optional[_Union[RouteWeights, _Mapping]] = ..., exclude_same_creator: bool = ..., language: _Optional[str] = ..., max_per_creator: _Optional[int] = ..., max_per_sound: _Optional[int] = ..., store: bool = ...) -> None: ...
+
+class RouteRequest(_message.Message):
+    __slots__ = ("query", "chunk")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    query: RouteQuery
+    chunk: bytes
+    def __init__(self, query: _Optional[_Union[RouteQuery, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class ModalityScores(_message.Message):
+    __slots__ = ("visual", "spoken", "caption", "sound")
+    VISUAL_FIELD_NUMBER: _ClassVar[int]
+    SPOKEN_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SOUND_FIELD_NUMBER: _ClassVar[int]
+    visual: float
+    spoken: float
+    caption: float
+    sound: float
+    def __init__(self, visual: _Optional[float] = ..., spoken: _Optional[float] = ..., caption: _Optional[float] = ..., sound: _Optional[float] = ...) -> None: ...
+
+class RoutedNeighbour(_message.Message):
+    __slots__ = ("video_id", "creator_id", "sound_id", "score", "contributions", "similarities", "performance")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    SOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    SIMILARITIES_FIELD_NUMBER: _ClassVar[int]
+    PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    creator_id: str
+    sound_id: str
+    score: float
+    contributions: ModalityScores
+    similarities: ModalityScores
+    performance: float
+    def __init__(self, video_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., score: _Optional[float] = ..., contributions: _Optional[_Union[ModalityScores, _Mapping]] = ..., similarities: _Optional[_Union[ModalityScores, _Mapping]] = ..., performance: _Optional[float] = ...) -> None: ...
+
+class RouteResponse(_message.Message):
+    __slots__ = ("neighbours", "prior", "prior_uncertainty", "weights", "pool_size", "ingested")
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INGESTED_FIELD_NUMBER: _ClassVar[int]
+    neighbours: _containers.RepeatedCompositeFieldContainer[RoutedNeighbour]
+    prior: float
+    prior_uncertainty: float
+    weights: ModalityScores
+    pool_size: int
+    ingested: IngestResponse
+    def __init__(self, neighbours: _Optional[_Iterable[_Union[RoutedNeighbour, _Mapping]]] = ..., prior: _Optional[float] = ..., prior_uncertainty: _Optional[float] = ..., weights: _Optional[_Union[ModalityScores, _Mapping]] = ..., pool_size: _Optional[int] = ..., ingested: _Optional[_Union[IngestResponse, _Mapping]] = ...) -> None: ...

@@ -74,6 +74,11 @@ class ContentIndexStub(object):
                 request_serializer=coldopen_dot_v1_dot_coldopen__pb2.EngagementEvent.SerializeToString,
                 response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RecordEngagementResponse.FromString,
                 _registered_method=True)
+        self.Route = channel.stream_unary(
+                '/coldopen.v1.ContentIndex/Route',
+                request_serializer=coldopen_dot_v1_dot_coldopen__pb2.RouteRequest.SerializeToString,
+                response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RouteResponse.FromString,
+                _registered_method=True)
 
 
 class ContentIndexServicer(object):
@@ -137,6 +142,14 @@ class ContentIndexServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Route(self, request_iterator, context):
+        """Cold-start routing: performing videos most like a new one (an indexed video_id, or an upload
+        sent as in Ingest and processed without being stored unless `store`), with per-modality reasons.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContentIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -179,6 +192,11 @@ def add_ContentIndexServicer_to_server(servicer, server):
                     servicer.RecordEngagement,
                     request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.EngagementEvent.FromString,
                     response_serializer=coldopen_dot_v1_dot_coldopen__pb2.RecordEngagementResponse.SerializeToString,
+            ),
+            'Route': grpc.stream_unary_rpc_method_handler(
+                    servicer.Route,
+                    request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RouteRequest.FromString,
+                    response_serializer=coldopen_dot_v1_dot_coldopen__pb2.RouteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -397,6 +415,33 @@ class ContentIndex(object):
             '/coldopen.v1.ContentIndex/RecordEngagement',
             coldopen_dot_v1_dot_coldopen__pb2.EngagementEvent.SerializeToString,
             coldopen_dot_v1_dot_coldopen__pb2.RecordEngagementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Route(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/coldopen.v1.ContentIndex/Route',
+            coldopen_dot_v1_dot_coldopen__pb2.RouteRequest.SerializeToString,
+            coldopen_dot_v1_dot_coldopen__pb2.RouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,100 @@
+"""Cold-start routing on a small synthetic world: the bar, the reasons, the options."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import pytest
+
+from coldopen.v1 import coldopen_pb2 as pb
+from server import routing
+from server.client import Client
+from tests import routeworld
+
+pytestmark = pytest.mark.slow
+
+K = 5
+
+
+@pytest.fixture(scope="module")
+def world(models, base_settings, tmp_path_factory):
+    from tests.conftest import RunningServer
+
+    folder = tmp_path_factory.mktemp("world")
+    corpus, queries = routeworld.make_world(folder / "clips", performers=6, low=3, queries=1, seed=1)
+    # Pool: at least 1,000 impressions and above the 35th percentile by score: a third of the world
+    # performs badly, so the pool should be exactly the performers.
+    settings = base_settings.replace(data_dir=folder / "data", pool_min_impressions=1000, pool_percentile=35.0)
+    server = RunningServer(settings, models)
+    client = Client(server.server.address)
+    routeworld.load(client, corpus)
+    yield server, client, corpus, queries
+    client.close()
+    server.stop()
+
+
+def test_precision_bar_and_no_low_performers(world):
+    _, client, corpus, queries = world
+    table = routeworld.evaluate(client, corpus, queries, K)
+    best = table["all modalities"]
+    assert best["precision_at_k"] >= 0.8, table
+    assert all(row["low_performers_returned"] == 0 for row in table.values()), table
+
+
+def test_route_explains_neighbours_and_gives_a_prior(world):
+    server, client, corpus, queries = world
+    q = next(v for v in queries if v.topic == "coffee")
+    r = client.route(path=q.path, metadata={"creator_id": q.creator_id, "caption": q.caption, "hashtags": q.hashtags}, k=K)
+    assert int(r["pool_size"]) == 6 * 6
+    for n in r["neighbours"]:
+        assert sum(n["contributions"].values()) == pytest.approx(n["score"], abs=1e-6)
+        assert n["performance"] > 0
+    assert any(n["contributions"]["sound"] > 0 for n in r["neighbours"])  # the coffee song is shared
+    performers = [server.stub.GetVideo(pb.GetVideoRequest(video_id=n["video_id"])).performance.score for n in r["neighbours"]]
+    assert min(performers) <= r["prior"] <= max(performers) and r["prior_uncertainty"] >= 0
+    assert not server.stub.Search(pb.SearchRequest(text="x", k=1)).neighbours[0].video_id.startswith("coffee-new")  # not stored
+
+
+def test_route_options(world):
+    server, client, corpus, _ = world
+    by_id = {v.video_id: v for v in corpus}
+    r = client.route(video_id="cats-00", k=10, exclude_same_creator=True)
+    assert "cats-00" not in [n["video_id"] for n in r["neighbours"]]
+    assert all(n["creator_id"] != by_id["cats-00"].creator_id for n in r["neighbours"])
+    r = client.route(video_id="cats-00", k=10, max_per_creator=1)
+    creators = [n["creator_id"] for n in r["neighbours"]]
+    assert len(creators) == len(set(creators))
+    r = client.route(video_id="moto-01", k=10, max_per_sound=1, weights={"sound": 1.0})
+    sound_ids = [n["sound_id"] for n in r["neighbours"] if n["sound_id"]]
+    assert len(sound_ids) == len(set(sound_ids))
+    assert client.route(video_id="cats-00", k=3, language="de")["neighbours"] == []  # every clip speaks English
+    with pytest.raises(grpc.RpcError) as e:
+        client.route(video_id="cats-00", weights={"visual": 0.0, "spoken": 0.0, "caption": 0.0, "sound": 0.0})
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "weighted 0" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        client.route(video_id="nope")
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_route_can_store_the_upload(world):
+    server, client, _, queries = world
+    q = queries[-1]
+    r = client.route(path=q.path, metadata={"video_id": "stored-new", "creator_id": q.creator_id}, store=True, k=3)
+    assert r["ingested"]["video_id"] == "stored-new" and len(r["neighbours"]) == 3
+    assert server.stub.GetVideo(pb.GetVideoRequest(video_id="stored-new")).metadata.creator_id == q.creator_id
+
+
+def test_text_search_can_target_spoken_or_caption_content(world):
+    server, _, corpus, _ = world
+    spoken = server.stub.Search(pb.SearchRequest(text="a fast motorbike on the road", k=3, target=pb.TARGET_SPOKEN))
+    assert all(n.video_id.startswith("moto") for n in spoken.neighbours), spoken
+    caption = server.stub.Search(pb.SearchRequest(text="kitty", k=3, target=pb.TARGET_CAPTION))
+    assert all(n.video_id.startswith("cats") for n in caption.neighbours), caption
+    by_video = server.stub.Search(pb.SearchRequest(video_id="lab-00", k=3, target=pb.TARGET_SPOKEN, performing_only=True))
+    assert all(n.video_id.startswith("lab") for n in by_video.neighbours)
+
+
+def test_prior_is_weighted_mean_with_uncertainty():
+    mean, unc = routing._prior([1.0, 1.0], [0.2, 0.4])
+    assert mean == pytest.approx(0.3) and unc == pytest.approx(0.1 / np.sqrt(2))
+    assert routing._prior([], []) == (0.0, 0.0)
