@@ -37,6 +37,10 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-frames", type=int, help="cap on sampled frames per clip (default 64)")
     g.add_argument("--max-upload-mib", type=float, help="largest accepted upload in MiB (default 512)")
     g.add_argument("--max-concurrent-ingests", type=int)
+    g.add_argument("--text-model", help="sentence-embedding model dir for transcripts and captions; 'bundled' = all-MiniLM-L6-v2")
+    g.add_argument("--pool-percentile", type=float, help="performs-well pool: score percentile (default 80)")
+    g.add_argument("--pool-min-impressions", type=int, help="performs-well pool: impressions to be eligible (default 500)")
+    g.add_argument("--score-half-life-h", type=float, help="score decay half-life in hours since the last event (0 = off)")
     g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -44,6 +48,7 @@ def _settings(args: argparse.Namespace, **forced) -> Settings:
     names = [
         "data_dir", "clip_model", "clip_pretrained", "clip_batch_size", "whisper_model", "whisper_compute_type",
         "device", "cpu_threads", "sample_fps", "max_frames", "max_concurrent_ingests", "log_level",
+        "text_model", "pool_percentile", "pool_min_impressions", "score_half_life_h",
     ]
     overrides = {n: getattr(args, n, None) for n in names}
     if getattr(args, "listen", None):
@@ -248,6 +253,9 @@ def cmd_route(args) -> int:
         except ValueError:
             _fail(args, f"--weight {spec!r} is not MODALITY=NUMBER (e.g. sound=0.5)")
             return 2
+        if name.strip() not in ("visual", "spoken", "caption", "sound"):
+            _fail(args, f"--weight {spec!r}: unknown modality {name.strip()!r}; use visual, spoken, caption or sound")
+            return 2
     metadata = None
     if args.file:
         metadata = {"video_id": args.as_video_id or (args.file.stem if args.store else ""), "creator_id": args.creator_id,
@@ -363,7 +371,9 @@ def cmd_demo(args) -> int:
         return 2
     manifest = json.loads(manifest_path.read_text())
     with tempfile.TemporaryDirectory(prefix="coldopen-demo-") as tmp:
-        settings = _settings(args, listen="127.0.0.1:0", data_dir=args.data_dir or Path(tmp))
+        # The demo's eight clips are a tiny corpus: unless told otherwise, the top 60% by score (not 20%) perform well.
+        pool_percentile = args.pool_percentile if args.pool_percentile is not None else 40.0
+        settings = _settings(args, listen="127.0.0.1:0", data_dir=args.data_dir or Path(tmp), pool_percentile=pool_percentile)
         configure_logging(settings.replace(log_level=settings.log_level if args.log_level else "WARNING"))
         server = create_server(settings).start()
         try:
@@ -394,6 +404,17 @@ def cmd_demo(args) -> int:
                     _say(args, f"\nvideos using the sound of {video_id!r}:\n" + _describe_sound_matches(r))
                 out["sounds"] = client.list_sounds(window_s=3600, limit=3)["sounds"]
                 _say(args, "\ntop sounds of the last hour:\n" + "\n".join("  " + _describe_sound(s) for s in out["sounds"]))
+                if manifest.get("engagement"):
+                    from server.client import engagement_event
+
+                    lines = (args.samples / manifest["engagement"]).read_text().splitlines()
+                    r = client.record_engagement([engagement_event(json.loads(x)) for x in lines if x.strip()])
+                    out["engagement"] = r
+                    _say(args, f"\nrecorded engagement: {r['accepted']} events; performs-well pool: {r['pool_size']} videos")
+                for video_id in manifest.get("route_queries", []):
+                    r = client.route(video_id=video_id, k=3)
+                    out.setdefault("routes", []).append({"video_id": video_id, **r})
+                    _say(args, f"\nroute {video_id!r} to the audiences of:\n" + _describe_route(r))
         finally:
             server.stop(grace=1)
     if args.json:

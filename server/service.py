@@ -133,6 +133,7 @@ class ColdOpenService:
         # every engagement batch; the pool has its own vector index so performing-only searches
         # never scan the whole corpus.
         self._perf_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
         self._prior = 0.0
         self._counters: dict[int, engagement.Counters] = {}
         self._scores: dict[int, float] = {}
@@ -335,6 +336,10 @@ class ColdOpenService:
             )
 
     def _refresh_pool(self) -> None:
+        with self._refresh_lock:  # serialised, so an older snapshot never overwrites a newer one
+            self._refresh_pool_locked()
+
+    def _refresh_pool_locked(self) -> None:
         counters = self._store.all_counters()
         prior = engagement.prior_rate(list(counters.values()), self.settings)
         now = datetime.now(timezone.utc)

@@ -124,3 +124,8 @@ def test_demo_ingests_the_samples_and_searches(tiny_clip):
     assert [m["video_id"] for m in out["sound_searches"][0]["matches"]] == ["song-original"]
     assert out["sounds"][0]["sound_id"] == by_id["song-original"]["extraction"]["sound_id"]
     assert int(out["sounds"][0]["video_count"]) == 2  # int64 is a string in proto3 JSON
+    # It ends by routing: the clip that reuses the song goes to the original's audience, for that reason.
+    assert int(out["engagement"]["accepted"]) == len(manifest["clips"])
+    route = next(r for r in out["routes"] if r["video_id"] == "song-reuse")
+    top = route["neighbours"][0]
+    assert top["video_id"] == "song-original" and top["contributions"]["sound"] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -98,3 +100,17 @@ def test_prior_is_weighted_mean_with_uncertainty():
     mean, unc = routing._prior([1.0, 1.0], [0.2, 0.4])
     assert mean == pytest.approx(0.3) and unc == pytest.approx(0.1 / np.sqrt(2))
     assert routing._prior([], []) == (0.0, 0.0)
+
+
+def test_cli_route_explains(world, capsys):
+    from server.cli import main
+
+    server, _, _, queries = world
+    assert main(["route", "--server", server.server.address, "--video-id", "moto-00", "-k", "3", "--weight", "sound=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "pool of 36 performing videos" in out and "prior for this video" in out and "1. moto-" in out
+    assert main(["route", "--server", server.server.address, "--file", str(queries[0].path), "--json", "-k", "2"]) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert len(reply["neighbours"]) == 2 and not reply.get("ingested")
+    assert main(["route", "--server", server.server.address, "--video-id", "moto-00", "--weight", "loud=1"]) == 2
+    assert "unknown modality 'loud'" in capsys.readouterr().err

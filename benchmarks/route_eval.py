@@ -1,0 +1,79 @@
+"""Cold-start routing evaluation on the synthetic world of tests/routeworld.py, with a modality ablation.
+
+Builds the world (6 topics x (performers + low performers) videos, held-out queries per topic),
+starts a real server in-process, ingests the corpus and its engagement over gRPC, then routes every
+held-out query as an upload (not stored) under each weighting, and prints precision@k of
+"same topic AND performs well", the worst query, and how many low performers were returned.
+
+CLIP runs with random weights unless --clip-pretrained names real ones (offline here), so the visual
+column measures near-duplicate similarity of photo crops, not semantics; transcripts and captions
+use the real all-MiniLM-L6-v2 and the real Whisper tiny.en.
+
+    python -m benchmarks.route_eval [--performers 12] [--low 6] [--queries 2] [-k 10] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def main() -> None:
+    from server.app import create_server
+    from server.client import Client
+    from server.service import ColdOpenService, Models
+    from server.settings import Settings
+    from tests import routeworld
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--performers", type=int, default=12)
+    p.add_argument("--low", type=int, default=6)
+    p.add_argument("--queries", type=int, default=2)
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--clip-model", default="ViT-B-32")
+    p.add_argument("--clip-pretrained", default="none")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    low_share = 100 * args.low / (args.performers + args.low)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        started = time.perf_counter()
+        corpus, queries = routeworld.make_world(tmp / "clips", args.performers, args.low, args.queries)
+        print(f"world: {len(corpus)} videos, {len(queries)} held-out queries, built in {time.perf_counter() - started:.0f} s")
+        settings = Settings(
+            data_dir=tmp / "data", listen="127.0.0.1:0", clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
+            pool_min_impressions=1000, pool_percentile=low_share + 1,
+        )
+        server = create_server(settings).start()
+        server.attach(ColdOpenService.open(settings, Models.load(settings)))
+        try:
+            with Client(server.address) as client:
+                started = time.perf_counter()
+                routeworld.load(client, corpus)
+                load_s = time.perf_counter() - started
+                started = time.perf_counter()
+                table = routeworld.evaluate(client, corpus, queries, args.k)
+                eval_s = time.perf_counter() - started
+        finally:
+            server.stop(grace=1)
+    print(f"ingested in {load_s:.0f} s; {len(routeworld.ABLATIONS) * len(queries)} routes in {eval_s:.0f} s\n")
+    print(f"| weights | precision@{args.k} | worst query | low performers returned |\n| --- | ---: | ---: | ---: |")
+    for name, row in table.items():
+        print(f"| {name} | {row['precision_at_k']:.3f} | {row['worst_query']:.2f} | "
+              f"{row['low_performers_returned']} of {row['neighbours_returned']} |")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()} cores={__import__('os').cpu_count()}",
+            "clip": f"{args.clip_model}/{args.clip_pretrained}", "k": args.k, "videos": len(corpus),
+            "queries": len(queries), "table": table,
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
