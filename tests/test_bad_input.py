@@ -146,14 +146,14 @@ def test_too_many_concurrent_uploads_is_resource_exhausted(start_server, clips):
     def slow_upload():
         yield pb.IngestRequest(metadata=pb.VideoMetadata(video_id="slow"))
         yield pb.IngestRequest(chunk=data[:1000])
-        release.wait(30)
+        release.wait(120)
         yield pb.IngestRequest(chunk=data[1000:])
 
-    first = server.stub.Ingest.future(slow_upload(), timeout=60)
+    first = server.stub.Ingest.future(slow_upload(), timeout=180)
     try:
         # Probe with empty uploads: they get INVALID_ARGUMENT while a slot is free (so nothing is stored)
         # and RESOURCE_EXHAUSTED once the first stream holds the only slot.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not first.done():
             code, details = _code_and_details(lambda: server.stub.Ingest(upload(b"", "probe")))
             if code != INVALID:
