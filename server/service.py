@@ -144,6 +144,7 @@ class ColdOpenService:
         self._refresh_pool()
         self._write_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
+        self._in_flight = 0  # changed only while holding a slot; read for monitoring and tests
         self._tmp_dir = settings.data_dir / "tmp"
 
     @classmethod
@@ -200,10 +201,17 @@ class ColdOpenService:
                 f"the server is already processing {self.settings.max_concurrent_ingests} uploads; "
                 f"retry in a few seconds with backoff"
             )
+        self._in_flight += 1
         try:
             yield
         finally:
+            self._in_flight -= 1
             self._ingest_slots.release()
+
+    @property
+    def ingests_in_flight(self) -> int:
+        """Uploads holding an ingest slot right now."""
+        return self._in_flight
 
     def upload_file(self) -> "tempfile._TemporaryFileWrapper":
         """A temporary file under the data dir for one upload; removed when closed."""

@@ -151,15 +151,12 @@ def test_too_many_concurrent_uploads_is_resource_exhausted(start_server, clips):
 
     first = server.stub.Ingest.future(slow_upload(), timeout=180)
     try:
-        # Probe with empty uploads: they get INVALID_ARGUMENT while a slot is free (so nothing is stored)
-        # and RESOURCE_EXHAUSTED once the first stream holds the only slot.
+        # Wait until the first stream holds the only slot; then a second upload is turned away.
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not first.done():
-            code, details = _code_and_details(lambda: server.stub.Ingest(upload(b"", "probe")))
-            if code != INVALID:
-                break
-            time.sleep(0.05)
-        assert not first.done(), first.exception()
+        while server.server.service.ingests_in_flight == 0 and time.monotonic() < deadline and not first.done():
+            time.sleep(0.02)
+        assert server.server.service.ingests_in_flight == 1, first.exception() if first.done() else "never started"
+        code, details = _code_and_details(lambda: server.stub.Ingest(upload(data, "second")))
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry" in details, (code, details)
     finally:
         release.set()
