@@ -72,11 +72,6 @@ class Fingerprinter:
     def load(cls, device: str = "cpu") -> "Fingerprinter":
         return cls(FingerprintParams(), device)
 
-    @property
-    def name(self) -> str:
-        p = self.params
-        return f"landmark-v1(n_fft={p.n_fft},hop={p.hop},fan_out={p.fan_out})"
-
     @torch.inference_mode()
     def fingerprint(self, audios: Sequence[np.ndarray]) -> list[Fingerprint]:
         """Fingerprints of several 16 kHz mono float32 clips, computed as one batch."""

@@ -40,7 +40,7 @@ from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
 from server.index import FaissFlatIndex, VectorIndex, build_index
 from server.sound_index import SoundIndex
 from server.settings import Settings
-from server.store import TEXT_COLUMNS, Store
+from server.store import EMBEDDING_COLUMNS, Store
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +167,12 @@ class ColdOpenService:
                 f"or use a new --data-dir"
             )
         started = time.perf_counter()
-        index = build_index(clip.dim, settings.device)
-        for ids, vectors in store.iter_embeddings():
-            index.add(ids, vectors)
-        indexes = {"visual": index}
-        for modality in TEXT_COLUMNS:
-            indexes[modality] = build_index(models.text.dim, settings.device)
-            for ids, vectors in store.iter_text_embeddings(modality):
+        indexes = {}
+        for modality in EMBEDDING_COLUMNS:
+            indexes[modality] = build_index(clip.dim if modality == "visual" else models.text.dim, settings.device)
+            for ids, vectors in store.iter_embeddings(modality):
                 indexes[modality].add(ids, vectors)
+        index = indexes["visual"]
         sound_index = SoundIndex()
         for row, fingerprint in store.iter_fingerprints():
             sound_index.add(row, fingerprint)
@@ -440,7 +438,7 @@ class ColdOpenService:
             exclude = self._store.row_id(query.video_id)
             if exclude is None:
                 raise NotFound(f"video {query.video_id!r} is not indexed; ingest it first or check the id")
-            vector = self._store.embedding(query.video_id) if visual else self._store.text_embedding(query.video_id, target)
+            vector = self._store.embedding(query.video_id, target)
             if vector is None:
                 what = "speech" if target == "spoken" else "caption or hashtags"
                 raise InvalidInput(f"video {query.video_id!r} has no {what}, so it cannot be searched by target {target}")

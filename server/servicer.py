@@ -74,12 +74,7 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         service = self._ready()
         with service.ingest_slot():
             started = time.perf_counter()
-            first = next(request_iterator, None)
-            if first is None:
-                raise InvalidInput("the upload stream is empty; send an IngestRequest with metadata, then the file's bytes in chunks")
-            if first.WhichOneof("payload") != "metadata":
-                raise InvalidInput("the first IngestRequest must carry metadata (video_id, ...); a chunk arrived before it")
-            meta = validate_metadata(_metadata_from_pb(first.metadata))
+            meta = validate_metadata(_metadata_from_pb(_first(request_iterator, "metadata", "IngestRequest")))
             with service.upload_file() as upload:
                 total = self._receive(request_iterator, upload, f"upload for {meta.video_id!r}", "metadata")
                 receive_ms = (time.perf_counter() - started) * 1000
@@ -89,10 +84,7 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
     @_guarded
     def SearchBySound(self, request_iterator, context):
         service = self._ready()
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("payload") != "query":
-            raise InvalidInput("the first SoundSearchRequest must carry a query (video_id or upload)")
-        query = first.query
+        query = _first(request_iterator, "query", "SoundSearchRequest")
         limit = query.limit or 10
         source = query.WhichOneof("source")
         if source == "video_id":
@@ -124,10 +116,7 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
     @_guarded
     def Route(self, request_iterator, context):
         service = self._ready()
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("payload") != "query":
-            raise InvalidInput("the first RouteRequest must carry a query (video_id or upload metadata)")
-        q = first.query
+        q = _first(request_iterator, "query", "RouteRequest")
         weights = dict(DEFAULT_WEIGHTS)
         for m in DEFAULT_WEIGHTS:
             if q.weights.HasField(m):
@@ -247,6 +236,16 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
     def DeleteVideo(self, request, context):
         self._ready().delete(request.video_id)
         return pb.DeleteVideoResponse(video_id=request.video_id)
+
+
+def _first(request_iterator, field: str, message: str):
+    """The `field` payload of a stream's first message; every later message carries a chunk."""
+    first = next(request_iterator, None)
+    if first is None:
+        raise InvalidInput(f"the stream is empty; the first {message} must carry a {field} message, then chunks follow")
+    if first.WhichOneof("payload") != field:
+        raise InvalidInput(f"the first {message} must carry a {field} message; a chunk arrived before it")
+    return getattr(first, field)
 
 
 def _human_bytes(n: int) -> str:

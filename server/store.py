@@ -81,8 +81,9 @@ CREATE TABLE IF NOT EXISTS frames (
 );
 """
 
-# Text modality -> column holding its sentence embedding.
+# Text modality -> column holding its sentence embedding; EMBEDDING_COLUMNS adds the CLIP video embedding.
 TEXT_COLUMNS = {"caption": "caption_embedding", "spoken": "transcript_embedding"}
+EMBEDDING_COLUMNS = {"visual": "embedding", **TEXT_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -293,15 +294,16 @@ class Store:
             ]
         return out
 
-    def text_embedding(self, video_id: str, modality: str) -> np.ndarray | None:
-        column = TEXT_COLUMNS[modality]
+    def embedding(self, video_id: str, modality: str = "visual") -> np.ndarray | None:
+        """A video's embedding of one modality; None for an unknown video or one without that content."""
+        column = EMBEDDING_COLUMNS[modality]
         with self._lock:
             row = self._conn.execute(f"SELECT {column} FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return None if row is None or row[0] is None else np.frombuffer(row[0], dtype=np.float32).copy()
 
-    def iter_text_embeddings(self, modality: str, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (row ids, embeddings) of one text modality, for rebuilding its index."""
-        column = TEXT_COLUMNS[modality]
+    def iter_embeddings(self, modality: str = "visual", batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (row ids, embeddings) of one modality in batches, for rebuilding its index."""
+        column = EMBEDDING_COLUMNS[modality]
         last = 0
         while True:
             with self._lock:
@@ -374,34 +376,10 @@ class Store:
         return [r[0] for r in rows]
 
     # --- reads ------------------------------------------------------------
-    def count(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM videos").fetchone()[0])
-
     def row_id(self, video_id: str) -> int | None:
         with self._lock:
             row = self._conn.execute("SELECT id FROM videos WHERE video_id = ?", (video_id,)).fetchone()
         return None if row is None else int(row[0])
-
-    def embedding(self, video_id: str) -> np.ndarray | None:
-        with self._lock:
-            row = self._conn.execute("SELECT embedding FROM videos WHERE video_id = ?", (video_id,)).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype=np.float32).copy()
-
-    def iter_embeddings(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """All (row ids, embeddings) in batches, for rebuilding the index."""
-        last = 0
-        while True:
-            with self._lock:
-                rows = self._conn.execute(
-                    "SELECT id, embedding FROM videos WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
-                ).fetchall()
-            if not rows:
-                return
-            ids = np.array([r[0] for r in rows], dtype=np.int64)
-            vecs = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            yield ids, vecs
-            last = int(ids[-1])
 
     def summaries(self, row_ids: list[int]) -> dict[int, tuple[str, str, str, float]]:
         """row id -> (video_id, creator_id, caption, duration_s) for search results."""
