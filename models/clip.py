@@ -59,6 +59,11 @@ class ClipEmbedder:
         with torch.no_grad():
             self.dim = int(self._model.encode_text(self._tokenize(["probe"])).shape[-1])
 
+    @property
+    def input_size(self) -> int:
+        """The shorter side frames are resized to before the centre crop."""
+        return min(self._size)
+
     @classmethod
     def load(cls, spec: ClipSpec) -> "ClipEmbedder":
         import open_clip
@@ -113,10 +118,14 @@ class ClipEmbedder:
 
     @torch.inference_mode()
     def embed_frames(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """L2-normalised image embeddings, one row per RGB uint8 frame (H x W x 3)."""
+        """L2-normalised image embeddings, one row per RGB uint8 frame (H x W x 3).
+
+        Frames may come from many clips of different sizes: each batch is preprocessed per frame
+        size as one tensor on the model's device, then run through the image tower at once.
+        """
         out = []
         for start in range(0, len(frames), self._batch_size):
-            batch = torch.stack([self._preprocess(f) for f in frames[start : start + self._batch_size]])
+            batch = self.preprocess(frames[start : start + self._batch_size])
             feats = self._model.encode_image(batch.to(self._dtype))
             out.append(F.normalize(feats.float(), dim=-1).cpu())
         if not out:
@@ -135,13 +144,21 @@ class ClipEmbedder:
     def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         return self._tokenizer(list(texts)).to(self.device)
 
-    def _preprocess(self, frame: np.ndarray) -> torch.Tensor:
-        """Shorter side to the model size (bicubic, antialiased), centre crop, normalise: open_clip's eval transform."""
-        x = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device).permute(2, 0, 1)
-        x = TF.resize(x, min(self._size), interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
-        x = TF.center_crop(x, list(self._size))
-        x = x.float().div_(255.0)
-        return ((x.unsqueeze(0) - self._mean) / self._std).squeeze(0)
+    def preprocess(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """open_clip's eval transform on the device, batched per frame size: shorter side to the model size
+        (bicubic, antialiased), centre crop, normalise. Returns (N, 3, H, W) float32 in input order."""
+        out = torch.empty((len(frames), 3, *self._size), device=self.device)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, f in enumerate(frames):
+            groups.setdefault(f.shape, []).append(i)
+        for idx in groups.values():
+            x = torch.from_numpy(np.stack([frames[i] for i in idx])).to(self.device, non_blocking=True)
+            x = x.permute(0, 3, 1, 2)
+            x = TF.resize(x, min(self._size), interpolation=TF.InterpolationMode.BICUBIC, antialias=True)
+            x = TF.center_crop(x, list(self._size))
+            x = x.float().div_(255.0)
+            out[torch.tensor(idx, device=self.device)] = (x - self._mean) / self._std
+        return out
 
 
 def video_embedding(frame_embeddings: np.ndarray) -> np.ndarray:

@@ -13,6 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coldopen.v1 import coldopen_pb2, coldopen_pb2_grpc
+from pathlib import Path
+
+from server.auth import Authenticator
 from server.service import ColdOpenService, Models
 from server.servicer import ContentIndexServicer
 from server.settings import MAX_CHUNK_BYTES, Settings
@@ -36,7 +39,11 @@ class ColdOpenServer:
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
             ],
         )
-        self.servicer = ContentIndexServicer(settings)
+        self.auth = Authenticator.from_files(
+            Path(settings.reader_tokens_file) if settings.reader_tokens_file else None,
+            Path(settings.writer_tokens_file) if settings.writer_tokens_file else None,
+        )
+        self.servicer = ContentIndexServicer(settings, self.auth)
         coldopen_pb2_grpc.add_ContentIndexServicer_to_server(self.servicer, self._grpc)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
@@ -45,7 +52,10 @@ class ColdOpenServer:
             self._grpc,
         )
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self._grpc.add_insecure_port(settings.listen)
+        if settings.tls_cert:
+            self.port = self._grpc.add_secure_port(settings.listen, _tls_credentials(settings))
+        else:
+            self.port = self._grpc.add_insecure_port(settings.listen)
         if self.port == 0:
             raise OSError(f"could not listen on {settings.listen}; is the port in use? pass another --listen address")
         self.service: ColdOpenService | None = None
@@ -79,6 +89,19 @@ class ColdOpenServer:
             self.health.set(name, status)
 
 
+def _tls_credentials(settings: Settings) -> grpc.ServerCredentials:
+    try:
+        cert = Path(settings.tls_cert).read_bytes()
+        key = Path(settings.tls_key).read_bytes()
+    except OSError as e:
+        raise ValueError(
+            f"TLS certificate or key cannot be read ({e.filename}: {e.strerror}); check tls_cert and tls_key"
+        ) from None
+    if b"PRIVATE KEY" not in key or b"CERTIFICATE" not in cert:
+        raise ValueError("tls_cert must be a PEM certificate chain and tls_key a PEM private key")
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
 def create_server(settings: Settings) -> ColdOpenServer:
     return ColdOpenServer(settings)
 
@@ -105,5 +128,8 @@ def serve(settings: Settings, on_ready=None) -> None:
     if on_ready is not None:
         on_ready(server)
     stop.wait()
-    server.stop(grace=10.0)
-    log.info("stopped")
+    in_flight = server.service.ingests_in_flight
+    log.info("draining: health NOT_SERVING, no new RPCs, %d uploads in flight, grace %.0f s",
+             in_flight, settings.shutdown_grace_s)
+    server.stop(grace=settings.shutdown_grace_s)
+    log.info("stopped cleanly")

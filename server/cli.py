@@ -35,6 +35,13 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpu-threads", type=int)
     g.add_argument("--sample-fps", type=float, help="frames sampled per second of video (default 1)")
     g.add_argument("--max-frames", type=int, help="cap on sampled frames per clip (default 64)")
+    g.add_argument(
+        "--sampling", choices=["uniform", "keyframes", "auto"],
+        help="uniform = exact fps; keyframes = decode keyframes only (fast); auto = keyframes when dense enough (default)",
+    )
+    g.add_argument("--decode-workers", type=int, help="decode processes; -1 = one per core up to 16 (default), 0 = in-thread")
+    g.add_argument("--whisper-batch-size", type=int, help="30-s audio windows per Whisper batch (default 32)")
+    g.add_argument("--batch-max-wait-ms", type=float, help="longest a model batch waits to fill (default 5)")
     g.add_argument("--max-upload-mib", type=float, help="largest accepted upload in MiB (default 512)")
     g.add_argument("--max-concurrent-ingests", type=int)
     g.add_argument("--text-model", help="sentence-embedding model dir for transcripts and captions; 'bundled' = all-MiniLM-L6-v2")
@@ -49,6 +56,8 @@ def _settings(args: argparse.Namespace, **forced) -> Settings:
         "data_dir", "clip_model", "clip_pretrained", "clip_batch_size", "whisper_model", "whisper_compute_type",
         "device", "cpu_threads", "sample_fps", "max_frames", "max_concurrent_ingests", "log_level",
         "text_model", "pool_percentile", "pool_min_impressions", "score_half_life_h",
+        "sampling", "decode_workers", "whisper_batch_size", "batch_max_wait_ms",
+        "tls_cert", "tls_key", "reader_tokens_file", "writer_tokens_file",
     ]
     overrides = {n: getattr(args, n, None) for n in names}
     if getattr(args, "listen", None):
@@ -71,12 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("serve", "run the gRPC server")
     p.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:50051; COLDOPEN_LISTEN)")
+    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (with --tls-key; COLDOPEN_TLS_CERT)")
+    p.add_argument("--tls-key", help="PEM private key for --tls-cert (COLDOPEN_TLS_KEY)")
+    p.add_argument("--reader-tokens-file", help="'<name> <token>' lines for the reader role (COLDOPEN_READER_TOKENS_FILE)")
+    p.add_argument("--writer-tokens-file", help="'<name> <token>' lines for the writer role (COLDOPEN_WRITER_TOKENS_FILE)")
     _model_flags(p)
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         p = command(name, help)
         p.add_argument("--server", default=None, help=f"server address (default $COLDOPEN_SERVER or {DEFAULT_SERVER})")
         p.add_argument("--timeout", type=float, default=600.0, help="seconds per call")
+        p.add_argument("--token", default=None, help="bearer token (default $COLDOPEN_TOKEN); never logged")
+        p.add_argument("--ca-cert", type=Path, default=None, help="PEM CA bundle: connect with TLS (default $COLDOPEN_CA_CERT)")
         return p
 
     p = client_command("ingest", "upload video files to the server")
@@ -191,7 +206,7 @@ def cmd_ingest(args) -> int:
         _fail(args, "--video-id can only be used with a single file")
         return 2
     failures = 0
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         for path in args.files:
             video_id = args.video_id or path.stem
             try:
@@ -219,7 +234,7 @@ def cmd_search(args) -> int:
     from server.client import Client
 
     embedding = _parse_embedding(args.embedding) if args.embedding else None
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         result = client.search(video_id=args.video_id, text=args.text, embedding=embedding, k=args.k,
                                performing_only=args.performing, target=args.target)
     _report(args, result, _describe_search)
@@ -229,7 +244,7 @@ def cmd_search(args) -> int:
 def cmd_get(args) -> int:
     from server.client import Client
 
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         _report(args, client.get(args.video_id, args.embeddings), _describe_video)
     return 0
 
@@ -237,7 +252,7 @@ def cmd_get(args) -> int:
 def cmd_delete(args) -> int:
     from server.client import Client
 
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
     return 0
 
@@ -260,7 +275,7 @@ def cmd_route(args) -> int:
     if args.file:
         metadata = {"video_id": args.as_video_id or (args.file.stem if args.store else ""), "creator_id": args.creator_id,
                     "caption": args.caption, "hashtags": args.hashtag}
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         result = client.route(
             video_id=args.video_id, path=args.file, metadata=metadata, store=args.store, k=args.k, weights=weights,
             exclude_same_creator=args.exclude_same_creator, language=args.language,
@@ -294,7 +309,7 @@ def cmd_engagement(args) -> int:
 
     totals = {"accepted": 0, "duplicates": 0, "rejected": []}
     bad_lines = []
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         for name in args.files:
             stream = sys.stdin if name == "-" else open(name)
             with stream:
@@ -336,7 +351,7 @@ def _add_engagement(totals: dict, reply: dict) -> None:
 def cmd_sound_search(args) -> int:
     from server.client import Client
 
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         result = client.search_by_sound(video_id=args.video_id, path=args.file, limit=args.limit)
     _report(args, result, _describe_sound_matches)
     return 0
@@ -345,7 +360,7 @@ def cmd_sound_search(args) -> int:
 def cmd_sounds(args) -> int:
     from server.client import Client
 
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         result = client.list_sounds(args.window, args.limit)
     _report(args, result, lambda r: "\n".join(_describe_sound(s) for s in r["sounds"]) or "no sounds yet")
     return 0
@@ -354,7 +369,7 @@ def cmd_sounds(args) -> int:
 def cmd_sound(args) -> int:
     from server.client import Client
 
-    with Client(_server(args), timeout=args.timeout) as client:
+    with _client(args) as client:
         result = client.get_sound(args.sound_id, args.window)
     _report(args, result, lambda r: _describe_sound(r) + "\n  recent videos: " + (", ".join(r["recent_video_ids"]) or "-"))
     return 0
@@ -433,6 +448,12 @@ def configure_logging(settings: Settings) -> None:
         else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
+
+
+def _client(args) -> Client:
+    env = default_env()
+    ca = args.ca_cert or (Path(env["COLDOPEN_CA_CERT"]) if env.get("COLDOPEN_CA_CERT") else None)
+    return Client(_server(args), timeout=args.timeout, token=args.token or env.get("COLDOPEN_TOKEN", ""), ca_cert=ca)
 
 
 def _server(args) -> str:

@@ -22,11 +22,16 @@ def to_dict(message) -> dict:
 
 
 class Client:
-    def __init__(self, address: str, timeout: float | None = 600.0):
+    def __init__(self, address: str, timeout: float | None = 600.0, token: str = "", ca_cert: Path | None = None):
+        """`token`: bearer token sent with every call; `ca_cert`: PEM CA bundle, which turns TLS on."""
         self.address = address
-        self._channel = grpc.insecure_channel(
-            address, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        )
+        options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        if ca_cert is not None:
+            creds = grpc.ssl_channel_credentials(root_certificates=Path(ca_cert).read_bytes())
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._stub = pb_grpc.ContentIndexStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
@@ -77,7 +82,7 @@ class Client:
             filename=Path(path).name,
         )
         first = pb.IngestRequest(metadata=meta)
-        return to_dict(self._stub.Ingest(_upload(Path(path), first, on_progress), timeout=self._timeout))
+        return to_dict(self._stub.Ingest(_upload(Path(path), first, on_progress), timeout=self._timeout, metadata=self._metadata))
 
     def search(
         self, *, video_id=None, text=None, embedding=None, k: int = 10, performing_only: bool = False, target: str = "visual"
@@ -89,15 +94,15 @@ class Client:
             request.text = text
         elif embedding is not None:
             request.embedding.values.extend(float(v) for v in embedding)
-        return to_dict(self._stub.Search(request, timeout=self._timeout))
+        return to_dict(self._stub.Search(request, timeout=self._timeout, metadata=self._metadata))
 
     def get(self, video_id: str, include_embeddings: bool = False) -> dict:
         return to_dict(
-            self._stub.GetVideo(pb.GetVideoRequest(video_id=video_id, include_embeddings=include_embeddings), timeout=self._timeout)
+            self._stub.GetVideo(pb.GetVideoRequest(video_id=video_id, include_embeddings=include_embeddings), timeout=self._timeout, metadata=self._metadata)
         )
 
     def delete(self, video_id: str) -> dict:
-        return to_dict(self._stub.DeleteVideo(pb.DeleteVideoRequest(video_id=video_id), timeout=self._timeout))
+        return to_dict(self._stub.DeleteVideo(pb.DeleteVideoRequest(video_id=video_id), timeout=self._timeout, metadata=self._metadata))
 
 
     def search_by_sound(self, *, video_id: str | None = None, path: Path | None = None, limit: int = 10) -> dict:
@@ -106,12 +111,12 @@ class Client:
         else:
             query = pb.SoundQuery(upload=pb.UploadInfo(filename=Path(path).name), limit=limit)
             requests = _upload(Path(path), pb.SoundSearchRequest(query=query), None, pb.SoundSearchRequest)
-        return to_dict(self._stub.SearchBySound(requests, timeout=self._timeout))
+        return to_dict(self._stub.SearchBySound(requests, timeout=self._timeout, metadata=self._metadata))
 
     def record_engagement(self, events: list) -> dict:
         """Events as EngagementEvent messages or dicts with its field names (event_id, video_id, likes, ...)."""
         messages = [e if isinstance(e, pb.EngagementEvent) else engagement_event(e) for e in events]
-        return to_dict(self._stub.RecordEngagement(iter(messages), timeout=self._timeout))
+        return to_dict(self._stub.RecordEngagement(iter(messages), timeout=self._timeout, metadata=self._metadata))
 
     def route(
         self,
@@ -137,13 +142,13 @@ class Client:
         else:
             query.upload.CopyFrom(pb.VideoMetadata(filename=Path(path).name, **(metadata or {})))
             requests = _upload(Path(path), pb.RouteRequest(query=query), None, pb.RouteRequest)
-        return to_dict(self._stub.Route(requests, timeout=self._timeout))
+        return to_dict(self._stub.Route(requests, timeout=self._timeout, metadata=self._metadata))
 
     def get_sound(self, sound_id: str, window_s: float = 0.0) -> dict:
-        return to_dict(self._stub.GetSound(pb.GetSoundRequest(sound_id=sound_id, window_s=window_s), timeout=self._timeout))
+        return to_dict(self._stub.GetSound(pb.GetSoundRequest(sound_id=sound_id, window_s=window_s), timeout=self._timeout, metadata=self._metadata))
 
     def list_sounds(self, window_s: float = 0.0, limit: int = 20) -> dict:
-        return to_dict(self._stub.ListSounds(pb.ListSoundsRequest(window_s=window_s, limit=limit), timeout=self._timeout))
+        return to_dict(self._stub.ListSounds(pb.ListSoundsRequest(window_s=window_s, limit=limit), timeout=self._timeout, metadata=self._metadata))
 
 
 def engagement_event(fields: dict) -> pb.EngagementEvent:

@@ -31,6 +31,7 @@ class Extraction:
     timings_ms: dict[str, float] = field(default_factory=dict)
     sound_id: int | None = None   # the sound this clip uses; None without usable audio
     landmarks: int = 0            # landmark hashes in its audio fingerprint
+    sampling: str = ""            # uniform | keyframes: how its frames were sampled
 
 
 @dataclass(frozen=True)

@@ -30,3 +30,15 @@ class NotReady(ColdOpenError):
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded at start-up; the message says how to fix it."""
+
+
+class DeadlineExceeded(ColdOpenError):
+    """The request ran past its deadline (the caller's or the server's rpc_deadline_s)."""
+
+
+class Unauthenticated(ColdOpenError):
+    """No credentials, or credentials the server does not know."""
+
+
+class PermissionDenied(ColdOpenError):
+    """Valid credentials without the role this call needs."""

@@ -1,7 +1,12 @@
-"""Media decoding: probe the container (PyAV), sample video frames (OpenCV), decode audio (PyAV).
+"""Media decoding: probe the container (PyAV), sample video frames, decode audio (PyAV).
 
-Frame sampling is by presentation time, so variable-frame-rate clips are sampled at the
-right moments; OpenCV applies the container's display rotation, so phone videos come out upright.
+Two ways to sample frames, both by presentation time (so variable-frame-rate clips are sampled at
+the right moments) and both upright for phone videos with a display rotation:
+- ``uniform``: decode every frame (OpenCV) and keep the first at or after each target time: exact fps.
+- ``keyframes``: decode only keyframes (PyAV ``skip_frame="NONKEY"``) and keep the first at or after each
+  target time: several times faster, at the clip's keyframe spacing when that is sparser than the target.
+``auto`` counts keyframes by demuxing (no decoding) and takes ``keyframes`` when they give at least half
+the wanted frames, ``uniform`` otherwise.
 """
 
 from __future__ import annotations
@@ -50,6 +55,16 @@ class SampledFrames:
     height: int
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What an upload may be; checked from the container headers before anything is decoded."""
+
+    max_duration_s: float = math.inf
+    max_pixels: int = 1 << 62
+    max_audio_channels: int = 1 << 30
+    max_audio_sample_rate: int = 1 << 30
+
+
 def _open(path: Path, hint: str):
     try:
         return av.open(str(path), mode="r")
@@ -57,8 +72,9 @@ def _open(path: Path, hint: str):
         raise InvalidInput(f"the upload is not a readable media file ({_short(e)}); {hint}") from None
 
 
-def probe(path: Path) -> MediaInfo:
-    """Read container facts without decoding; raise InvalidInput for anything that is not a video."""
+def probe(path: Path, limits: Limits = Limits()) -> MediaInfo:
+    """Read container facts without decoding; raise InvalidInput for anything that is not a video or
+    that is over a limit (so a decode bomb is refused before a single frame is decoded)."""
     with _open(path, _SUPPORTED_HINT) as container:
         fmt = container.format.name
         if fmt in ("image2", "image2pipe") or fmt.endswith("_pipe"):
@@ -76,6 +92,7 @@ def probe(path: Path) -> MediaInfo:
             raise InvalidInput(f"the video has no duration in its container ({fmt}); {_SUPPORTED_HINT}")
         rate = vs.average_rate or vs.guessed_rate
         audio = container.streams.audio[0] if container.streams.audio else None
+        _check_limits(limits, float(duration), int(vs.codec_context.width or 0), int(vs.codec_context.height or 0), audio)
         return MediaInfo(
             duration_s=float(duration),
             width=int(vs.codec_context.width or 0),
@@ -86,6 +103,35 @@ def probe(path: Path) -> MediaInfo:
             video_codec=vs.codec_context.name or "",
             audio_codec=audio.codec_context.name if audio is not None else "",
         )
+
+
+def _check_limits(limits: Limits, duration: float, width: int, height: int, audio) -> None:
+    if duration > limits.max_duration_s:
+        raise InvalidInput(
+            f"the video is {duration:.0f} s long; this server accepts at most {limits.max_duration_s:.0f} s "
+            f"(max_duration_s): trim it or split it into parts"
+        )
+    if width * height > limits.max_pixels:
+        raise InvalidInput(
+            f"the video is {width}x{height} ({width * height / 1e6:.1f} megapixels); this server accepts at most "
+            f"{limits.max_pixels / 1e6:.1f} megapixels per frame (max_pixels): downscale it to 4K or less"
+        )
+    if width <= 0 or height <= 0:
+        raise InvalidInput(f"the video stream has no frame size ({width}x{height}); {_SUPPORTED_HINT}")
+    if audio is not None:
+        ctx = audio.codec_context
+        channels = int(getattr(ctx, "channels", 0) or 0)
+        rate = int(ctx.sample_rate or 0)
+        if channels > limits.max_audio_channels:
+            raise InvalidInput(
+                f"the audio track has {channels} channels; this server accepts at most {limits.max_audio_channels} "
+                f"(max_audio_channels): mix it down to stereo or mono"
+            )
+        if rate > limits.max_audio_sample_rate:
+            raise InvalidInput(
+                f"the audio track is sampled at {rate} Hz; this server accepts at most {limits.max_audio_sample_rate} Hz "
+                f"(max_audio_sample_rate): resample it to 48 kHz"
+            )
 
 
 def sample_times(duration_s: float, fps: float, max_frames: int) -> list[float]:
@@ -141,6 +187,101 @@ def sample_frames(path: Path, info: MediaInfo, fps: float, max_frames: int) -> S
         )
     h, w = frames[0].shape[:2]
     return SampledFrames(frames=frames, times_s=times, rotation=rotation, width=w, height=h)
+
+
+SAMPLING_MODES = ("uniform", "keyframes", "auto")
+
+
+def keyframe_count(path: Path) -> int:
+    """Keyframes in the first video stream, from packet flags alone (demux, no decode)."""
+    with _open(path, _SUPPORTED_HINT) as container:
+        vs = container.streams.video[0]
+        return sum(1 for packet in container.demux(vs) if packet.is_keyframe and packet.size)
+
+
+def choose_mode(mode: str, path: Path, info: MediaInfo, fps: float, max_frames: int) -> str:
+    if mode != "auto":
+        return mode
+    wanted = len(sample_times(info.duration_s, fps, max_frames))
+    return "keyframes" if keyframe_count(path) * 2 >= wanted else "uniform"
+
+
+def sample_keyframes(path: Path, info: MediaInfo, fps: float, max_frames: int) -> SampledFrames:
+    """Decode keyframes only; keep the first at or after each target time (within half a sample period)."""
+    targets = sample_times(info.duration_s, fps, max_frames)
+    slack = 0.5 / fps
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    rotation = 0
+    last_t = 0.0
+    with _open(path, _SUPPORTED_HINT) as container:
+        vs = container.streams.video[0]
+        vs.codec_context.skip_frame = "NONKEY"
+        start = None
+        ti = 0
+        try:
+            for packet in container.demux(vs):
+                if packet.pts is not None and packet.time_base is not None:
+                    pt = float(packet.pts * packet.time_base)
+                    start = pt if start is None else min(start, pt)
+                    last_t = max(last_t, pt - start)
+                if not packet.is_keyframe and packet.size:
+                    continue
+                for frame in packet.decode():
+                    t = float(frame.time or 0.0) - (start or 0.0)
+                    if ti >= len(targets) or t + slack < targets[ti]:
+                        continue
+                    ccw = int(frame.rotation or 0) % 360  # display matrix, counter-clockwise
+                    rotation = (-ccw) % 360  # reported clockwise, as OpenCV (the uniform path) reports it
+                    rgb = frame.to_ndarray(format="rgb24")
+                    if ccw:
+                        rgb = np.ascontiguousarray(np.rot90(rgb, k=ccw // 90))
+                    frames.append(rgb)
+                    times.append(round(max(t, 0.0), 6))
+                    while ti < len(targets) and targets[ti] <= t + slack:
+                        ti += 1
+        except av.error.FFmpegError as e:
+            if not frames:
+                raise InvalidInput(f"the video stream could not be decoded ({_short(e)}); {_SUPPORTED_HINT}") from None
+            log.warning("keyframe decode stopped early: %s", _short(e))
+    if not frames:
+        raise InvalidInput(f"no video frame could be decoded (corrupt or truncated stream); {_SUPPORTED_HINT}")
+    if len(targets) > 1 and last_t + _TRUNCATION_SLACK_S < info.duration_s * _TRUNCATION_TOLERANCE:
+        raise InvalidInput(
+            f"the video is truncated: the container says {info.duration_s:.1f} s but its packets end at "
+            f"{last_t:.1f} s; re-send the complete file"
+        )
+    h, w = frames[0].shape[:2]
+    return SampledFrames(frames=frames, times_s=times, rotation=rotation, width=w, height=h)
+
+
+def sample(path: Path, info: MediaInfo, mode: str, fps: float, max_frames: int) -> tuple[SampledFrames, str]:
+    """Frames by the given sampling mode; returns the frames and the mode actually used."""
+    used = choose_mode(mode, path, info, fps, max_frames)
+    if used == "keyframes":
+        return sample_keyframes(path, info, fps, max_frames), used
+    return sample_frames(path, info, fps, max_frames), used
+
+
+def shrink(frames: list[np.ndarray], short_side: int) -> list[np.ndarray]:
+    """Downscale frames whose shorter side exceeds `short_side` (area interpolation: antialiased).
+
+    Decode workers do this before handing frames to the model process, so 720p frames cross the
+    process boundary at about a tenth of their size; the model's own resize then has little left to do.
+    """
+    if short_side <= 0:
+        return frames
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        s = min(h, w)
+        if s <= short_side:
+            out.append(f)
+            continue
+        scale = short_side / s
+        size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))
+        out.append(cv2.resize(f, size, interpolation=cv2.INTER_AREA))
+    return out
 
 
 def probe_audio(path: Path) -> None:

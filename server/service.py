@@ -37,6 +37,7 @@ from server.domain import (
     VideoRecord,
 )
 from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
+from server.pipeline import Pipeline
 from server.index import FaissFlatIndex, VectorIndex, build_index
 from server.sound_index import SoundIndex
 from server.settings import Settings
@@ -122,9 +123,11 @@ class ColdOpenService:
         store: Store,
         indexes: dict[str, VectorIndex],
         sound_index: SoundIndex,
+        pipeline: Pipeline | None = None,
     ):
         self.settings = settings
         self.models = models
+        self.pipeline = pipeline or Pipeline(settings, models)
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
         self._index = indexes["visual"]
@@ -188,6 +191,7 @@ class ColdOpenService:
         return cls(settings, models, store, indexes, sound_index)
 
     def close(self) -> None:
+        self.pipeline.close()
         self._store.close()
 
     # --- ingest -------------------------------------------------------------
@@ -215,12 +219,14 @@ class ColdOpenService:
         """A temporary file under the data dir for one upload; removed when closed."""
         return tempfile.NamedTemporaryFile(dir=self._tmp_dir, prefix="upload-", suffix=".bin")
 
-    def ingest(self, meta: VideoMetadata, path: Path, bytes_received: int, receive_ms: float = 0.0) -> IngestResult:
+    def ingest(
+        self, meta: VideoMetadata, path: Path, bytes_received: int, receive_ms: float = 0.0, deadline: float | None = None
+    ) -> IngestResult:
         validate_metadata(meta)
         if bytes_received == 0:
             raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
-        a = self._analyse(meta, path, timings)
+        a = self.pipeline.analyse(meta, path, timings, deadline)
         with self._write_lock:
             # Matching and storing under one lock: two uploads of a new sound cannot both start a new sound_id.
             matches: list[SoundNeighbour] = []
@@ -234,6 +240,7 @@ class ColdOpenService:
                 sound_id = covering.sound_id if covering is not None else None
             extraction = Extraction(
                 media=a.media,
+                sampling=a.sampling,
                 frames_sampled=len(a.frames.frames),
                 embedding_model=self.models.clip.name,
                 embedding_dim=int(a.embedding.shape[0]),
@@ -276,39 +283,6 @@ class ColdOpenService:
             timings,
         )
         return IngestResult(meta.video_id, replaced, bytes_received, extraction, new_sound, matches)
-
-    def _analyse(self, meta: VideoMetadata, path: Path, timings: dict[str, float]) -> "_Analysis":
-        """Decode and run the models; nothing is stored yet."""
-        with _timed(timings, "probe"):
-            info = media.probe(path)
-        with _timed(timings, "decode_frames"):
-            sampled = media.sample_frames(path, info, self.settings.sample_fps, self.settings.max_frames)
-        with _timed(timings, "embed_frames"):
-            frame_embeddings = self.models.clip.embed_frames(sampled.frames)
-        transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
-        fingerprint = None
-        if info.has_audio:
-            with _timed(timings, "decode_audio"):
-                audio = media.decode_audio(path)
-            if audio.size:
-                with _timed(timings, "transcribe"):
-                    transcript = self.models.whisper.transcribe(audio, meta.language_hint)
-                with _timed(timings, "fingerprint"):
-                    fingerprint = self.models.fingerprinter.fingerprint([audio])[0]
-        with _timed(timings, "embed_text"):
-            texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
-            present = {m: t for m, t in texts.items() if t}
-            vectors = dict(zip(present, self.models.text.embed(list(present.values())))) if present else {}
-            text_embeddings = {m: vectors.get(m) for m in texts}
-        return _Analysis(
-            media=dataclasses.replace(info, width=sampled.width, height=sampled.height, rotation=sampled.rotation),
-            text_embeddings=text_embeddings,
-            frames=sampled,
-            frame_embeddings=frame_embeddings,
-            embedding=video_embedding(frame_embeddings),
-            transcript=transcript,
-            fingerprint=fingerprint,
-        )
 
     # --- engagement ---------------------------------------------------------
     def record_engagement(self, events: list[EngagementEvent]) -> EngagementResult:
@@ -400,7 +374,7 @@ class ColdOpenService:
         assert path is not None
         media.probe_audio(path)
         audio = media.decode_audio(path)
-        fingerprint = self.models.fingerprinter.fingerprint([audio])[0]
+        [fingerprint], _ = self.pipeline.fingerprint.submit([audio])
         return self._match_sound(fingerprint, exclude_row=None, limit=limit)
 
     def sound_stats(self, sound_id: str, window_s: float, sample: int = 10) -> tuple[SoundStats, list[str]]:
@@ -479,6 +453,7 @@ class ColdOpenService:
         video_id: str | None = None,
         upload: tuple[VideoMetadata, Path, int] | None = None,
         store: bool = False,
+        deadline: float | None = None,
     ) -> tuple[routing.RouteResult, IngestResult | None]:
         """Performing neighbours of an indexed video, or of an upload (processed without being stored
         unless `store`). Returns the routing and, for a stored upload, its ingest result."""
@@ -490,7 +465,7 @@ class ColdOpenService:
         ingested = None
         if upload is not None and store:
             meta, path, size = upload
-            ingested = self.ingest(meta, path, size)
+            ingested = self.ingest(meta, path, size, deadline=deadline)
             video_id, upload = meta.video_id, None
         if video_id is not None:
             validate_video_id(video_id)
@@ -508,7 +483,7 @@ class ColdOpenService:
             validate_metadata(meta, require_id=False)
             if size == 0:
                 raise InvalidInput("the route upload has no bytes; send the file in chunk messages after the query")
-            a = self._analyse(meta, path, {})
+            a = self.pipeline.analyse(meta, path, {}, deadline)
             fingerprint = a.fingerprint
             query = routing.RouteQuery(
                 a.embedding, a.text_embeddings["spoken"], a.text_embeddings["caption"], {}, meta.creator_id
@@ -556,22 +531,6 @@ class ColdOpenService:
     @property
     def size(self) -> int:
         return len(self._index)
-
-
-@dataclass(frozen=True)
-class _Analysis:
-    media: media.MediaInfo
-    frames: media.SampledFrames
-    frame_embeddings: np.ndarray
-    embedding: np.ndarray
-    transcript: Transcript
-    fingerprint: Fingerprint | None
-    text_embeddings: dict[str, np.ndarray | None]  # caption / spoken -> sentence embedding, None when empty
-
-
-def caption_text(meta: VideoMetadata) -> str:
-    """What the caption embedding reads: the caption and the hashtags as words."""
-    return " ".join([meta.caption.strip(), *(h.replace("_", " ") for h in meta.hashtags)]).strip()
 
 
 _COUNTER_FIELDS = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")

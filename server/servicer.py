@@ -3,7 +3,10 @@ boundary, calls the service, and maps domain errors to status codes in one table
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import queue
+import threading
 import logging
 import time
 from datetime import datetime, timezone
@@ -16,7 +19,18 @@ from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.domain import EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
 from server.engagement import Counters
-from server.errors import ColdOpenError, InvalidInput, NotFound, NotReady, Overloaded, TooLarge
+from server.auth import READ, WRITE, Authenticator, Caller
+from server.errors import (
+    ColdOpenError,
+    DeadlineExceeded,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    Overloaded,
+    PermissionDenied,
+    TooLarge,
+    Unauthenticated,
+)
 from server.routing import DEFAULT_WEIGHTS, RouteOptions
 from server.service import ColdOpenService, format_sound_id, validate_metadata
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
@@ -32,34 +46,92 @@ STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
     TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.UNAVAILABLE,
+    DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
+# Overloaded replies carry gRPC's retry pushback trailer, which grpc retry policies honour.
+RETRY_PUSHBACK_MS = "1000"
 
 
-def _guarded(method):
-    """Turn domain errors into their status code; anything else is INTERNAL and logged with its traceback."""
+def _guarded(role: str, stream: bool = False):
+    """Authenticate and authorise the caller, count its streams, and turn domain errors into their
+    status code; anything else is INTERNAL and logged with its traceback."""
 
-    @functools.wraps(method)
-    def wrapper(self, request, context):
+    def decorate(method):
+        @functools.wraps(method)
+        def wrapper(self, request, context):
+            caller = None
+            try:
+                caller = self._auth.authenticate(context.invocation_metadata())
+                self._auth.require(caller, role, method.__name__)
+                if not stream:
+                    return method(self, request, context, caller)
+                with self._streams.hold(caller, context.peer()):
+                    return method(self, request, context, caller)
+            except ColdOpenError as e:
+                code = STATUS_FOR.get(type(e), grpc.StatusCode.INVALID_ARGUMENT)
+                log.info("rpc=%s caller=%s status=%s message=%s", method.__name__,
+                         caller.name if caller else "?", code.name, e)
+                if isinstance(e, Overloaded):
+                    context.set_trailing_metadata((("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS),))
+                context.abort(code, str(e))
+            except Exception:
+                if context.is_active() is False:
+                    log.info("rpc=%s ended: the client went away", method.__name__)
+                    return None
+                log.exception("rpc=%s failed with an unexpected error", method.__name__)
+                context.abort(
+                    grpc.StatusCode.INTERNAL,
+                    f"{method.__name__} failed with an internal error; the server log has the traceback. Retrying may help",
+                )
+
+        return wrapper
+
+    return decorate
+
+
+class CallerStreams:
+    """At most `limit` concurrent streaming RPCs per caller (its token name, or its address without auth)."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, caller: Caller, peer: str):
+        key = caller.name if caller.name != "anonymous" else peer.rsplit(":", 1)[0]
+        with self._lock:
+            if self._open.get(key, 0) >= self._limit:
+                raise Overloaded(
+                    f"caller {key!r} already has {self._limit} uploads or streams open (max_streams_per_caller); "
+                    f"wait for one to finish, then retry"
+                )
+            self._open[key] = self._open.get(key, 0) + 1
         try:
-            return method(self, request, context)
-        except ColdOpenError as e:
-            code = STATUS_FOR.get(type(e), grpc.StatusCode.INVALID_ARGUMENT)
-            log.info("rpc=%s status=%s message=%s", method.__name__, code.name, e)
-            context.abort(code, str(e))
-        except Exception:
-            log.exception("rpc=%s failed with an unexpected error", method.__name__)
-            context.abort(
-                grpc.StatusCode.INTERNAL,
-                f"{method.__name__} failed with an internal error; the server log has the traceback. Retrying may help",
-            )
-
-    return wrapper
+            yield
+        finally:
+            with self._lock:
+                self._open[key] -= 1
+                if not self._open[key]:
+                    del self._open[key]
 
 
 class ContentIndexServicer(pb_grpc.ContentIndexServicer):
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, auth: Authenticator | None = None):
         self._settings = settings
         self._service: ColdOpenService | None = None
+        self._auth = auth or Authenticator()
+        self._streams = CallerStreams(settings.max_streams_per_caller)
+
+    def _deadline(self, context) -> float:
+        """time.monotonic() by which this RPC must finish: the caller's deadline or rpc_deadline_s, the sooner."""
+        left = self._settings.rpc_deadline_s
+        remaining = context.time_remaining()
+        if remaining is not None:
+            left = min(left, remaining)
+        return time.monotonic() + left
 
     def attach(self, service: ColdOpenService) -> None:
         self._service = service
@@ -69,20 +141,22 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             raise NotReady("the server is still loading models and the index; retry when grpc.health.v1 reports SERVING")
         return self._service
 
-    @_guarded
-    def Ingest(self, request_iterator, context):
+    @_guarded(WRITE, stream=True)
+    def Ingest(self, request_iterator, context, caller):
         service = self._ready()
+        deadline = self._deadline(context)
         with service.ingest_slot():
             started = time.perf_counter()
-            meta = validate_metadata(_metadata_from_pb(_first(request_iterator, "metadata", "IngestRequest")))
+            chunks = self._chunks(request_iterator, context, deadline)
+            meta = validate_metadata(_metadata_from_pb(_first(chunks, "metadata", "IngestRequest")))
             with service.upload_file() as upload:
-                total = self._receive(request_iterator, upload, f"upload for {meta.video_id!r}", "metadata")
+                total = self._receive(chunks, upload, f"upload for {meta.video_id!r}", "metadata")
                 receive_ms = (time.perf_counter() - started) * 1000
-                result = service.ingest(meta, Path(upload.name), total, receive_ms)
+                result = service.ingest(meta, Path(upload.name), total, receive_ms, deadline)
         return _ingest_result_to_pb(result)
 
-    @_guarded
-    def SearchBySound(self, request_iterator, context):
+    @_guarded(READ, stream=True)
+    def SearchBySound(self, request_iterator, context, caller):
         service = self._ready()
         query = _first(request_iterator, "query", "SoundSearchRequest")
         limit = query.limit or 10
@@ -93,7 +167,8 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             matches = service.search_by_sound(video_id=query.video_id, limit=limit)
         elif source == "upload":
             with service.ingest_slot(), service.upload_file() as upload:
-                total = self._receive(request_iterator, upload, "sound search upload", "query")
+                chunks = self._chunks(request_iterator, context, self._deadline(context))
+                total = self._receive(chunks, upload, "sound search upload", "query")
                 if total == 0:
                     raise InvalidInput("the sound search upload has no bytes; send the file in chunk messages after the query")
                 matches = service.search_by_sound(path=Path(upload.name), limit=limit)
@@ -101,20 +176,20 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             raise InvalidInput("a sound query needs a video_id or an upload")
         return pb.SoundSearchResponse(matches=[_sound_match_to_pb(m) for m in matches])
 
-    @_guarded
-    def GetSound(self, request, context):
+    @_guarded(READ)
+    def GetSound(self, request, context, caller):
         window = request.window_s or DEFAULT_WINDOW_S
         stats, recent = self._ready().sound_stats(request.sound_id, window)
         return _sound_to_pb(stats, window, recent)
 
-    @_guarded
-    def ListSounds(self, request, context):
+    @_guarded(READ)
+    def ListSounds(self, request, context, caller):
         window = request.window_s or DEFAULT_WINDOW_S
         sounds = self._ready().list_sounds(window, request.limit or 20)
         return pb.ListSoundsResponse(sounds=[_sound_to_pb(s, window) for s in sounds])
 
-    @_guarded
-    def Route(self, request_iterator, context):
+    @_guarded(READ, stream=True)
+    def Route(self, request_iterator, context, caller):
         service = self._ready()
         q = _first(request_iterator, "query", "RouteRequest")
         weights = dict(DEFAULT_WEIGHTS)
@@ -136,9 +211,15 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             result, ingested = service.route(options, video_id=q.video_id)
         elif source == "upload":
             meta = validate_metadata(_metadata_from_pb(q.upload), require_id=q.store)
+            if q.store:
+                self._auth.require(caller, WRITE, "Route with store=true (it ingests the upload)")
+            deadline = self._deadline(context)
             with service.ingest_slot(), service.upload_file() as upload:
-                total = self._receive(request_iterator, upload, "route upload", "query")
-                result, ingested = service.route(options, upload=(meta, Path(upload.name), total), store=q.store)
+                chunks = self._chunks(request_iterator, context, deadline)
+                total = self._receive(chunks, upload, "route upload", "query")
+                result, ingested = service.route(
+                    options, upload=(meta, Path(upload.name), total), store=q.store, deadline=deadline
+                )
         else:
             raise InvalidInput("a route query needs a video_id or an upload")
         reply = pb.RouteResponse(
@@ -163,8 +244,8 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             reply.ingested.CopyFrom(_ingest_result_to_pb(ingested))
         return reply
 
-    @_guarded
-    def RecordEngagement(self, request_iterator, context):
+    @_guarded(WRITE, stream=True)
+    def RecordEngagement(self, request_iterator, context, caller):
         service = self._ready()
         now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         events = [_event_from_pb(e, now) for e in request_iterator]
@@ -178,6 +259,60 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             pool_size=r.pool_size,
             pool_threshold=r.pool_threshold if r.pool_size else 0.0,
         )
+
+    def _chunks(self, request_iterator, context, deadline: float):
+        """The stream's messages, read by a helper thread so a client that stops sending mid-upload is
+        noticed: no message for upload_idle_timeout_s, or the RPC deadline passing, ends the upload
+        with DEADLINE_EXCEEDED (ending the RPC, which frees the reader)."""
+        q: queue.Queue = queue.Queue(maxsize=8)  # bounded: a fast client cannot buffer a whole file here
+        done = object()
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read():
+            try:
+                for message in request_iterator:
+                    if not put(message):
+                        return
+                put(done)
+            except BaseException as e:  # the client cancelled, or the stream broke
+                put(e)
+
+        threading.Thread(target=read, name="coldopen-upload-reader", daemon=True).start()
+        try:
+            yield from self._drain(q, done, context, deadline)
+        finally:
+            stop.set()  # the handler is done with the stream (finished, failed or refused it)
+
+    def _drain(self, q: queue.Queue, done, context, deadline: float):
+        idle = self._settings.upload_idle_timeout_s
+        while True:
+            wait = min(idle, max(0.0, deadline - time.monotonic()))
+            try:
+                item = q.get(timeout=wait)
+            except queue.Empty:
+                if time.monotonic() >= deadline:
+                    raise DeadlineExceeded(
+                        "the upload did not finish before the request's deadline; send the file faster, or use a longer "
+                        "deadline (the server allows at most rpc_deadline_s)"
+                    ) from None
+                raise DeadlineExceeded(
+                    f"no upload message arrived for {idle:.0f} s (upload_idle_timeout_s): the client stopped sending "
+                    f"mid-upload; re-send the whole file"
+                ) from None
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise InvalidInput("the upload stream broke off before it was complete; re-send the whole file") from None
+            yield item
 
     def _receive(self, request_iterator, upload, what: str, header: str) -> int:
         """Write the remaining chunk messages to `upload`, enforcing chunk and total size limits."""
@@ -201,8 +336,8 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         upload.flush()
         return total
 
-    @_guarded
-    def Search(self, request, context):
+    @_guarded(READ)
+    def Search(self, request, context, caller):
         service = self._ready()
         which = request.WhichOneof("query")
         if which is None:
@@ -227,13 +362,13 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             index_size=result.index_size,
         )
 
-    @_guarded
-    def GetVideo(self, request, context):
+    @_guarded(READ)
+    def GetVideo(self, request, context, caller):
         record = self._ready().get(request.video_id, request.include_embeddings)
         return _record_to_pb(record)
 
-    @_guarded
-    def DeleteVideo(self, request, context):
+    @_guarded(WRITE)
+    def DeleteVideo(self, request, context, caller):
         self._ready().delete(request.video_id)
         return pb.DeleteVideoResponse(video_id=request.video_id)
 
@@ -312,6 +447,7 @@ def _extraction_to_pb(e: Extraction) -> pb.Extraction:
         timings=[pb.StageTiming(stage=k, ms=v) for k, v in e.timings_ms.items()],
         sound_id=format_sound_id(e.sound_id),
         landmarks=e.landmarks,
+        sampling=e.sampling,
     )
 
 

@@ -42,12 +42,26 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda
     cpu_threads: int = 0  # 0 = library default
 
-    # Sampling and limits.
+    # Sampling and limits. sampling: uniform (exact sample_fps, decodes every frame), keyframes
+    # (decodes keyframes only: fast, at the clip's keyframe spacing), auto (keyframes when the clip
+    # has at least half as many keyframes as wanted frames, else uniform).
     sample_fps: float = 1.0
+    sampling: str = "auto"
     max_frames: int = 64
     max_upload_bytes: int = 512 * MIB
-    max_concurrent_ingests: int = 4
-    grpc_workers: int = 16
+    max_concurrent_ingests: int = 16
+    grpc_workers: int = 32
+
+    # Pipeline engine (server/pipeline.py). decode_workers: decode processes; -1 = one per core up to
+    # 16, 0 = decode in the request thread. Each model batcher runs batches of up to its batch size,
+    # waiting at most batch_max_wait_ms for a batch to fill; each queues at most
+    # batch_queue_depth batches of work before refusing with RESOURCE_EXHAUSTED.
+    decode_workers: int = -1
+    whisper_batch_size: int = 32      # 30-s audio windows per CTranslate2 generate call
+    fingerprint_batch_size: int = 32  # clips per spectrogram batch
+    text_batch_size: int = 64         # sentences per MiniLM call
+    batch_max_wait_ms: float = 5.0
+    batch_queue_depth: int = 8
     max_k: int = 1000
 
     # Performance score: smoothed weighted engagement per impression (see server/engagement.py).
@@ -62,6 +76,24 @@ class Settings:
     # Performs-well pool: at least this many impressions and a score at or above this percentile.
     pool_min_impressions: int = 500
     pool_percentile: float = 80.0
+
+    # Limits on what an upload may be, checked from the container before anything is decoded.
+    max_duration_s: float = 600.0          # 10 minutes
+    max_pixels: int = 3840 * 2160          # 4K either way up; 8K is refused
+    max_audio_channels: int = 16
+    max_audio_sample_rate: int = 192_000
+    # Time limits: a whole RPC (receive + processing) and the longest pause between upload chunks.
+    rpc_deadline_s: float = 300.0
+    upload_idle_timeout_s: float = 30.0
+    max_streams_per_caller: int = 8        # concurrent streaming RPCs per token (per peer without auth)
+    shutdown_grace_s: float = 30.0         # SIGTERM: how long in-flight RPCs may take to finish
+
+    # Security. TLS: PEM certificate chain and private key (both or neither). Tokens: files of
+    # "<name> <token>" lines for the reader and writer roles; without both files authentication is off.
+    tls_cert: str = ""
+    tls_key: str = ""
+    reader_tokens_file: str = ""
+    writer_tokens_file: str = ""
 
     log_level: str = "INFO"
     log_json: bool = False
@@ -87,8 +119,23 @@ class Settings:
             problems.append(f"pool_percentile must be within 0..100 (got {self.pool_percentile})")
         if self.prior_impressions < 0 or self.prior_rate < 0 or self.score_half_life_h < 0:
             problems.append("prior_impressions, prior_rate and score_half_life_h must be >= 0")
-        if self.clip_batch_size < 1:
-            problems.append(f"clip_batch_size must be >= 1 (got {self.clip_batch_size})")
+        for name in ("clip_batch_size", "whisper_batch_size", "fingerprint_batch_size", "text_batch_size", "batch_queue_depth"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.sampling not in ("uniform", "keyframes", "auto"):
+            problems.append(f"sampling must be uniform, keyframes or auto (got {self.sampling!r})")
+        if self.decode_workers < -1:
+            problems.append(f"decode_workers must be -1 (auto), 0 (in the request thread) or a count (got {self.decode_workers})")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            problems.append("tls_cert and tls_key must be given together (PEM certificate chain and its private key)")
+        for name in ("max_duration_s", "rpc_deadline_s", "upload_idle_timeout_s", "shutdown_grace_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        for name in ("max_pixels", "max_audio_channels", "max_audio_sample_rate", "max_streams_per_caller"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if self.batch_max_wait_ms < 0:
+            problems.append(f"batch_max_wait_ms must be >= 0 (got {self.batch_max_wait_ms})")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 
@@ -114,7 +161,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def redacted(self) -> dict:
-        """Settings as a dict for the start-up log line."""
+        """Settings as a dict for the start-up log line. Secrets live in files; only their paths are shown."""
         return {f.name: str(getattr(self, f.name)) for f in fields(self)}
 
 

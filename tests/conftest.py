@@ -52,6 +52,10 @@ def base_settings(tiny_clip, tmp_path_factory) -> Settings:
         device="cpu",
         max_concurrent_ingests=2,
         grpc_workers=8,
+        # Servers in tests decode in the request thread (no process start-up per server) with exact
+        # uniform sampling; tests/test_pipeline.py covers the process pool and the other modes.
+        decode_workers=0,
+        sampling="uniform",
     )
 
 

@@ -101,7 +101,7 @@ class StageTiming(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ...) -> None: ...
 
 class Extraction(_message.Message):
-    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks")
+    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks", "sampling")
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     FRAMES_SAMPLED_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class Extraction(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     SOUND_ID_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
     media: MediaInfo
     frames_sampled: int
     embedding_model: str
@@ -118,7 +119,8 @@ class Extraction(_message.Message):
     timings: _containers.RepeatedCompositeFieldContainer[StageTiming]
     sound_id: str
     landmarks: int
-    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ...) -> None: ...
+    sampling: str
+    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., sampling: _Optional[str] = ...) -> None: ...
 
 class SoundMatch(_message.Message):
     __slots__ = ("video_id", "sound_id", "matched_frames", "query_start_s", "reference_start_s", "duration_s", "confidence")

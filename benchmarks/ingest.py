@@ -1,0 +1,363 @@
+"""Ingest throughput: the naive sequential baseline, each stage alone, and the service, in one run.
+
+    python -m benchmarks.ingest [--clips 6] [--concurrency 8] [--clip-model ViT-B-32] [--clip-pretrained none]
+                                [--modes keyframes,uniform] [--out benchmarks/out]
+
+Workload: --clips reference clips (30 s, 720p30 H.264, GOP 1 s, AAC speech over music, real photographs;
+made once and cached under --workload-dir). Then, in this order and on the same models:
+
+  (a) baseline: one clip at a time, the way a first version would do it with the same libraries:
+      PyAV decodes every frame, frames at 1 fps go through open_clip's PIL transform and the image
+      tower, faster-whisper transcribe(), then the fingerprint;
+  (b) ceilings: each stage alone at full concurrency: decode (the process pool) per sampling mode,
+      CLIP frames/s at the configured batch, Whisper clips/s batched, fingerprints/s batched;
+  (c) the service: ColdOpenService.ingest from --concurrency threads (in-process), per sampling mode,
+      and Ingest over gRPC on loopback from --concurrency clients.
+
+Prints the tables, writes results.json and throughput.png under --out. Random-init CLIP weights (the
+default) cost the same compute as trained ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+CLIP_SECONDS = 30
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
+def _gpu_sampler():
+    """Mean GPU utilisation over a phase, sampled every 100 ms through NVML (torch.cuda.utilization)."""
+    import torch
+
+    samples: list[float] = []
+    stop = threading.Event()
+    if not torch.cuda.is_available():
+        return stop, samples, None
+
+    def run():
+        while not stop.wait(0.1):
+            try:
+                samples.append(float(torch.cuda.utilization()))
+            except Exception:  # NVML missing: report n/a
+                return
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return stop, samples, t
+
+
+class Phase:
+    def __init__(self, name: str, clips: int):
+        self.name, self.clips = name, clips
+
+    def __enter__(self):
+        self.stop, self.gpu, self.thread = _gpu_sampler()
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        self.stop.set()
+        return False
+
+    def row(self, **extra) -> dict:
+        return {
+            "phase": self.name,
+            "clips": self.clips,
+            "wall_s": round(self.wall, 3),
+            "clips_per_s": round(self.clips / self.wall, 3),
+            "video_s_per_s": round(self.clips * CLIP_SECONDS / self.wall, 2),
+            "gpu_util_pct": round(statistics.mean(self.gpu), 1) if self.gpu else None,
+            **extra,
+        }
+
+
+# --- (a) the naive baseline -------------------------------------------------------------------------
+def naive_baseline(paths: list[Path], models, fps: float) -> list[dict]:
+    import av
+    import open_clip
+    import torch
+
+    clip = models.clip
+    transform = open_clip.image_transform(clip._model.visual.image_size, is_train=False)
+    rows = []
+    for path in paths:
+        t0 = time.perf_counter()
+        with av.open(str(path)) as c:
+            frames = [(f.time, f.to_image()) for f in c.decode(video=0)]  # every frame, as PIL images
+        picked, next_t = [], 0.0
+        for t, img in frames:
+            if t + 1e-6 >= next_t:
+                picked.append(img)
+                next_t += 1.0 / fps
+        with torch.inference_mode():
+            batch = torch.stack([transform(img) for img in picked]).to(clip.device, clip._dtype)
+            clip._model.encode_image(batch).float().cpu()
+        audio = __import__("faster_whisper").decode_audio(str(path), sampling_rate=16000)
+        models.whisper.transcribe(audio)
+        models.fingerprinter.fingerprint([audio])
+        rows.append({"latency_s": time.perf_counter() - t0, "frames_decoded": len(frames)})
+    return rows
+
+
+# --- (b) stage ceilings ----------------------------------------------------------------------------
+def decode_ceiling(paths, pool, mode: str, short_side: int, fps: float, max_frames: int):
+    from server.decode import DecodeJob
+
+    jobs = [DecodeJob(str(p), mode, fps, max_frames, short_side) for p in paths]
+    with ThreadPoolExecutor(max(1, pool.workers)) as ex:
+        return list(ex.map(pool.decode, jobs))
+
+
+def run_concurrent(fn, items, concurrency: int) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one(item):
+        t0 = time.perf_counter()
+        fn(item)
+        with lock:
+            latencies.append(time.perf_counter() - t0)
+
+    with ThreadPoolExecutor(concurrency) as ex:
+        list(ex.map(one, items))
+    return latencies
+
+
+def main() -> None:
+    import torch
+
+    from server.decode import DecodePool, default_workers
+    from server.domain import VideoMetadata
+    from server.service import ColdOpenService, Models
+    from server.settings import Settings
+    from benchmarks.workload import reference_clips
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clips", type=int, default=6)
+    p.add_argument("--baseline-clips", type=int, default=0, help="clips for the slow baseline (default: --clips)")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--clip-model", default="ViT-B-32")
+    p.add_argument("--clip-pretrained", default="none")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--decode-workers", type=int, default=-1)
+    p.add_argument("--clip-batch-size", type=int, default=0, help="default: 256 on CUDA, 32 on CPU")
+    p.add_argument("--modes", default="keyframes,uniform")
+    p.add_argument("--workload-dir", type=Path, default=Path(tempfile.gettempdir()) / "coldopen-workload")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    p.add_argument("--no-grpc", action="store_true")
+    args = p.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+
+    t0 = time.perf_counter()
+    paths = reference_clips(args.workload_dir, args.clips)
+    print(f"workload: {len(paths)} x 30-s 720p30 clips in {args.workload_dir} ({time.perf_counter() - t0:.0f} s)")
+    workers = default_workers() if args.decode_workers < 0 else args.decode_workers
+    concurrency = args.concurrency
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            data_dir=Path(tmp) / "data",
+            listen="127.0.0.1:0",
+            clip_model=args.clip_model,
+            clip_pretrained=args.clip_pretrained,
+            device=args.device,
+            decode_workers=workers,
+            clip_batch_size=args.clip_batch_size or (256 if cuda else 32),
+            max_concurrent_ingests=max(concurrency, 1),
+            grpc_workers=max(concurrency, 1) + 8,
+        )
+        models = Models.load(settings)
+        short = models.clip.input_size
+        results: dict = {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.machine()} cores={os.cpu_count()}"
+            + (f" {torch.cuda.get_device_name(0)}" if cuda else ""),
+            "torch": torch.__version__,
+            "device": models.clip.device,
+            "clip": models.clip.name,
+            "whisper": models.whisper.name,
+            "clips": len(paths),
+            "concurrency": concurrency,
+            "decode_workers": workers,
+            "clip_batch_size": settings.clip_batch_size,
+            "whisper_batch_size": settings.whisper_batch_size,
+            "phases": [],
+        }
+        phases = results["phases"]
+
+        # warm-up: load every model's kernels once
+        service = ColdOpenService.open(settings, models)
+        service.pipeline.warm_up()
+        service.ingest(VideoMetadata(video_id="warm-up"), paths[0], paths[0].stat().st_size)
+        service.delete("warm-up")
+
+        # (a) baseline
+        nb = paths[: args.baseline_clips or len(paths)]
+        with Phase("baseline (sequential)", len(nb)) as ph:
+            rows = naive_baseline(nb, models, settings.sample_fps)
+        lat = [r["latency_s"] for r in rows]
+        phases.append(ph.row(p50_s=round(_pct(lat, 50), 3), p99_s=round(_pct(lat, 99), 3)))
+        print_row(phases[-1])
+
+        # (b) ceilings
+        pool = service.pipeline.decoder
+        decoded = {}
+        for mode in modes:
+            with Phase(f"ceiling: decode {mode} ({workers} procs)", len(paths)) as ph:
+                decoded[mode] = decode_ceiling(paths, pool, mode, short, settings.sample_fps, settings.max_frames)
+            phases.append(ph.row(frames=sum(len(d.frames.frames) for d in decoded[mode])))
+            print_row(phases[-1])
+        frames = [f for d in decoded[modes[0]] for f in d.frames.frames]
+        audios = [d.audio for d in decoded[modes[0]]]
+        with Phase("ceiling: CLIP image tower", len(paths)) as ph:
+            models.clip.embed_frames(frames)
+        phases.append(ph.row(frames=len(frames), frames_per_s=round(len(frames) / ph.wall, 1)))
+        print_row(phases[-1])
+        with Phase("ceiling: Whisper batched", len(paths)) as ph:
+            for i in range(0, len(audios), settings.whisper_batch_size):
+                models.whisper.transcribe_batch([(a, "") for a in audios[i : i + settings.whisper_batch_size]])
+        phases.append(ph.row())
+        print_row(phases[-1])
+        with Phase("ceiling: fingerprint batched", len(paths)) as ph:
+            models.fingerprinter.fingerprint(audios)
+        phases.append(ph.row())
+        print_row(phases[-1])
+
+        # (c) the service, in-process, per sampling mode
+        for mode in modes:
+            service.close()
+            import shutil
+
+            shutil.rmtree(settings.data_dir, ignore_errors=True)
+            s = settings.replace(sampling=mode)
+            service = ColdOpenService.open(s, models)
+            service.pipeline.warm_up()
+            before = {b.name: b for b in service.pipeline.stats()}
+            timings: list[dict] = []
+
+            def ingest(item, service=service):
+                i, path = item
+                r = service.ingest(VideoMetadata(video_id=f"{mode}-{i}"), path, path.stat().st_size)
+                timings.append(r.extraction.timings_ms)
+
+            with Phase(f"service in-process, {mode}", len(paths)) as ph:
+                lat = run_concurrent(ingest, list(enumerate(paths)), concurrency)
+            after = {b.name: b for b in service.pipeline.stats()}
+            batches = {
+                n: round((after[n].items - before[n].items) / max(1, after[n].batches - before[n].batches), 1)
+                for n in after
+            }
+            stage_ms = {k: round(statistics.median(t.get(k, 0.0) for t in timings), 1)
+                        for k in ("decode", "embed_frames", "transcribe", "fingerprint", "embed_text", "store")}
+            phases.append(ph.row(p50_s=round(_pct(lat, 50), 3), p99_s=round(_pct(lat, 99), 3),
+                                 mean_batch=batches, median_stage_ms=stage_ms))
+            print_row(phases[-1])
+
+        # (c) over gRPC
+        if not args.no_grpc:
+            phases.append(grpc_phase(service, settings.replace(sampling=modes[0]), paths, concurrency, modes[0]))
+            print_row(phases[-1])
+        service.close()
+
+    base = phases[0]["clips_per_s"]
+    for ph in phases:
+        ph["x_baseline"] = round(ph["clips_per_s"] / base, 2) if base else None
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print_table(results)
+    chart(results, args.out / "throughput.png")
+    print(f"\nwrote {args.out / 'results.json'} and {args.out / 'throughput.png'}")
+
+
+def grpc_phase(service, settings, paths, concurrency: int, mode: str) -> dict:
+    import grpc
+
+    from coldopen.v1 import coldopen_pb2 as pb
+    from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
+    from server.app import create_server
+    from server.settings import MAX_CHUNK_BYTES
+
+    server = create_server(settings).start()
+    server.attach(service)
+    channel = grpc.insecure_channel(server.address)
+    stub = pb_grpc.ContentIndexStub(channel)
+    blobs = [p.read_bytes() for p in paths]
+
+    def send(item):
+        i, data = item
+
+        def stream():
+            yield pb.IngestRequest(metadata=pb.VideoMetadata(video_id=f"grpc-{i}"))
+            for j in range(0, len(data), MAX_CHUNK_BYTES):
+                yield pb.IngestRequest(chunk=data[j : j + MAX_CHUNK_BYTES])
+
+        stub.Ingest(stream(), timeout=600)
+
+    try:
+        with Phase(f"service over gRPC, {mode}", len(paths)) as ph:
+            lat = run_concurrent(send, list(enumerate(blobs)), concurrency)
+    finally:
+        channel.close()
+        server._grpc.stop(0).wait()  # the service is closed by the caller
+    return ph.row(p50_s=round(_pct(lat, 50), 3), p99_s=round(_pct(lat, 99), 3))
+
+
+def print_row(r: dict) -> None:
+    print(f"  {r['phase']:<42} {r['clips_per_s']:>8.3f} clips/s {r['video_s_per_s']:>8.1f} video-s/s"
+          + (f"  p50 {r['p50_s']:.2f} s p99 {r['p99_s']:.2f} s" if "p50_s" in r else ""), flush=True)
+
+
+def print_table(results: dict) -> None:
+    print(f"\n{results['clip']} + Whisper {results['whisper']} on {results['device']} ({results['machine']}), "
+          f"{results['clips']} clips, concurrency {results['concurrency']}, {results['decode_workers']} decode procs")
+    print(f"| phase | clips/s | video-s/s | x baseline | p50 s | p99 s | mean batch | GPU % |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for r in results["phases"]:
+        batch = ", ".join(f"{k} {v}" for k, v in r.get("mean_batch", {}).items())
+        if "frames_per_s" in r:
+            batch = f"{r['frames_per_s']} frames/s"
+        gpu = "n/a" if r["gpu_util_pct"] is None else r["gpu_util_pct"]
+        print(f"| {r['phase']} | {r['clips_per_s']:.3f} | {r['video_s_per_s']:.1f} | {r['x_baseline']} | "
+              f"{r.get('p50_s', '')} | {r.get('p99_s', '')} | {batch} | {gpu} |")
+
+
+def chart(results: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e .[bench]); no chart written")
+        return
+    names = [r["phase"] for r in results["phases"]]
+    values = [r["video_s_per_s"] for r in results["phases"]]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.2))
+    ax.barh(names[::-1], values[::-1], color="#3b7dd8")
+    ax.set_xlabel("video-seconds per second")
+    ax.set_title(f"{results['clip']} + {results['whisper']} on {results['device']}, {results['date'][:10]}", fontsize=9)
+    for y, v in enumerate(values[::-1]):
+        ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

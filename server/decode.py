@@ -1,0 +1,126 @@
+"""Decode workers: probe, sample frames and decode audio for one upload, in a process pool.
+
+Decoding is CPU-bound and holds the GIL in places, so it runs in worker processes (spawn start
+method: PyAV hangs in fork-started pools) while the request threads and the model batchers stay
+in the server process. A worker that dies on a hostile file (a decoder crash) breaks only the pool:
+the request gets INVALID_ARGUMENT naming the crash, and a fresh pool takes the next upload.
+``workers=0`` decodes in the calling thread (handy for tests and debugging).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from server import media
+from server.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    path: str
+    mode: str              # uniform | keyframes | auto
+    fps: float
+    max_frames: int
+    short_side: int        # shrink frames to this shorter side before returning them (0 = keep)
+    limits: media.Limits = media.Limits()
+
+
+@dataclass(frozen=True)
+class DecodedClip:
+    info: media.MediaInfo
+    frames: media.SampledFrames
+    mode: str                       # the sampling mode actually used
+    audio: np.ndarray | None        # 16 kHz mono float32, None without an audio track
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def decode_clip(job: DecodeJob) -> DecodedClip:
+    """Everything the models need from one file. Runs in a worker process (or inline)."""
+    timings: dict[str, float] = {}
+    path = Path(job.path)
+    t = time.perf_counter()
+    info = media.probe(path, job.limits)
+    timings["probe"] = _ms(t)
+    t = time.perf_counter()
+    sampled, mode = media.sample(path, info, job.mode, job.fps, job.max_frames)
+    frames = media.shrink(sampled.frames, job.short_side)
+    timings["decode_frames"] = _ms(t)
+    audio = None
+    if info.has_audio:
+        t = time.perf_counter()
+        audio = media.decode_audio(path)
+        timings["decode_audio"] = _ms(t)
+    sampled = media.SampledFrames(frames, sampled.times_s, sampled.rotation, sampled.width, sampled.height)
+    return DecodedClip(info=info, frames=sampled, mode=mode, audio=audio, timings_ms=timings)
+
+
+def default_workers() -> int:
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+class DecodePool:
+    def __init__(self, workers: int, fn=decode_clip):
+        self.workers = workers
+        self._fn = fn  # a top-level function (pickled by name into the workers)
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self.crashes = 0
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def decode(self, job: DecodeJob, timeout: float | None = None) -> DecodedClip:
+        if self.workers == 0:
+            return self._fn(job)
+        # A dead worker breaks every job in flight in its pool, not only the culprit's: each is tried
+        # once more in a fresh pool, and a file that kills that one too is the culprit.
+        for attempt in (1, 2):
+            pool = self._executor()
+            try:
+                return pool.submit(self._fn, job).result(timeout)
+            except BrokenProcessPool:
+                with self._lock:
+                    if self._pool is pool:  # the first request to notice replaces the pool
+                        self._pool = None
+                        self.crashes += 1
+                pool.shutdown(wait=False)
+                log.error("a decode worker died while decoding %s (attempt %d); the pool was restarted", job.path, attempt)
+        raise InvalidInput(
+            "the decoder crashed on this upload twice; the file is corrupt or hostile: re-encode it "
+            "(H.264/AAC in MP4) and retry"
+        )
+
+    def warm_up(self) -> None:
+        """Start the worker processes now rather than on the first upload."""
+        if self.workers:
+            pool = self._executor()
+            list(pool.map(_noop, range(self.workers)))
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _noop(_: int) -> None:
+    return None
+
+
+def _ms(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 2)

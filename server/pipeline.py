@@ -1,0 +1,173 @@
+"""The ingest pipeline engine: decode in worker processes, models in cross-request batchers.
+
+One upload's path through it (all on the request's thread, which mostly waits):
+
+    decode pool (probe, sample frames, shrink, 16 kHz audio)
+      -> CLIP batcher (frames of many uploads per image-tower call)     } in parallel
+      -> Whisper batcher (30-s windows of many uploads per generate)    }
+      -> fingerprint batcher (spectrograms of many uploads per call)    }
+      -> text batcher (transcript and caption sentence embeddings)
+
+Every stage records its wall time in the request's timings, and each batcher reports the batch
+sizes the request rode in, so the Ingest reply and the log show where time went.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from models.clip import video_embedding
+from models.fingerprint import Fingerprint
+from models.whisper import Transcript
+from server import media
+from server.batching import Batcher, BatcherStats
+from server.decode import DecodedClip, DecodeJob, DecodePool, default_workers
+from server.domain import VideoMetadata
+from server.errors import DeadlineExceeded
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the models made of one upload; nothing is stored yet."""
+
+    media: media.MediaInfo
+    frames: media.SampledFrames
+    sampling: str
+    frame_embeddings: np.ndarray
+    embedding: np.ndarray
+    transcript: Transcript
+    fingerprint: Fingerprint | None
+    text_embeddings: dict[str, np.ndarray | None]
+
+
+def caption_text(meta: VideoMetadata) -> str:
+    """What the caption embedding describes: the caption and its hashtags."""
+    tags = " ".join(f"#{t.lstrip('#')}" for t in meta.hashtags if t.strip("# "))
+    return " ".join(p for p in (meta.caption.strip(), tags) if p)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, models):
+        self.settings = settings
+        self.models = models
+        workers = default_workers() if settings.decode_workers < 0 else settings.decode_workers
+        self.decoder = DecodePool(workers)
+        wait = settings.batch_max_wait_ms / 1000.0
+        depth = settings.batch_queue_depth
+
+        def batcher(name, fn, size):
+            return Batcher(name, fn, max_batch=size, max_wait_s=wait, max_queue=size * depth)
+
+        self.clip = batcher("clip", models.clip.embed_frames, settings.clip_batch_size)
+        self.whisper = batcher("whisper", self._transcribe, settings.whisper_batch_size)
+        self.fingerprint = batcher("fingerprint", models.fingerprinter.fingerprint, settings.fingerprint_batch_size)
+        self.text = batcher("text", models.text.embed, settings.text_batch_size)
+        self.whisper_fallbacks = 0
+
+    def _transcribe(self, items: list[tuple[np.ndarray, str]]) -> list[Transcript]:
+        transcripts, stats = self.models.whisper.transcribe_batch(items)
+        self.whisper_fallbacks += stats.fallbacks
+        return transcripts
+
+    def warm_up(self) -> None:
+        self.decoder.warm_up()
+
+    def stats(self) -> list[BatcherStats]:
+        return [b.stats() for b in (self.clip, self.whisper, self.fingerprint, self.text)]
+
+    def close(self) -> None:
+        for b in (self.clip, self.whisper, self.fingerprint, self.text):
+            b.close()
+        self.decoder.close()
+
+    def decode(self, path: Path, timings: dict[str, float], deadline: float | None = None) -> DecodedClip:
+        s = self.settings
+        limits = media.Limits(s.max_duration_s, s.max_pixels, s.max_audio_channels, s.max_audio_sample_rate)
+        job = DecodeJob(str(path), s.sampling, s.sample_fps, s.max_frames, self.models.clip.input_size, limits)
+        with _timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
+            decoded = self.decoder.decode(job, _left(deadline))
+        timings.update({k: v for k, v in decoded.timings_ms.items()})
+        return decoded
+
+    def analyse(
+        self, meta: VideoMetadata, path: Path, timings: dict[str, float], deadline: float | None = None
+    ) -> Analysis:
+        """`deadline` (time.monotonic() seconds): past it, DeadlineExceeded names the stage it hit."""
+        decoded = self.decode(path, timings, deadline)
+        audio = decoded.audio if decoded.audio is not None and decoded.audio.size else None
+        # Queue every model's work at once; the batchers run concurrently with each other.
+        t0 = time.perf_counter()
+        clip_ticket = self.clip.enqueue(decoded.frames.frames)
+        whisper_ticket = self.whisper.enqueue([(audio, meta.language_hint)]) if audio is not None else None
+        fp_ticket = self.fingerprint.enqueue([audio]) if audio is not None else None
+        with _deadline_stage(deadline, "CLIP embedding"):
+            frame_embeddings, report = clip_ticket.result(_left(deadline))
+        timings["embed_frames"] = _since(t0)
+        timings["clip_batch"] = round(report.mean_batch, 1)
+        transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
+        fingerprint = None
+        if whisper_ticket is not None:
+            with _deadline_stage(deadline, "transcription"):
+                [transcript], report = whisper_ticket.result(_left(deadline))
+            timings["transcribe"] = _since(t0)
+            timings["whisper_batch"] = round(report.mean_batch, 1)
+            with _deadline_stage(deadline, "fingerprinting"):
+                [fingerprint], _ = fp_ticket.result(_left(deadline))
+            timings["fingerprint"] = _since(t0)
+        texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
+        present = {m: t for m, t in texts.items() if t}
+        with _timed(timings, "embed_text"):
+            with _deadline_stage(deadline, "text embedding"):
+                vectors, _ = self.text.enqueue(list(present.values())).result(_left(deadline))
+        by_modality = dict(zip(present, vectors))
+        return Analysis(
+            media=dataclasses.replace(
+                decoded.info, width=decoded.frames.width, height=decoded.frames.height, rotation=decoded.frames.rotation
+            ),
+            frames=decoded.frames,
+            sampling=decoded.mode,
+            frame_embeddings=np.asarray(frame_embeddings, dtype=np.float32),
+            embedding=video_embedding(np.asarray(frame_embeddings, dtype=np.float32)),
+            transcript=transcript,
+            fingerprint=fingerprint,
+            text_embeddings={m: by_modality.get(m) for m in texts},
+        )
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+@contextmanager
+def _deadline_stage(deadline: float | None, stage: str):
+    try:
+        yield
+    except (TimeoutError, FuturesTimeout):
+        raise DeadlineExceeded(
+            f"the request's deadline passed during {stage}; retry later with a longer deadline, or ask the operator "
+            f"to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)"
+        ) from None
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    t = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = _since(t)
+
+
+def _since(t: float) -> float:
+    return round((time.perf_counter() - t) * 1000, 2)
