@@ -31,7 +31,7 @@ samples: $(BIN)/.installed
 
 # Per-stage timings of the ingest pipeline on a 30-second clip (results: benchmarks/RESULTS.md).
 bench: $(BIN)/.installed
-	$(BIN)/python -m benchmarks.stages --clip-pretrained $(CLIP_PRETRAINED)
+	$(BIN)/python -m benchmarks.ingest --clip-pretrained $(CLIP_PRETRAINED)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

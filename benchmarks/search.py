@@ -123,11 +123,11 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args) -> dict:
         stub = pb_grpc.ContentIndexStub(channel)
         try:
             for q in qs[:10]:
-                stub.Search(pb.SearchRequest(embedding=q.tolist(), k=10), timeout=30)
+                stub.Search(pb.SearchRequest(embedding=pb.EmbeddingQuery(values=q.tolist()), k=10), timeout=30)
             lat = []
             for q in qs[:300]:
                 t = time.perf_counter()
-                r = stub.Search(pb.SearchRequest(embedding=q.tolist(), k=10), timeout=30)
+                r = stub.Search(pb.SearchRequest(embedding=pb.EmbeddingQuery(values=q.tolist()), k=10), timeout=30)
                 lat.append((time.perf_counter() - t) * 1000)
             assert len(r.neighbours) == 10
         finally:
@@ -154,6 +154,7 @@ def main() -> None:
     p.add_argument("--clip-model", default="ViT-B-32", help="for the gRPC server (its embedding width = --dim)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-grpc", action="store_true")
+    p.add_argument("--grpc-max", type=int, default=10**9, help="measure over gRPC only up to this many vectors")
     p.add_argument("--tmp", default=None, help="where the gRPC run's store is written (needs ~2.2 GB per 1M)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = p.parse_args()
@@ -197,7 +198,7 @@ def main() -> None:
                      "build_s": round(time.perf_counter() - t, 1)})
         print(rows[-1], flush=True)
         del ivf, exact
-        if not args.no_grpc:
+        if not args.no_grpc and n <= args.grpc_max:
             rows.append(grpc_latency(vectors, qs, args))
             print(rows[-1], flush=True)
         results["sizes"][str(n)] = rows

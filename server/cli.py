@@ -200,7 +200,6 @@ def cmd_serve(args) -> int:
 def cmd_ingest(args) -> int:
     from tqdm import tqdm
 
-    from server.client import Client
 
     if args.video_id and len(args.files) > 1:
         _fail(args, "--video-id can only be used with a single file")
@@ -231,7 +230,6 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_search(args) -> int:
-    from server.client import Client
 
     embedding = _parse_embedding(args.embedding) if args.embedding else None
     with _client(args) as client:
@@ -242,7 +240,6 @@ def cmd_search(args) -> int:
 
 
 def cmd_get(args) -> int:
-    from server.client import Client
 
     with _client(args) as client:
         _report(args, client.get(args.video_id, args.embeddings), _describe_video)
@@ -250,7 +247,6 @@ def cmd_get(args) -> int:
 
 
 def cmd_delete(args) -> int:
-    from server.client import Client
 
     with _client(args) as client:
         _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
@@ -258,7 +254,6 @@ def cmd_delete(args) -> int:
 
 
 def cmd_route(args) -> int:
-    from server.client import Client
 
     weights = {}
     for spec in args.weight:
@@ -305,7 +300,7 @@ def _describe_route(r: dict) -> str:
 
 
 def cmd_engagement(args) -> int:
-    from server.client import Client, engagement_event
+    from server.client import engagement_event
 
     totals = {"accepted": 0, "duplicates": 0, "rejected": []}
     bad_lines = []
@@ -349,7 +344,6 @@ def _add_engagement(totals: dict, reply: dict) -> None:
 
 
 def cmd_sound_search(args) -> int:
-    from server.client import Client
 
     with _client(args) as client:
         result = client.search_by_sound(video_id=args.video_id, path=args.file, limit=args.limit)
@@ -358,7 +352,6 @@ def cmd_sound_search(args) -> int:
 
 
 def cmd_sounds(args) -> int:
-    from server.client import Client
 
     with _client(args) as client:
         result = client.list_sounds(args.window, args.limit)
@@ -367,7 +360,6 @@ def cmd_sounds(args) -> int:
 
 
 def cmd_sound(args) -> int:
-    from server.client import Client
 
     with _client(args) as client:
         result = client.get_sound(args.sound_id, args.window)
@@ -450,7 +442,9 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
 
 
-def _client(args) -> Client:
+def _client(args):
+    from server.client import Client
+
     env = default_env()
     ca = args.ca_cert or (Path(env["COLDOPEN_CA_CERT"]) if env.get("COLDOPEN_CA_CERT") else None)
     return Client(_server(args), timeout=args.timeout, token=args.token or env.get("COLDOPEN_TOKEN", ""), ca_cert=ca)

@@ -115,6 +115,24 @@ def write_clip(
     return path
 
 
+def weird_audio_clip(path: Path, rate: int, channels: int) -> Path:
+    """Two black 64x64 frames plus a PCM track at any sample rate and 1, 2 or 24 (22.2) channels, in Matroska."""
+    with av.open(str(path), "w", format="matroska") as out:
+        vs = out.add_stream("libx264", rate=1); vs.width=vs.height=64; vs.pix_fmt="yuv420p"
+        a = out.add_stream("pcm_s16le", rate=rate)
+        a.layout = {1: "mono", 2: "stereo", 24: "22.2"}[channels]
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(np.zeros((64,64,3),np.uint8), format="rgb24")
+            for p in vs.encode(f): out.mux(p)
+        for p in vs.encode(): out.mux(p)
+        n=1024
+        fr = av.AudioFrame.from_ndarray(np.zeros((1, n*channels), np.int16), format="s16", layout=a.layout)
+        fr.sample_rate = rate
+        for p in a.encode(fr): out.mux(p)
+        for p in a.encode(): out.mux(p)
+    return path
+
+
 def write_audio_only(path: Path, audio: np.ndarray, rate: int) -> Path:
     """An AAC-in-MP4 (.m4a) file with no video stream."""
     with av.open(str(path), "w", format="mp4") as out:
