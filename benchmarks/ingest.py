@@ -143,7 +143,7 @@ def run_concurrent(fn, items, concurrency: int) -> list[float]:
 def main() -> None:
     import torch
 
-    from server.decode import DecodePool, default_workers
+    from server.decode import default_workers
     from server.domain import VideoMetadata
     from server.service import ColdOpenService, Models
     from server.settings import Settings
@@ -327,7 +327,7 @@ def print_row(r: dict) -> None:
 def print_table(results: dict) -> None:
     print(f"\n{results['clip']} + Whisper {results['whisper']} on {results['device']} ({results['machine']}), "
           f"{results['clips']} clips, concurrency {results['concurrency']}, {results['decode_workers']} decode procs")
-    print(f"| phase | clips/s | video-s/s | x baseline | p50 s | p99 s | mean batch | GPU % |")
+    print("| phase | clips/s | video-s/s | x baseline | p50 s | p99 s | mean batch | GPU % |")
     print("|---|---:|---:|---:|---:|---:|---|---:|")
     for r in results["phases"]:
         batch = ", ".join(f"{k} {v}" for k, v in r.get("mean_batch", {}).items())

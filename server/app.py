@@ -120,7 +120,9 @@ def serve(settings: Settings, on_ready=None) -> None:
     signal.signal(signal.SIGINT, _signal)
     try:
         models = Models.load(settings)
-        server.attach(ColdOpenService.open(settings, models))
+        service = ColdOpenService.open(settings, models)
+        service.pipeline.warm_up()  # start the decode processes before reporting SERVING
+        server.attach(service)
     except BaseException:
         server.stop(0)
         raise

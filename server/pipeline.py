@@ -95,7 +95,7 @@ class Pipeline:
         s = self.settings
         limits = media.Limits(s.max_duration_s, s.max_pixels, s.max_audio_channels, s.max_audio_sample_rate)
         job = DecodeJob(str(path), s.sampling, s.sample_fps, s.max_frames, self.models.clip.input_size, limits)
-        with _timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
+        with timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
             decoded = self.decoder.decode(job, _left(deadline))
         timings.update({k: v for k, v in decoded.timings_ms.items()})
         return decoded
@@ -127,7 +127,7 @@ class Pipeline:
             timings["fingerprint"] = _since(t0)
         texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
         present = {m: t for m, t in texts.items() if t}
-        with _timed(timings, "embed_text"):
+        with timed(timings, "embed_text"):
             with _deadline_stage(deadline, "text embedding"):
                 vectors, _ = self.text.enqueue(list(present.values())).result(_left(deadline))
         by_modality = dict(zip(present, vectors))
@@ -161,7 +161,8 @@ def _deadline_stage(deadline: float | None, stage: str):
 
 
 @contextmanager
-def _timed(timings: dict[str, float], name: str):
+def timed(timings: dict[str, float], name: str):
+    """Record the block's wall time in milliseconds as timings[name]."""
     t = time.perf_counter()
     try:
         yield

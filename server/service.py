@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import shutil
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +15,12 @@ from typing import Iterator
 
 import numpy as np
 
-from models.clip import ClipEmbedder, ClipSpec, resolve_device, video_embedding
-from models.fingerprint import Fingerprint, Fingerprinter
+from models.clip import ClipEmbedder, ClipSpec, resolve_device
+from models.fingerprint import Fingerprinter
 from models.text import TextEmbedder, TextSpec
-from models.whisper import Transcript, WhisperSpec, WhisperTranscriber
+from models.whisper import WhisperSpec, WhisperTranscriber
 from server import media
-from server import engagement, routing, sounds
+from server import routing, sounds
 from server.domain import (
     EngagementEvent,
     EngagementResult,
@@ -37,18 +35,23 @@ from server.domain import (
     VideoRecord,
 )
 from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
-from server.pipeline import Pipeline
-from server.index import FaissFlatIndex, VectorIndex, build_index
+from server.pipeline import Pipeline, timed
+from server.index import VectorIndex, build_index
 from server.sound_index import SoundIndex
 from server.settings import Settings
+from server.pool import PerformancePool
 from server.store import EMBEDDING_COLUMNS, Store
+from server.validation import (
+    MAX_TEXT_CHARS,
+    engagement_problem,
+    format_sound_id,
+    parse_sound_id,
+    validate_metadata,
+    validate_video_id,
+    window_start,
+)
 
 log = logging.getLogger(__name__)
-
-_VIDEO_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
-_MAX_TEXT_CHARS = 1000
-_MAX_CAPTION_CHARS = 5000
-
 
 @dataclass(frozen=True)
 class Models:
@@ -80,41 +83,6 @@ class Models:
         )
 
 
-def validate_video_id(video_id: str) -> str:
-    if not video_id:
-        raise InvalidInput("video_id is missing; set metadata.video_id to your platform's id for this clip")
-    if not _VIDEO_ID.match(video_id):
-        raise InvalidInput(
-            f"video_id {video_id[:40]!r} is invalid: use 1-256 printable characters without whitespace"
-        )
-    return video_id
-
-
-SOUND_PREFIX = "snd-"
-
-
-def format_sound_id(sound_id: int | None) -> str:
-    return f"{SOUND_PREFIX}{sound_id}" if sound_id is not None else ""
-
-
-def parse_sound_id(text: str) -> int:
-    if not text.startswith(SOUND_PREFIX) or not text[len(SOUND_PREFIX) :].isdigit():
-        raise InvalidInput(f"sound_id {text[:40]!r} is invalid: sound ids look like 'snd-42' (as returned by Ingest)")
-    return int(text[len(SOUND_PREFIX) :])
-
-
-def validate_metadata(meta: VideoMetadata, require_id: bool = True) -> VideoMetadata:
-    if require_id or meta.video_id:
-        validate_video_id(meta.video_id)
-    if len(meta.caption) > _MAX_CAPTION_CHARS:
-        raise InvalidInput(f"caption is {len(meta.caption)} characters; the limit is {_MAX_CAPTION_CHARS}")
-    if meta.language_hint and not re.fullmatch(r"[a-z]{2,3}", meta.language_hint):
-        raise InvalidInput(
-            f"language_hint {meta.language_hint[:20]!r} is not an ISO 639-1 code such as 'en'; leave it empty to detect"
-        )
-    return meta
-
-
 class ColdOpenService:
     def __init__(
         self,
@@ -132,19 +100,8 @@ class ColdOpenService:
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
         self._index = indexes["visual"]
         self._sounds = sound_index
-        # Performance scores and the performs-well pool: recomputed from the stored counters after
-        # every engagement batch; the pool has its own vector index so performing-only searches
-        # never scan the whole corpus.
-        self._perf_lock = threading.Lock()
-        self._refresh_lock = threading.Lock()
-        self._prior = 0.0
-        self._counters: dict[int, engagement.Counters] = {}
-        self._scores: dict[int, float] = {}
-        self._pool: set[int] = set()
-        self._pool_threshold = float("inf")
-        self._pool_indexes: dict[str, VectorIndex] = {}
-        self._pool_view = routing.PoolView.build([], {}, models.clip.dim, models.text.dim)
-        self._refresh_pool()
+        # Recomputed after every engagement batch (server/pool.py).
+        self._pool = PerformancePool(settings, store, models.clip.dim, models.text.dim)
         self._write_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         self._in_flight = 0  # changed only while holding a slot; read for monitoring and tests
@@ -232,7 +189,7 @@ class ColdOpenService:
             matches: list[SoundNeighbour] = []
             sound_id = None
             if a.fingerprint is not None and len(a.fingerprint):
-                with _timed(timings, "match_sound"):
+                with timed(timings, "match_sound"):
                     matches = self._match_sound(a.fingerprint, exclude_row=self._store.row_id(meta.video_id), limit=5)
                 # The clip's sound is the one covering most of it: a shared sentence of voice-over
                 # matches too, but over a shorter span than the song underneath.
@@ -248,12 +205,12 @@ class ColdOpenService:
                 timings_ms=timings,
                 landmarks=len(a.fingerprint) if a.fingerprint is not None else 0,
             )
-            with _timed(timings, "store"):
+            with timed(timings, "store"):
                 rowid, replaced, sound_id = self._store.upsert(
                     meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, sound_id,
                     a.text_embeddings,
                 )
-            with _timed(timings, "index"):
+            with timed(timings, "index"):
                 ids = np.array([rowid])
                 for modality, vector in {"visual": a.embedding, **a.text_embeddings}.items():
                     if replaced:
@@ -265,7 +222,7 @@ class ColdOpenService:
                 else:
                     self._sounds.remove(rowid)
         if replaced and rowid in self._pool:
-            self._refresh_pool()  # its pool entry holds the old embedding
+            self._pool.refresh()  # its pool entry holds the old embedding
         new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
         log.info(
@@ -289,53 +246,17 @@ class ColdOpenService:
         """Add engagement counters, idempotently per event id, then refresh scores and the pool."""
         valid, rejected = [], []
         for e in events:
-            problem = _engagement_problem(e)
+            problem = engagement_problem(e)
             if problem:
                 rejected.append((e.event_id, problem))
             else:
                 valid.append(e)
         accepted, duplicates, unknown = self._store.record_engagement(valid)
         if accepted:
-            self._refresh_pool()
+            self._pool.refresh()
         log.info("engagement accepted=%d duplicates=%d rejected=%d pool=%d", accepted, duplicates,
                  len(rejected) + len(unknown), len(self._pool))
-        return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool_threshold)
-
-    def performance(self, row: int) -> engagement.Performance:
-        with self._perf_lock:
-            c = self._counters.get(row, engagement.Counters())
-            score = self._scores.get(row)
-            if score is None:
-                score = engagement.score(c, self.settings, self._prior, datetime.now(timezone.utc))
-            return engagement.Performance(
-                counters=c,
-                score=score,
-                completion_rate=c.completions / c.plays if c.plays else 0.0,
-                in_pool=row in self._pool,
-                pool_threshold=self._pool_threshold,
-            )
-
-    def _refresh_pool(self) -> None:
-        with self._refresh_lock:  # serialised, so an older snapshot never overwrites a newer one
-            self._refresh_pool_locked()
-
-    def _refresh_pool_locked(self) -> None:
-        counters = self._store.all_counters()
-        prior = engagement.prior_rate(list(counters.values()), self.settings)
-        now = datetime.now(timezone.utc)
-        scores = {row: engagement.score(c, self.settings, prior, now) for row, c in counters.items()}
-        members, threshold = engagement.pool(scores, counters, self.settings)
-        view = routing.PoolView.build(self._store.profiles(sorted(members)), scores, self.models.clip.dim, self.models.text.dim)
-        indexes: dict[str, VectorIndex] = {}
-        for modality, matrix in (("visual", view.visual), ("spoken", view.spoken), ("caption", view.caption)):
-            indexes[modality] = FaissFlatIndex(matrix.shape[1])
-            has = np.abs(matrix).sum(axis=1) > 0
-            if has.any():
-                indexes[modality].add(view.rows[has], matrix[has])
-        with self._perf_lock:
-            self._prior, self._counters, self._scores = prior, counters, scores
-            self._pool, self._pool_threshold = members, threshold
-            self._pool_indexes, self._pool_view = indexes, view
+        return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool.threshold)
 
     # --- sounds -------------------------------------------------------------
     def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
@@ -381,7 +302,7 @@ class ColdOpenService:
         sid = parse_sound_id(sound_id)
         if not self._store.sound_exists(sid):
             raise NotFound(f"sound {sound_id!r} does not exist; sound ids come from Ingest or ListSounds")
-        stats = self._store.sound_stats(_since(window_s), sound_id=sid, limit=1)
+        stats = self._store.sound_stats(window_start(window_s), sound_id=sid, limit=1)
         if not stats:  # every video that used it was deleted or re-ingested with another sound
             return SoundStats(sid, "", "", 0, 0), []
         return stats[0], self._store.videos_of_sound(sid, sample)
@@ -390,7 +311,7 @@ class ColdOpenService:
         """Sounds by how many videos used them within the window (then in total): trend counting."""
         if limit < 1 or limit > self.settings.max_k:
             raise InvalidInput(f"limit={limit} is out of range; ask for 1 to {self.settings.max_k} sounds")
-        return self._store.sound_stats(_since(window_s), limit=limit)
+        return self._store.sound_stats(window_start(window_s), limit=limit)
 
     # --- queries ------------------------------------------------------------
     def search(self, query: SearchQuery) -> SearchResult:
@@ -420,8 +341,8 @@ class ColdOpenService:
             text = query.text.strip()
             if not text:
                 raise InvalidInput("text query is empty; send a few words describing what to find")
-            if len(text) > _MAX_TEXT_CHARS:
-                raise InvalidInput(f"text query is {len(text)} characters; the limit is {_MAX_TEXT_CHARS}")
+            if len(text) > MAX_TEXT_CHARS:
+                raise InvalidInput(f"text query is {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
             vector = (self.models.clip.embed_texts if visual else self.models.text.embed)([text])[0]
         else:
             vector = np.asarray(query.embedding, dtype=np.float32).reshape(-1)
@@ -433,8 +354,7 @@ class ColdOpenService:
             if not np.isfinite(norm) or norm == 0.0:
                 raise InvalidInput("embedding must be finite and non-zero")
             vector = vector / norm
-        with self._perf_lock:
-            index = self._pool_indexes[target] if query.performing_only else self._indexes[target]
+        index = self._pool.index(target) if query.performing_only else self._indexes[target]
         fetch = min(k + (1 if exclude is not None else 0), max(len(index), 1))
         scores, ids = index.search(vector[None, :], fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
@@ -488,8 +408,7 @@ class ColdOpenService:
             query = routing.RouteQuery(
                 a.embedding, a.text_embeddings["spoken"], a.text_embeddings["caption"], {}, meta.creator_id
             )
-        with self._perf_lock:
-            view = self._pool_view
+        view = self._pool.view()
         if fingerprint is not None and len(fingerprint):
             pool_rows = set(view.rows.tolist())
             found = sounds.match(
@@ -513,7 +432,7 @@ class ColdOpenService:
         row = self._store.row_id(video_id)
         if record is None or row is None:
             raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
-        return dataclasses.replace(record, performance=self.performance(row))
+        return dataclasses.replace(record, performance=self._pool.performance(row))
 
     def delete(self, video_id: str) -> None:
         validate_video_id(video_id)
@@ -524,48 +443,10 @@ class ColdOpenService:
             for index in self._indexes.values():
                 index.remove(np.array([rowid]))
             self._sounds.remove(rowid)
-        if rowid in self._counters:
-            self._refresh_pool()
+        if self._pool.has_counters(rowid):
+            self._pool.refresh()
         log.info("deleted video_id=%s", video_id)
 
     @property
     def size(self) -> int:
         return len(self._index)
-
-
-_COUNTER_FIELDS = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")
-
-
-def _engagement_problem(e: EngagementEvent) -> str:
-    if not e.event_id:
-        return "event_id is missing; give every event a unique id so retries are counted once"
-    if len(e.event_id) > 256:
-        return "event_id is longer than 256 characters"
-    if not e.video_id or not _VIDEO_ID.match(e.video_id):
-        return f"video_id {e.video_id[:40]!r} is missing or invalid"
-    try:
-        datetime.fromisoformat(e.at.replace("Z", "+00:00"))
-    except ValueError:
-        return f"at {e.at[:40]!r} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
-    negative = [f for f in _COUNTER_FIELDS if getattr(e.counters, f) < 0]
-    if negative:
-        return f"counters must be >= 0 (negative: {', '.join(negative)})"
-    if not any(getattr(e.counters, f) for f in _COUNTER_FIELDS):
-        return "the event carries no counts; set at least one of " + ", ".join(_COUNTER_FIELDS)
-    return ""
-
-
-def _since(window_s: float) -> str:
-    if not window_s > 0:
-        raise InvalidInput(f"window_s must be > 0 seconds (got {window_s}); e.g. 3600 for the last hour")
-    cutoff = datetime.now(timezone.utc) - timedelta(seconds=min(window_s, 3650 * 86400))
-    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@contextmanager
-def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = round((time.perf_counter() - started) * 1000, 2)

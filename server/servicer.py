@@ -32,7 +32,8 @@ from server.errors import (
     Unauthenticated,
 )
 from server.routing import DEFAULT_WEIGHTS, RouteOptions
-from server.service import ColdOpenService, format_sound_id, validate_metadata
+from server.service import ColdOpenService
+from server.validation import format_sound_id, validate_metadata
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
 
 log = logging.getLogger(__name__)
