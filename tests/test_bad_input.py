@@ -196,6 +196,9 @@ def _corrupt_middle(data: bytes) -> bytes:
          {INVALID}, "max_audio_sample_rate"),
         ("24 audio channels", lambda clips, tmp: mediagen.weird_audio_clip(tmp / "ch.mkv", 16000, 24),
          {INVALID}, "max_audio_channels"),
+        ("one frame, no audio",
+         lambda clips, tmp: mediagen.write_clip(tmp / "one.mp4", [mediagen.photo("coffee")[:240, :320]], fps=1),
+         {grpc.StatusCode.OK}, ""),
         ("zip archive named .mp4", lambda clips, tmp: b"PK\x03\x04" + np.random.default_rng(1).bytes(20_000),
          {INVALID}, "not a readable media file"),
         # Damaged packets may still decode (decoders conceal errors) or be refused; either is fine, a crash is not.

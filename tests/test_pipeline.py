@@ -226,3 +226,19 @@ def test_ingest_over_grpc_with_the_decode_pool_answers_every_upload_once(start_s
     with pytest.raises(grpc.RpcError) as e:
         server.stub.GetVideo(pb.GetVideoRequest(video_id="vid-missing"), timeout=10)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_batched_whisper_reads_every_window_of_long_clips_and_drops_silence(models):
+    """Windows of 30 s from several clips share one generate call; speech in the second window of a
+    36-s clip is kept, and a silent clip gets no text (no-speech guard) instead of a hallucination."""
+    fox, rate = mediagen.speech("fox")
+    coffee, _ = mediagen.speech("coffee")
+    long_clip = np.concatenate([fox, np.zeros(int(31 * rate) - len(fox), np.float32), coffee])
+    silent = np.zeros(3 * rate, np.float32)
+    (long_t, silent_t, fox_t), stats = models.whisper.transcribe_batch([(long_clip, ""), (silent, ""), (fox, "")])
+    assert stats.windows == 4 and stats.silent >= 1
+    assert _similar(fox_t.text, "The quick brown fox jumps over the lazy dog.") >= 0.75, fox_t.text
+    words = long_t.text.lower()
+    assert "fox" in words and "coffee" in words, long_t.text
+    assert [round(s.start_s) for s in long_t.segments] == [0, 30]
+    assert silent_t.text == ""
