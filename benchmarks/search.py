@@ -134,7 +134,7 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args) -> dict:
             channel.close()
             server.stop(grace=1)
         return {
-            "backend": f"gRPC Search ({service._index.description})",
+            "backend": f"gRPC Search ({service.index_description})",
             "single_p50_ms": round(float(np.percentile(lat, 50)), 3),
             "single_p99_ms": round(float(np.percentile(lat, 99)), 3),
             "bulk_load_s": round(load_s, 1),

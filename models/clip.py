@@ -50,7 +50,7 @@ class ClipEmbedder:
         self.name = name
         self.device = device
         self._dtype = dtype
-        self.batch_size = self._batch_size = batch_size
+        self.batch_size = batch_size
         cfg = model.visual.preprocess_cfg
         size = cfg["size"]
         self._size = (size, size) if isinstance(size, int) else tuple(size)
@@ -125,8 +125,8 @@ class ClipEmbedder:
         size as one tensor on the model's device, then run through the image tower at once.
         """
         out = []
-        for start in range(0, len(frames), self._batch_size):
-            batch = self.preprocess(frames[start : start + self._batch_size])
+        for start in range(0, len(frames), self.batch_size):
+            batch = self.preprocess(frames[start : start + self.batch_size])
             feats = self._model.encode_image(batch.to(self._dtype))
             out.append(F.normalize(feats.float(), dim=-1).cpu())
         if not out:
@@ -137,8 +137,8 @@ class ClipEmbedder:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised text embeddings from the CLIP text tower."""
         out = []
-        for start in range(0, len(texts), self._batch_size):
-            feats = self._model.encode_text(self._tokenize(texts[start : start + self._batch_size]))
+        for start in range(0, len(texts), self.batch_size):
+            feats = self._model.encode_text(self._tokenize(texts[start : start + self.batch_size]))
             out.append(F.normalize(feats.float(), dim=-1).cpu())
         return torch.cat(out).numpy()
 

@@ -7,14 +7,13 @@ import logging
 import signal
 import threading
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coldopen.v1 import coldopen_pb2, coldopen_pb2_grpc
-from pathlib import Path
-
 from server.auth import Authenticator
 from server.service import ColdOpenService, Models
 from server.servicer import ContentIndexServicer

@@ -163,25 +163,23 @@ class Batcher(Generic[T, R]):
                 if not r.started:
                     r.started = started
                 r.batch_sizes.append(len(batch))
+            error: BaseException | None = None
             try:
                 results = self._fn([r.items[i] for r, i in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(f"{self.name} returned {len(results)} results for {len(batch)} items")
             except BaseException as e:  # delivered to every request in the batch; the worker lives on
                 log.exception("batcher %s: a batch of %d items failed", self.name, len(batch))
-                for r, _ in batch:
-                    r.error = e
-                    r.pending -= 1
-                    if r.pending == 0:
-                        r.done.set()
-                continue
-            finally:
-                with self._cv:
-                    self._batches += 1
-                    self._items += len(batch)
-                    self._busy += time.perf_counter() - started
+                error, results = e, [None] * len(batch)
+            with self._cv:
+                self._batches += 1
+                self._items += len(batch)
+                self._busy += time.perf_counter() - started
             for (r, i), result in zip(batch, results):
-                r.results[i] = result
+                if error is not None:
+                    r.error = error
+                else:
+                    r.results[i] = result
                 r.pending -= 1
                 if r.pending == 0:
                     r.done.set()

@@ -200,7 +200,6 @@ def cmd_serve(args) -> int:
 def cmd_ingest(args) -> int:
     from tqdm import tqdm
 
-
     if args.video_id and len(args.files) > 1:
         _fail(args, "--video-id can only be used with a single file")
         return 2
@@ -230,7 +229,6 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_search(args) -> int:
-
     embedding = _parse_embedding(args.embedding) if args.embedding else None
     with _client(args) as client:
         result = client.search(video_id=args.video_id, text=args.text, embedding=embedding, k=args.k,
@@ -240,21 +238,18 @@ def cmd_search(args) -> int:
 
 
 def cmd_get(args) -> int:
-
     with _client(args) as client:
         _report(args, client.get(args.video_id, args.embeddings), _describe_video)
     return 0
 
 
 def cmd_delete(args) -> int:
-
     with _client(args) as client:
         _report(args, client.delete(args.video_id), lambda r: f"deleted {r['video_id']}")
     return 0
 
 
 def cmd_route(args) -> int:
-
     weights = {}
     for spec in args.weight:
         name, _, value = spec.partition("=")
@@ -344,7 +339,6 @@ def _add_engagement(totals: dict, reply: dict) -> None:
 
 
 def cmd_sound_search(args) -> int:
-
     with _client(args) as client:
         result = client.search_by_sound(video_id=args.video_id, path=args.file, limit=args.limit)
     _report(args, result, _describe_sound_matches)
@@ -352,7 +346,6 @@ def cmd_sound_search(args) -> int:
 
 
 def cmd_sounds(args) -> int:
-
     with _client(args) as client:
         result = client.list_sounds(args.window, args.limit)
     _report(args, result, lambda r: "\n".join(_describe_sound(s) for s in r["sounds"]) or "no sounds yet")
@@ -360,7 +353,6 @@ def cmd_sounds(args) -> int:
 
 
 def cmd_sound(args) -> int:
-
     with _client(args) as client:
         result = client.get_sound(args.sound_id, args.window)
     _report(args, result, lambda r: _describe_sound(r) + "\n  recent videos: " + (", ".join(r["recent_video_ids"]) or "-"))

@@ -3,17 +3,18 @@
 Decoding is CPU-bound and holds the GIL in places, so it runs in worker processes (spawn start
 method: PyAV hangs in fork-started pools) while the request threads and the model batchers stay
 in the server process. A worker that dies on a hostile file (a decoder crash) breaks only the pool:
-the request gets INVALID_ARGUMENT naming the crash, and a fresh pool takes the next upload.
+a fresh pool replaces it, the jobs that were in flight are tried once more, and a file that kills the
+fresh pool too gets INVALID_ARGUMENT naming the crash.
 ``workers=0`` decodes in the calling thread (handy for tests and debugging).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
 import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 
 from server import media
 from server.errors import InvalidInput
+from server.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +52,15 @@ def decode_clip(job: DecodeJob) -> DecodedClip:
     """Everything the models need from one file. Runs in a worker process (or inline)."""
     timings: dict[str, float] = {}
     path = Path(job.path)
-    t = time.perf_counter()
-    info = media.probe(path, job.limits)
-    timings["probe"] = _ms(t)
-    t = time.perf_counter()
-    sampled, mode = media.sample(path, info, job.mode, job.fps, job.max_frames)
-    frames = media.shrink(sampled.frames, job.short_side)
-    timings["decode_frames"] = _ms(t)
+    with timed(timings, "probe"):
+        info = media.probe(path, job.limits)
+    with timed(timings, "decode_frames"):
+        sampled, mode = media.sample(path, info, job.mode, job.fps, job.max_frames)
+        sampled = dataclasses.replace(sampled, frames=media.shrink(sampled.frames, job.short_side))
     audio = None
     if info.has_audio:
-        t = time.perf_counter()
-        audio = media.decode_audio(path)
-        timings["decode_audio"] = _ms(t)
-    sampled = media.SampledFrames(frames, sampled.times_s, sampled.rotation, sampled.width, sampled.height)
+        with timed(timings, "decode_audio"):
+            audio = media.decode_audio(path)
     return DecodedClip(info=info, frames=sampled, mode=mode, audio=audio, timings_ms=timings)
 
 
@@ -121,6 +119,3 @@ class DecodePool:
 def _noop(_: int) -> None:
     return None
 
-
-def _ms(t: float) -> float:
-    return round((time.perf_counter() - t) * 1000, 2)

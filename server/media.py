@@ -189,9 +189,6 @@ def sample_frames(path: Path, info: MediaInfo, fps: float, max_frames: int) -> S
     return SampledFrames(frames=frames, times_s=times, rotation=rotation, width=w, height=h)
 
 
-SAMPLING_MODES = ("uniform", "keyframes", "auto")
-
-
 def keyframe_count(path: Path) -> int:
     """Keyframes in the first video stream, from packet flags alone (demux, no decode)."""
     with _open(path, _SUPPORTED_HINT) as container:

@@ -33,6 +33,7 @@ from server.decode import DecodedClip, DecodeJob, DecodePool, default_workers
 from server.domain import VideoMetadata
 from server.errors import DeadlineExceeded
 from server.settings import Settings
+from server.timing import since_ms, timed
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,8 @@ class Analysis:
 
 
 def caption_text(meta: VideoMetadata) -> str:
-    """What the caption embedding describes: the caption and its hashtags."""
-    tags = " ".join(f"#{t.lstrip('#')}" for t in meta.hashtags if t.strip("# "))
-    return " ".join(p for p in (meta.caption.strip(), tags) if p)
+    """What the caption embedding reads: the caption and the hashtags as words."""
+    return " ".join([meta.caption.strip(), *(h.replace("_", " ") for h in meta.hashtags)]).strip()
 
 
 class Pipeline:
@@ -63,6 +63,9 @@ class Pipeline:
         self.models = models
         workers = default_workers() if settings.decode_workers < 0 else settings.decode_workers
         self.decoder = DecodePool(workers)
+        self._limits = media.Limits(
+            settings.max_duration_s, settings.max_pixels, settings.max_audio_channels, settings.max_audio_sample_rate
+        )
         wait = settings.batch_max_wait_ms / 1000.0
         depth = settings.batch_queue_depth
 
@@ -73,11 +76,11 @@ class Pipeline:
         self.whisper = batcher("whisper", self._transcribe, settings.whisper_batch_size)
         self.fingerprint = batcher("fingerprint", models.fingerprinter.fingerprint, settings.fingerprint_batch_size)
         self.text = batcher("text", models.text.embed, settings.text_batch_size)
-        self.whisper_fallbacks = 0
 
     def _transcribe(self, items: list[tuple[np.ndarray, str]]) -> list[Transcript]:
         transcripts, stats = self.models.whisper.transcribe_batch(items)
-        self.whisper_fallbacks += stats.fallbacks
+        if stats.fallbacks:
+            log.info("whisper batch: %d of %d windows re-decoded by the sequential path", stats.fallbacks, stats.windows)
         return transcripts
 
     def warm_up(self) -> None:
@@ -93,11 +96,10 @@ class Pipeline:
 
     def decode(self, path: Path, timings: dict[str, float], deadline: float | None = None) -> DecodedClip:
         s = self.settings
-        limits = media.Limits(s.max_duration_s, s.max_pixels, s.max_audio_channels, s.max_audio_sample_rate)
-        job = DecodeJob(str(path), s.sampling, s.sample_fps, s.max_frames, self.models.clip.input_size, limits)
+        job = DecodeJob(str(path), s.sampling, s.sample_fps, s.max_frames, self.models.clip.input_size, self._limits)
         with timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
             decoded = self.decoder.decode(job, _left(deadline))
-        timings.update({k: v for k, v in decoded.timings_ms.items()})
+        timings.update(decoded.timings_ms)
         return decoded
 
     def analyse(
@@ -113,23 +115,23 @@ class Pipeline:
         fp_ticket = self.fingerprint.enqueue([audio]) if audio is not None else None
         with _deadline_stage(deadline, "CLIP embedding"):
             frame_embeddings, report = clip_ticket.result(_left(deadline))
-        timings["embed_frames"] = _since(t0)
+        frame_embeddings = np.asarray(frame_embeddings, dtype=np.float32)
+        timings["embed_frames"] = since_ms(t0)
         timings["clip_batch"] = round(report.mean_batch, 1)
         transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
         fingerprint = None
         if whisper_ticket is not None:
             with _deadline_stage(deadline, "transcription"):
                 [transcript], report = whisper_ticket.result(_left(deadline))
-            timings["transcribe"] = _since(t0)
+            timings["transcribe"] = since_ms(t0)
             timings["whisper_batch"] = round(report.mean_batch, 1)
             with _deadline_stage(deadline, "fingerprinting"):
                 [fingerprint], _ = fp_ticket.result(_left(deadline))
-            timings["fingerprint"] = _since(t0)
+            timings["fingerprint"] = since_ms(t0)
         texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
         present = {m: t for m, t in texts.items() if t}
-        with timed(timings, "embed_text"):
-            with _deadline_stage(deadline, "text embedding"):
-                vectors, _ = self.text.enqueue(list(present.values())).result(_left(deadline))
+        with timed(timings, "embed_text"), _deadline_stage(deadline, "text embedding"):
+            vectors, _ = self.text.enqueue(list(present.values())).result(_left(deadline))
         by_modality = dict(zip(present, vectors))
         return Analysis(
             media=dataclasses.replace(
@@ -137,8 +139,8 @@ class Pipeline:
             ),
             frames=decoded.frames,
             sampling=decoded.mode,
-            frame_embeddings=np.asarray(frame_embeddings, dtype=np.float32),
-            embedding=video_embedding(np.asarray(frame_embeddings, dtype=np.float32)),
+            frame_embeddings=frame_embeddings,
+            embedding=video_embedding(frame_embeddings),
             transcript=transcript,
             fingerprint=fingerprint,
             text_embeddings={m: by_modality.get(m) for m in texts},
@@ -159,16 +161,3 @@ def _deadline_stage(deadline: float | None, stage: str):
             f"to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)"
         ) from None
 
-
-@contextmanager
-def timed(timings: dict[str, float], name: str):
-    """Record the block's wall time in milliseconds as timings[name]."""
-    t = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = _since(t)
-
-
-def _since(t: float) -> float:
-    return round((time.perf_counter() - t) * 1000, 2)

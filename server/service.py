@@ -19,8 +19,7 @@ from models.clip import ClipEmbedder, ClipSpec, resolve_device
 from models.fingerprint import Fingerprinter
 from models.text import TextEmbedder, TextSpec
 from models.whisper import WhisperSpec, WhisperTranscriber
-from server import media
-from server import routing, sounds
+from server import media, routing, sounds
 from server.domain import (
     EngagementEvent,
     EngagementResult,
@@ -35,12 +34,13 @@ from server.domain import (
     VideoRecord,
 )
 from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
-from server.pipeline import Pipeline, timed
 from server.index import VectorIndex, build_index
-from server.sound_index import SoundIndex
-from server.settings import Settings
+from server.pipeline import Pipeline
 from server.pool import PerformancePool
+from server.settings import Settings
+from server.sound_index import SoundIndex
 from server.store import EMBEDDING_COLUMNS, Store
+from server.timing import timed
 from server.validation import (
     MAX_TEXT_CHARS,
     engagement_problem,
@@ -52,6 +52,7 @@ from server.validation import (
 )
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Models:
@@ -91,14 +92,12 @@ class ColdOpenService:
         store: Store,
         indexes: dict[str, VectorIndex],
         sound_index: SoundIndex,
-        pipeline: Pipeline | None = None,
     ):
         self.settings = settings
         self.models = models
-        self.pipeline = pipeline or Pipeline(settings, models)
+        self.pipeline = Pipeline(settings, models)
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
-        self._index = indexes["visual"]
         self._sounds = sound_index
         # Recomputed after every engagement batch (server/pool.py).
         self._pool = PerformancePool(settings, store, models.clip.dim, models.text.dim)
@@ -449,4 +448,8 @@ class ColdOpenService:
 
     @property
     def size(self) -> int:
-        return len(self._index)
+        return len(self._indexes["visual"])
+
+    @property
+    def index_description(self) -> str:
+        return self._indexes["visual"].description

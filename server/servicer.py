@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import queue
 import threading
-import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +18,8 @@ import numpy as np
 from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.domain import EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
-from server.engagement import Counters
 from server.auth import READ, WRITE, Authenticator, Caller
+from server.engagement import Counters
 from server.errors import (
     ColdOpenError,
     DeadlineExceeded,
@@ -33,8 +33,8 @@ from server.errors import (
 )
 from server.routing import DEFAULT_WEIGHTS, RouteOptions
 from server.service import ColdOpenService
-from server.validation import format_sound_id, validate_metadata
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
+from server.validation import format_sound_id, validate_metadata
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,21 @@
+"""Per-request stage timings, in milliseconds, as reported in Ingest replies and logs."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+
+def since_ms(started: float) -> float:
+    """Milliseconds since `started` (a time.perf_counter() value), rounded to 0.01."""
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+@contextmanager
+def timed(timings: dict[str, float], name: str):
+    """Record the block's wall time in milliseconds as timings[name]."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = since_ms(started)
