@@ -14,6 +14,7 @@ voice-over, loud in the low bands, cannot take every peak away from the music ab
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Sequence
@@ -47,6 +48,21 @@ class FingerprintParams:
         return self.hop / SAMPLE_RATE
 
 
+# Windows (Fingerprinter.split): a core of 60 blocks of 31 frames (29.76 s) anchors hashes, with 3 blocks
+# (1.5 s) of context on each side: more than the target zone's 63 frames, so the core's last anchors keep
+# all their pairs.
+WINDOW_BLOCKS = 60
+CONTEXT_BLOCKS = 3
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    samples: np.ndarray  # 16 kHz mono float32, starting at frame `first_frame` of the clip
+    first_frame: int
+    core_start: int      # window frames [core_start, core_end) anchor this window's hashes
+    core_end: int
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     hashes: np.ndarray  # uint32, one per landmark pair
@@ -72,32 +88,82 @@ class Fingerprinter:
     def load(cls, device: str = "cpu") -> "Fingerprinter":
         return cls(FingerprintParams(), device)
 
+    def split(self, audio: np.ndarray) -> list["AudioWindow"]:
+        """A clip's audio as windows of bounded length, so a batch's memory does not grow with its longest clip.
+
+        Each window's *core* (about 30 s, whole peak-picking blocks) anchors hashes; a few blocks of context
+        on each side supply the peaks those anchors pair with and keep the spectrogram's edges honest. Window
+        starts fall on the global block grid, so peaks are picked in the same cells as over the whole clip.
+        A clip that fits one window is one window, fingerprinted exactly as before windowing.
+        """
+        p = self.params
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        frames = audio.size // p.hop + 1
+        core = WINDOW_BLOCKS * p.block_frames
+        context = CONTEXT_BLOCKS * p.block_frames
+        if frames <= core + context:
+            return [AudioWindow(audio, 0, 0, frames)]
+        out = []
+        for start in range(0, frames, core):
+            first = max(0, start - context)
+            last = min(frames, start + core + context)
+            samples = audio[first * p.hop : last * p.hop]
+            out.append(AudioWindow(samples, first, start - first, min(frames, start + core) - first))
+        return out
+
+    @staticmethod
+    def merge(parts: Sequence["Fingerprint"], duration_s: float) -> "Fingerprint":
+        """One clip's fingerprint from its windows' (in order)."""
+        if len(parts) == 1:
+            return dataclasses.replace(parts[0], duration_s=duration_s)
+        return Fingerprint(
+            hashes=np.concatenate([x.hashes for x in parts]) if parts else np.zeros(0, np.uint32),
+            times=np.concatenate([x.times for x in parts]) if parts else np.zeros(0, np.int32),
+            duration_s=duration_s,
+            peaks=sum(x.peaks for x in parts),
+        )
+
+    def fingerprint(self, audios: Sequence[np.ndarray], max_windows: int = 32) -> list["Fingerprint"]:
+        """Fingerprints of several 16 kHz mono float32 clips, at most `max_windows` windows per batch."""
+        windows = [self.split(a) for a in audios]
+        flat = [w for ws in windows for w in ws]
+        parts = []
+        for i in range(0, len(flat), max_windows):
+            parts += self.fingerprint_windows(flat[i : i + max_windows])
+        out, n = [], 0
+        for a, ws in zip(audios, windows):
+            out.append(self.merge(parts[n : n + len(ws)], len(a) / SAMPLE_RATE))
+            n += len(ws)
+        return out
+
     @torch.inference_mode()
-    def fingerprint(self, audios: Sequence[np.ndarray]) -> list[Fingerprint]:
-        """Fingerprints of several 16 kHz mono float32 clips, computed as one batch."""
-        if not audios:
+    def fingerprint_windows(self, windows: Sequence["AudioWindow"]) -> list["Fingerprint"]:
+        """Partial fingerprints of windows (from ``split``, of any clips) computed as one batch; anchor
+        times are the clip's frame numbers. ``merge`` joins a clip's parts."""
+        if not windows:
             return []
         p = self.params
-        lengths = [len(a) for a in audios]
+        lengths = [w.samples.size for w in windows]
         longest = max(max(lengths), p.n_fft)
-        batch = torch.zeros(len(audios), longest, device=self.device)
-        for i, a in enumerate(audios):
-            if len(a):
-                batch[i, : len(a)] = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)
+        batch = torch.zeros(len(windows), longest, device=self.device)
+        for i, w in enumerate(windows):
+            if w.samples.size:
+                batch[i, : w.samples.size] = torch.from_numpy(w.samples).to(self.device)
         spec = torch.stft(batch, p.n_fft, p.hop, window=self._window, center=True, return_complex=True).abs()
         spec = spec[:, self._f_lo : self._f_hi]  # (B, F, T)
         log_spec = 20 * torch.log10(spec + 1e-6)
         frames = [min(spec.shape[-1], n // p.hop + 1) for n in lengths]
         peaks = self._pick_peaks(log_spec, frames)
         out = []
-        for i, (t, f) in enumerate(peaks):
-            hashes, times = self._pair(t, f)
+        for w, (t, f) in zip(windows, peaks):
+            hashes, times = self._pair(t, f, w.core_start, w.core_end)
+            in_core = int(((t >= w.core_start) & (t < w.core_end)).sum())
             out.append(
                 Fingerprint(
                     hashes=hashes.cpu().numpy().astype(np.uint32),
-                    times=times.cpu().numpy().astype(np.int32),
-                    duration_s=lengths[i] / SAMPLE_RATE,
-                    peaks=int(t.shape[0]),
+                    times=(times.cpu().numpy() + w.first_frame).astype(np.int32),
+                    duration_s=w.samples.size / SAMPLE_RATE,
+                    peaks=in_core,
                 )
             )
         return out
@@ -139,8 +205,8 @@ class Fingerprinter:
             out.append((t[order], f[order]))
         return out
 
-    def _pair(self, t: torch.Tensor, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pair each anchor with its first fan_out peaks in the target zone; hash = f1 | df | dt."""
+    def _pair(self, t: torch.Tensor, f: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pair each anchor in frames [lo, hi) with its first fan_out peaks in the target zone; hash = f1 | df | dt."""
         p = self.params
         n = t.shape[0]
         if n < 2:
@@ -154,6 +220,7 @@ class Fingerprinter:
         df = f[idx] - f[:, None]
         ok &= (dt >= 1) & (dt <= p.max_dt) & (df.abs() <= p.max_df)
         ok &= ok.cumsum(dim=1) <= p.fan_out
+        ok &= ((t >= lo) & (t < hi))[:, None]
         anchor = torch.arange(n, device=t.device)[:, None].expand_as(idx)[ok]
         f1 = f[anchor]
         hashes = (f1 << 14) | ((df[ok] + 128) << 6) | dt[ok]

@@ -44,6 +44,9 @@ class TextEmbedder:
     @classmethod
     def load(cls, spec: TextSpec) -> "TextEmbedder":
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a server's log is no terminal: no progress bars in it
 
         if spec.model == BUNDLED:
             try:

@@ -6,6 +6,7 @@ transcription works offline; any faster-whisper model name or CTranslate2 direct
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,39 @@ class WhisperTranscriber:
             segments=segments,
         )
 
-    def transcribe_batch(self, items: list[tuple[np.ndarray, str]]) -> tuple[list[Transcript], "BatchStats"]:
-        """Transcribe (audio, language_hint) pairs from many requests in one batch; see _transcribe_batch."""
-        return _transcribe_batch(self, items)
+    def transcribe_batch(self, items: list[tuple[np.ndarray, str]], max_windows: int = 32) -> tuple[list[Transcript], "BatchStats"]:
+        """Transcribe (audio, language_hint) clips: their 30-s windows, at most `max_windows` per generate call."""
+        windows = [split_windows(np.asarray(a, dtype=np.float32)) for a, _ in items]
+        flat = [(w, hint) for ws, (_, hint) in zip(windows, items) for w in ws]
+        results: list[WindowTranscript] = []
+        for i in range(0, len(flat), max_windows):
+            results += self.transcribe_windows(flat[i : i + max_windows])
+        out, n = [], 0
+        for ws in windows:
+            out.append(self.join(results[n : n + len(ws)]))
+            n += len(ws)
+        stats = BatchStats(len(results), sum(r.fallback for r in results), sum(r.silent for r in results))
+        return out, stats
+
+    def transcribe_windows(self, items: list[tuple[np.ndarray, str]]) -> list["WindowTranscript"]:
+        """Transcribe (window of at most 30 s, language_hint) pairs from many clips in one batch."""
+        return _transcribe_windows(self, items)
+
+    def join(self, windows: list["WindowTranscript"]) -> Transcript:
+        """One clip's transcript from its consecutive 30-s windows' (segment times become the clip's)."""
+        segments = [
+            dataclasses.replace(s, start_s=round(s.start_s + n * WINDOW_S, 3), end_s=round(s.end_s + n * WINDOW_S, 3))
+            for n, w in enumerate(windows)
+            for s in w.segments
+        ]
+        lang, prob = (windows[0].language, windows[0].language_probability) if windows else ("en", 0.0)
+        return Transcript(
+            text=" ".join(s.text for s in segments if s.text).strip(),
+            language=lang,
+            language_probability=prob,
+            model=self.name,
+            segments=segments,
+        )
 
 
 # --- batched transcription across clips ---------------------------------------------------------
@@ -142,41 +173,71 @@ class BatchStats:
     silent: int      # windows judged to hold no speech
 
 
-def _windows(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class WindowTranscript:
+    segments: list[Segment]   # times from the window's start
+    language: str
+    language_probability: float
+    fallback: bool = False    # re-decoded by the sequential path
+    silent: bool = False      # judged to hold no speech
+
+
+def split_windows(audio: np.ndarray, sample_rate: int = 16_000) -> list[np.ndarray]:
+    """Consecutive 30-s windows of a clip (the last may be shorter; a tail under 0.1 s is dropped)."""
     n = WINDOW_S * sample_rate
     if audio.size <= n:
         return [audio]
     return [audio[i : i + n] for i in range(0, audio.size, n) if audio[i : i + n].size >= sample_rate // 10]
 
 
-def _transcribe_batch(self: WhisperTranscriber, items: list[tuple[np.ndarray, str]]) -> tuple[list[Transcript], BatchStats]:
-    """Transcribe several clips with one encoder pass and one `generate` call over all their 30-s windows.
+def _transcribe_windows(self: WhisperTranscriber, items: list[tuple[np.ndarray, str]]) -> list[WindowTranscript]:
+    """Transcribe 30-s windows (of one or many clips) with one encoder pass and one `generate` call.
 
-    Guards of the sequential path, re-applied per window: a window whose no-speech probability is over
-    0.6 while its average log-probability is under -1 is silent (no text); a window with a compression
-    ratio over 2.4 (repetition loop) or a log-probability under -1 is decoded again by faster-whisper's
-    sequential `transcribe()`, which retries at higher temperatures.
+    Windows in which Silero VAD finds no speech are silent without decoding. Timestamps are generated, so each window's text is split into Whisper's own segments with their start
+    and end (faster-whisper's splitter; words after the last closed segment are kept as a segment that
+    runs to the window's end, since no later pass re-reads them). Guards of the sequential path, re-applied
+    per window: a window whose no-speech probability is over 0.6 while its average log-probability is
+    under -1 is silent (no text); a window with a compression ratio over 2.4 (repetition loop) or a
+    log-probability under -1 is decoded again by faster-whisper's sequential `transcribe()`, which
+    retries at higher temperatures.
     """
+    if not items:
+        return []
+    fw = self._model
+    sr = fw.feature_extractor.sampling_rate
+    # Silero VAD (bundled with faster-whisper) first: a window without speech is silent and never reaches
+    # the decoder, which would otherwise hallucinate on it ("You", "Thank you.").
+    speech = [_has_speech(np.asarray(a, np.float32), sr) for a, _ in items]
+    out: list[WindowTranscript | None] = [
+        None if has else WindowTranscript([], "en" if not self.multilingual else (hint or ""), 0.0, silent=True)
+        for (_, hint), has in zip(items, speech)
+    ]
+    todo = [n for n, has in enumerate(speech) if has]
+    if todo:
+        for n, result in zip(todo, _decode(self, [items[n] for n in todo])):
+            out[n] = result
+    return out  # type: ignore[return-value]
+
+
+def _has_speech(audio: np.ndarray, sr: int) -> bool:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    return bool(audio.size) and bool(get_speech_timestamps(audio, VadOptions(), sampling_rate=sr))
+
+
+def _decode(self: WhisperTranscriber, items: list[tuple[np.ndarray, str]]) -> list[WindowTranscript]:
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
     from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
     fw = self._model
     sr = fw.feature_extractor.sampling_rate
-    windows: list[tuple[int, int, np.ndarray]] = []  # (item, window number, samples)
-    for i, (audio, _) in enumerate(items):
-        for w, samples in enumerate(_windows(np.asarray(audio, dtype=np.float32), sr)):
-            windows.append((i, w, samples))
-    if not windows:
-        empty = Transcript(text="", language="en", language_probability=0.0, model=self.name)
-        return [empty for _ in items], BatchStats(0, 0, 0)
-    features = np.stack([pad_or_trim(fw.feature_extractor(s)[..., :-1]) for _, _, s in windows])
+    features = np.stack([pad_or_trim(fw.feature_extractor(np.asarray(a, np.float32))[..., :-1]) for a, _ in items])
     encoder_output = fw.encode(features)
 
     languages: list[tuple[str, float]] = []
     detected = fw.model.detect_language(encoder_output) if self.multilingual else None
-    for n, (i, _, _) in enumerate(windows):
-        hint = items[i][1]
+    for n, (_, hint) in enumerate(items):
         if not self.multilingual:
             languages.append(("en", 1.0))
         elif hint:
@@ -188,7 +249,7 @@ def _transcribe_batch(self: WhisperTranscriber, items: list[tuple[np.ndarray, st
         lang: Tokenizer(fw.hf_tokenizer, fw.model.is_multilingual, task="transcribe", language=lang)
         for lang in {lang for lang, _ in languages}
     }
-    prompts = [fw.get_prompt(tokenizers[lang], [], without_timestamps=True) for lang, _ in languages]
+    prompts = [fw.get_prompt(tokenizers[lang], [], without_timestamps=False) for lang, _ in languages]
     any_tok = next(iter(tokenizers.values()))
     results = fw.model.generate(
         encoder_output,
@@ -199,42 +260,48 @@ def _transcribe_batch(self: WhisperTranscriber, items: list[tuple[np.ndarray, st
         suppress_tokens=get_suppressed_tokens(any_tok, [-1]),
         return_scores=True,
         return_no_speech_prob=True,
+        max_initial_timestamp_index=int(round(1.0 / fw.time_precision)),  # faster-whisper's default, 1 s
     )
-    segments: list[list[Segment]] = [[] for _ in items]
-    fallbacks = silent = 0
-    for (i, w, samples), (lang, _), result in zip(windows, languages, results):
+    out = []
+    for (samples, hint), (lang, prob), result in zip(items, languages, results):
+        tok = tokenizers[lang]
         tokens = result.sequences_ids[0]
-        text = tokenizers[lang].decode(tokens).strip()
+        text_tokens = [t for t in tokens if t < tok.eot]
+        text = tok.decode(text_tokens).strip()
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # length_penalty 1, as faster-whisper
         ratio = get_compression_ratio(text) if text else 0.0
-        start = w * WINDOW_S
         if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOG_PROB_THRESHOLD:
-            silent += 1
+            out.append(WindowTranscript([], lang, prob, silent=True))
             continue
         if ratio > COMPRESSION_RATIO_THRESHOLD or avg_logprob < LOG_PROB_THRESHOLD:
-            fallbacks += 1
-            redo = self.transcribe(samples, items[i][1])
-            segments[i].extend(
-                Segment(round(s.start_s + start, 3), round(s.end_s + start, 3), s.text, s.avg_logprob,
-                        s.no_speech_prob, s.compression_ratio)
-                for s in redo.segments
-            )
+            redo = self.transcribe(samples, hint)
+            out.append(WindowTranscript(list(redo.segments), lang, prob, fallback=True))
             continue
-        if text:
-            segments[i].append(
-                Segment(float(start), round(start + samples.size / sr, 3), text, float(avg_logprob),
-                        float(result.no_speech_prob), float(ratio))
-            )
-    out = []
-    for i in range(len(items)):
-        mine = [languages[n] for n, (j, _, _) in enumerate(windows) if j == i]
-        lang, prob = mine[0] if mine else ("en", 0.0)
-        out.append(Transcript(
-            text=" ".join(s.text for s in segments[i] if s.text).strip(),
-            language=lang,
-            language_probability=prob,
-            model=self.name,
-            segments=segments[i],
+        duration = samples.size / sr
+        out.append(WindowTranscript(
+            _segments(fw, tok, tokens, duration, float(avg_logprob), float(result.no_speech_prob)), lang, prob
         ))
-    return out, BatchStats(len(windows), fallbacks, silent)
+    return out
 
+
+def _segments(fw, tok, tokens: list[int], duration: float, avg_logprob: float, no_speech: float) -> list[Segment]:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    pieces, _, _ = fw._split_segments_by_timestamps(
+        tokenizer=tok, tokens=tokens, time_offset=0.0,
+        segment_size=int(np.ceil(duration) * fw.frames_per_second), segment_duration=duration, seek=0,
+    )
+    covered = sum(len(p["tokens"]) for p in pieces)
+    tail = [t for t in tokens[covered:] if t < tok.timestamp_begin]
+    if tail and tok.decode(tail).strip():
+        start = pieces[-1]["end"] if pieces else 0.0
+        pieces.append(dict(start=start, end=duration, tokens=tokens[covered:]))
+    out = []
+    for piece in pieces:
+        text = tok.decode([t for t in piece["tokens"] if t < tok.eot]).strip()
+        if not text:
+            continue
+        start = min(max(0.0, float(piece["start"])), duration)
+        end = min(max(start, float(piece["end"])), duration)
+        out.append(Segment(round(start, 3), round(end, 3), text, avg_logprob, no_speech, get_compression_ratio(text)))
+    return out

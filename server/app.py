@@ -15,6 +15,8 @@ from grpc_reflection.v1alpha import reflection
 
 from coldopen.v1 import coldopen_pb2, coldopen_pb2_grpc
 from server.auth import Authenticator
+from server.datadir import DataDirLock
+from server.metrics import Metrics, Observer
 from server.service import ColdOpenService, Models
 from server.servicer import ContentIndexServicer
 from server.settings import MAX_CHUNK_BYTES, Settings
@@ -27,12 +29,25 @@ _MAX_MESSAGE_BYTES = MAX_CHUNK_BYTES + 64 * 1024
 
 
 class ColdOpenServer:
-    """A started-or-not gRPC server plus its health service; ``attach`` makes it SERVING."""
+    """A started-or-not gRPC server plus its health service; ``attach`` makes it SERVING.
+
+    Three thread pools, so no kind of call can starve another: unary RPCs run on `grpc_workers` threads;
+    streaming RPCs (uploads, engagement), which hold a thread as long as their client keeps the stream
+    open, on their own pool (max_open_streams, plus a few threads to refuse the ones over it); health
+    checks and reflection on a small pool of their own, so they answer even when every other thread is busy.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self._grpc = grpc.server(
+        self._pools = [
             futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="coldopen-rpc"),
+            futures.ThreadPoolExecutor(max_workers=settings.max_open_streams + 4, thread_name_prefix="coldopen-stream"),
+            futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="coldopen-health"),
+        ]
+        unary, streams, control = self._pools
+        self._grpc = grpc.server(
+            unary,
+            interceptors=[_PoolRouter(streams, control)],
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -42,7 +57,8 @@ class ColdOpenServer:
             Path(settings.reader_tokens_file) if settings.reader_tokens_file else None,
             Path(settings.writer_tokens_file) if settings.writer_tokens_file else None,
         )
-        self.servicer = ContentIndexServicer(settings, self.auth)
+        self.observer: Observer = Metrics(settings.metrics_listen) if settings.metrics_listen else Observer()
+        self.servicer = ContentIndexServicer(settings, self.auth, self.observer)
         coldopen_pb2_grpc.add_ContentIndexServicer_to_server(self.servicer, self._grpc)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
@@ -56,6 +72,7 @@ class ColdOpenServer:
         else:
             self.port = self._grpc.add_insecure_port(settings.listen)
         if self.port == 0:
+            self.observer.close()
             raise OSError(f"could not listen on {settings.listen}; is the port in use? pass another --listen address")
         self.service: ColdOpenService | None = None
 
@@ -68,8 +85,14 @@ class ColdOpenServer:
         self._grpc.start()
         return self
 
+    @property
+    def metrics_port(self) -> int | None:
+        return getattr(self.observer, "port", None)
+
     def attach(self, service: ColdOpenService) -> None:
         self.service = service
+        service.observer = self.observer
+        self.observer.attach(service)
         self.servicer.attach(service)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
 
@@ -79,6 +102,9 @@ class ColdOpenServer:
         self._grpc.stop(grace).wait()
         if self.service is not None:
             self.service.close()
+        self.observer.close()
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
@@ -86,6 +112,42 @@ class ColdOpenServer:
     def _set_health(self, status) -> None:
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
+
+
+class _PoolRouter(grpc.ServerInterceptor):
+    """Runs streaming-request RPCs on the streams pool and health/reflection on the control pool.
+
+    gRPC Python picks a handler's thread pool from its behaviour's `experimental_thread_pool` attribute
+    (grpc/_server.py, _select_thread_pool_for_behavior); this wraps each handler's behaviour in a function
+    carrying the right pool. The default pool (unary ColdOpen RPCs) needs nothing.
+    """
+
+    _CONTROL = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+    def __init__(self, streams: futures.ThreadPoolExecutor, control: futures.ThreadPoolExecutor):
+        self._streams = streams
+        self._control = control
+        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if method.startswith(self._CONTROL):
+            pool = self._control
+        elif handler.request_streaming:
+            pool = self._streams
+        else:
+            return handler
+        kind = ("stream" if handler.request_streaming else "unary") + "_" + ("stream" if handler.response_streaming else "unary")
+        behaviour = getattr(handler, kind)
+
+        def run(*args, **kwargs):
+            return behaviour(*args, **kwargs)
+
+        run.experimental_thread_pool = pool
+        return handler._replace(**{kind: run})
 
 
 def _tls_credentials(settings: Settings) -> grpc.ServerCredentials:
@@ -106,8 +168,14 @@ def create_server(settings: Settings) -> ColdOpenServer:
 
 
 def serve(settings: Settings, on_ready=None) -> None:
-    """Start listening at once (health NOT_SERVING), load models and index, then serve until signalled."""
-    server = create_server(settings).start()
+    """Lock the data dir, start listening (health NOT_SERVING), load models and index, then serve until signalled."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock(settings.data_dir).acquire()  # a second server on this data dir stops here, before loading
+    try:
+        server = create_server(settings).start()
+    except BaseException:
+        lock.release()
+        raise
     log.info("listening on %s; loading models (health NOT_SERVING until ready)", server.address)
     stop = threading.Event()
 
@@ -119,11 +187,12 @@ def serve(settings: Settings, on_ready=None) -> None:
     signal.signal(signal.SIGINT, _signal)
     try:
         models = Models.load(settings)
-        service = ColdOpenService.open(settings, models)
+        service = ColdOpenService.open(settings, models, lock)
         service.pipeline.warm_up()  # start the decode processes before reporting SERVING
         server.attach(service)
     except BaseException:
         server.stop(0)
+        lock.release()
         raise
     log.info("serving on %s with %d videos indexed", server.address, server.service.size)
     if on_ready is not None:

@@ -38,6 +38,7 @@ class _Request:
     batch_sizes: list[int] = field(default_factory=list)
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,20 @@ class BatcherStats:
 
 
 class Ticket(Generic[R]):
-    def __init__(self, request: _Request):
+    def __init__(self, request: _Request, batcher: "Batcher | None" = None):
         self._request = request
+        self._batcher = batcher
+
+    def _cancel(self) -> None:
+        """Nobody waits for these items any more (deadline passed): drop those still queued."""
+        if self._batcher is not None:
+            self._batcher._drop(self._request)
 
     def result(self, timeout: float | None = None) -> tuple[list[R], BatchReport]:
         """Wait for the results; TimeoutError after `timeout` seconds (the items may still run)."""
         r = self._request
         if not r.done.wait(timeout):
+            self._cancel()
             raise TimeoutError(f"{len(r.items)} items not done within {timeout:.1f} s")
         if r.error is not None:
             raise r.error
@@ -88,6 +96,7 @@ class Batcher(Generic[T, R]):
         max_batch: int,
         max_wait_s: float,
         max_queue: int,
+        on_batch: Callable[[str, int, float], None] | None = None,
     ):
         if max_batch < 1 or max_queue < max_batch or max_wait_s < 0:
             raise ValueError(f"batcher {name}: need max_batch >= 1, max_queue >= max_batch and max_wait_s >= 0")
@@ -96,12 +105,14 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._max_wait = max_wait_s
         self._max_queue = max_queue
+        self._on_batch = on_batch  # (name, batch size, seconds): metrics
         self._queue: collections.deque[tuple[_Request, int]] = collections.deque()
         self._cv = threading.Condition()
         self._closed = False
         self._batches = 0
         self._items = 0
         self._busy = 0.0
+        self.dropped = 0  # requests whose queued items were dropped because their deadline passed
         self._thread = threading.Thread(target=self._run, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
@@ -123,11 +134,25 @@ class Batcher(Generic[T, R]):
                 )
             self._queue.extend((request, i) for i in range(len(items)))
             self._cv.notify()
-        return Ticket(request)
+        return Ticket(request, self)
+
+    def _drop(self, request: _Request) -> None:
+        with self._cv:
+            request.cancelled = True
+            kept = [(r, i) for r, i in self._queue if r is not request]
+            if len(kept) != len(self._queue):
+                self._queue.clear()
+                self._queue.extend(kept)
+                self.dropped += 1
 
     def submit(self, items: Sequence[T]) -> tuple[list[R], BatchReport]:
         """enqueue(items).result()"""
         return self.enqueue(items).result()
+
+    @property
+    def capacity(self) -> int:
+        """Most items one request may queue at once."""
+        return self._max_queue
 
     def stats(self) -> BatcherStats:
         with self._cv:
@@ -157,6 +182,8 @@ class Batcher(Generic[T, R]):
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
+            if not batch:  # a deadline dropped everything queued while the batch was filling
+                continue
             started = time.perf_counter()
             requests = {id(r): r for r, _ in batch}
             for r in requests.values():
@@ -171,10 +198,13 @@ class Batcher(Generic[T, R]):
             except BaseException as e:  # delivered to every request in the batch; the worker lives on
                 log.exception("batcher %s: a batch of %d items failed", self.name, len(batch))
                 error, results = e, [None] * len(batch)
+            took = time.perf_counter() - started
             with self._cv:
                 self._batches += 1
                 self._items += len(batch)
-                self._busy += time.perf_counter() - started
+                self._busy += took
+            if self._on_batch is not None:
+                self._on_batch(self.name, len(batch), took)
             for (r, i), result in zip(batch, results):
                 if error is not None:
                     r.error = error

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -12,56 +14,38 @@ from pathlib import Path
 
 import grpc
 
-from server.errors import ModelLoadError
-from server.settings import MIB, Settings, default_env
+from server.errors import DataDirLocked, ModelLoadError
+from server.settings import ENV_PREFIX, MIB, Settings, default_env, kind, parse
 
 DEFAULT_SERVER = "127.0.0.1:50051"
 REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 # --- argument parsing ---------------------------------------------------------
-def _model_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("models and limits (flags override COLDOPEN_* environment variables)")
-    g.add_argument("--data-dir", type=Path, help="where the index, metadata and transcripts live (COLDOPEN_DATA_DIR)")
-    g.add_argument("--clip-model", help="open_clip model name, hf-hub:org/repo, or a model-config .json (default ViT-B-32)")
-    g.add_argument(
-        "--clip-pretrained",
-        help="open_clip pretrained tag, local checkpoint path, or 'none' for random init (default laion2b_s34b_b79k)",
-    )
-    g.add_argument("--clip-batch-size", type=int)
-    g.add_argument("--whisper-model", help="faster-whisper model name or CTranslate2 dir; 'bundled' = packaged tiny.en")
-    g.add_argument("--whisper-compute-type", help="CTranslate2 compute type; auto = float16 on CUDA, int8 on CPU")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--cpu-threads", type=int)
-    g.add_argument("--sample-fps", type=float, help="frames sampled per second of video (default 1)")
-    g.add_argument("--max-frames", type=int, help="cap on sampled frames per clip (default 64)")
-    g.add_argument(
-        "--sampling", choices=["uniform", "keyframes", "auto"],
-        help="uniform = exact fps; keyframes = decode keyframes only (fast); auto = keyframes when dense enough (default)",
-    )
-    g.add_argument("--decode-workers", type=int, help="decode processes; -1 = one per core up to 16 (default), 0 = in-thread")
-    g.add_argument("--whisper-batch-size", type=int, help="30-s audio windows per Whisper batch (default 32)")
-    g.add_argument("--batch-max-wait-ms", type=float, help="longest a model batch waits to fill (default 5)")
-    g.add_argument("--max-upload-mib", type=float, help="largest accepted upload in MiB (default 512)")
-    g.add_argument("--max-concurrent-ingests", type=int)
-    g.add_argument("--text-model", help="sentence-embedding model dir for transcripts and captions; 'bundled' = all-MiniLM-L6-v2")
-    g.add_argument("--pool-percentile", type=float, help="performs-well pool: score percentile (default 80)")
-    g.add_argument("--pool-min-impressions", type=int, help="performs-well pool: impressions to be eligible (default 500)")
-    g.add_argument("--score-half-life-h", type=float, help="score decay half-life in hours since the last event (0 = off)")
-    g.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+def _settings_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per Settings field (--field-name), with the field's help, type and choices."""
+    g = p.add_argument_group("settings (flags override COLDOPEN_* environment variables, which override defaults)")
+    for f in dataclasses.fields(Settings):
+        if f.name in skip or f.name == "log_json":  # log_json is the common --json flag
+            continue
+
+        def convert(raw: str, f=f):
+            try:
+                return parse(f, raw)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{raw!r} is not a valid {kind(f)}") from None
+
+        default = f.default if not isinstance(f.default, Path) else str(f.default)
+        g.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, type=convert, choices=f.metadata.get("choices"),
+            help=f"{f.metadata['help']} (default {default!r}; {ENV_PREFIX}{f.name.upper()})",
+        )
+    if "max_upload_bytes" not in skip:
+        g.add_argument("--max-upload-mib", type=float, help="largest accepted upload in MiB (sets max_upload_bytes)")
 
 
 def _settings(args: argparse.Namespace, **forced) -> Settings:
-    names = [
-        "data_dir", "clip_model", "clip_pretrained", "clip_batch_size", "whisper_model", "whisper_compute_type",
-        "device", "cpu_threads", "sample_fps", "max_frames", "max_concurrent_ingests", "log_level",
-        "text_model", "pool_percentile", "pool_min_impressions", "score_half_life_h",
-        "sampling", "decode_workers", "whisper_batch_size", "batch_max_wait_ms",
-        "tls_cert", "tls_key", "reader_tokens_file", "writer_tokens_file",
-    ]
-    overrides = {n: getattr(args, n, None) for n in names}
-    if getattr(args, "listen", None):
-        overrides["listen"] = args.listen
+    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(Settings)}
     if getattr(args, "max_upload_mib", None):
         overrides["max_upload_bytes"] = int(args.max_upload_mib * MIB)
     overrides["log_json"] = True if getattr(args, "json", False) else None
@@ -79,12 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("serve", "run the gRPC server")
-    p.add_argument("--listen", help="host:port to listen on (default 127.0.0.1:50051; COLDOPEN_LISTEN)")
-    p.add_argument("--tls-cert", help="PEM certificate chain: serve TLS (with --tls-key; COLDOPEN_TLS_CERT)")
-    p.add_argument("--tls-key", help="PEM private key for --tls-cert (COLDOPEN_TLS_KEY)")
-    p.add_argument("--reader-tokens-file", help="'<name> <token>' lines for the reader role (COLDOPEN_READER_TOKENS_FILE)")
-    p.add_argument("--writer-tokens-file", help="'<name> <token>' lines for the writer role (COLDOPEN_WRITER_TOKENS_FILE)")
-    _model_flags(p)
+    _settings_flags(p)
 
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         p = command(name, help)
@@ -157,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("demo", "start a server on this machine, ingest the sample clips and run searches")
     p.add_argument("--samples", type=Path, default=REPO_SAMPLES, help="folder with samples.json and clips")
-    _model_flags(p)
+    _settings_flags(p, skip=("listen",))
     return parser
 
 
@@ -171,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
-    except ModelLoadError as e:
+    except (ModelLoadError, DataDirLocked) as e:
         _fail(args, f"cannot start: {e}")
         return 2
     except ValueError as e:  # invalid settings
@@ -191,7 +170,10 @@ def cmd_serve(args) -> int:
 
     def ready(server):
         if args.json:
-            print(json.dumps({"event": "serving", "address": server.address, "videos": server.service.size}), flush=True)
+            event = {"event": "serving", "address": server.address, "videos": server.service.size, "pid": os.getpid()}
+            if server.metrics_port is not None:
+                event["metrics_port"] = server.metrics_port
+            print(json.dumps(event), flush=True)
 
     serve(settings, on_ready=ready)
     return 0
@@ -426,12 +408,9 @@ def cmd_demo(args) -> int:
 
 # --- output -------------------------------------------------------------------
 def configure_logging(settings: Settings) -> None:
-    fmt = (
-        '{"t":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}'
-        if settings.log_json
-        else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.basicConfig(level=settings.log_level, format=fmt, stream=sys.stderr, force=True)
+    from server import logs
+
+    logs.configure(settings.log_level, settings.log_json)
 
 
 def _client(args):

@@ -10,12 +10,13 @@ fresh pool too gets INVALID_ARGUMENT naming the crash.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,15 +29,19 @@ from server.timing import timed
 
 log = logging.getLogger(__name__)
 
+AUDIO_ONLY = "audio"
+
 
 @dataclass(frozen=True)
 class DecodeJob:
     path: str
-    mode: str              # uniform | keyframes | auto
+    mode: str              # uniform | keyframes | auto | audio (sound search: audio only, no frames)
     fps: float
     max_frames: int
-    short_side: int        # shrink frames to this shorter side before returning them (0 = keep)
+    short_side: int        # shrink frames to this shorter side as they are decoded (0 = keep)
     limits: media.Limits = media.Limits()
+    max_decoded_frames: int = 1 << 62  # auto sampling: most frames decoded per clip
+    deadline: float | None = None      # time.monotonic() past which the worker gives up (DeadlineExceeded)
 
 
 @dataclass(frozen=True)
@@ -52,15 +57,22 @@ def decode_clip(job: DecodeJob) -> DecodedClip:
     """Everything the models need from one file. Runs in a worker process (or inline)."""
     timings: dict[str, float] = {}
     path = Path(job.path)
+    audio_only = job.mode == AUDIO_ONLY
     with timed(timings, "probe"):
-        info = media.probe(path, job.limits)
-    with timed(timings, "decode_frames"):
-        sampled, mode = media.sample(path, info, job.mode, job.fps, job.max_frames)
-        sampled = dataclasses.replace(sampled, frames=media.shrink(sampled.frames, job.short_side))
+        info = media.probe(path, job.limits, require_video=not audio_only)
+    if audio_only:
+        if not info.has_audio:
+            raise InvalidInput(f"the upload has no audio track (container {info.container}); send a file with sound")
+        sampled, mode = media.SampledFrames([], [], 0, 0, 0), AUDIO_ONLY
+    else:
+        with timed(timings, "decode_frames"):
+            sampled, mode = media.sample(
+                path, info, job.mode, job.fps, job.max_frames, job.short_side, job.max_decoded_frames, job.deadline
+            )
     audio = None
     if info.has_audio:
         with timed(timings, "decode_audio"):
-            audio = media.decode_audio(path)
+            audio = media.decode_audio(path, job.limits.max_duration_s, job.deadline)
     return DecodedClip(info=info, frames=sampled, mode=mode, audio=audio, timings_ms=timings)
 
 
@@ -69,8 +81,9 @@ def default_workers() -> int:
 
 
 class DecodePool:
-    def __init__(self, workers: int, fn=decode_clip):
+    def __init__(self, workers: int, fn=decode_clip, log_level: str = "WARNING", log_json: bool = False):
         self.workers = workers
+        self._log = (log_level, log_json)
         self._fn = fn  # a top-level function (pickled by name into the workers)
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
@@ -79,7 +92,10 @@ class DecodePool:
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_init, initargs=(os.getpid(), *self._log),
+                )
             return self._pool
 
     def decode(self, job: DecodeJob, timeout: float | None = None) -> DecodedClip:
@@ -89,8 +105,14 @@ class DecodePool:
         # once more in a fresh pool, and a file that kills that one too is the culprit.
         for attempt in (1, 2):
             pool = self._executor()
+            future = pool.submit(self._fn, job)
             try:
-                return pool.submit(self._fn, job).result(timeout)
+                return future.result(timeout)
+            except FuturesTimeout:
+                # Past the deadline: a job still queued is dropped; a running one stops itself at its
+                # next deadline check (the job carries the deadline), so the worker is freed either way.
+                future.cancel()
+                raise
             except BrokenProcessPool:
                 with self._lock:
                     if self._pool is pool:  # the first request to notice replaces the pool
@@ -115,7 +137,40 @@ class DecodePool:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    def pids(self) -> list[int]:
+        """Process ids of the live decode workers (for tests and monitoring)."""
+        with self._lock:
+            pool = self._pool
+        procs = getattr(pool, "_processes", None) or {}  # CPython keeps them here; no public accessor
+        return [p.pid for p in list(procs.values()) if p.is_alive()]
+
 
 def _noop(_: int) -> None:
     return None
+
+
+def _worker_init(parent_pid: int, log_level: str, log_json: bool) -> None:
+    """Worker initializer: log as the server does (JSON lines with --json), and exit with the server."""
+    from server import logs
+
+    logs.configure(log_level, log_json)
+    _exit_with_parent(parent_pid)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Exit as soon as the server process is gone, however it died.
+
+    A spawn worker holds both ends of its job queue's pipe, so it never sees end-of-file when the server
+    is killed with SIGKILL, and would sit orphaned for ever. Polling the parent pid is portable (prctl's
+    PDEATHSIG is Linux-only, and fires when the *thread* that started the worker ends, which in a thread
+    pool is not the server's death).
+    """
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="coldopen-parent-watch", daemon=True).start()
 

@@ -12,7 +12,8 @@ score decays by half for every half-life since the video's last engagement event
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+import math
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -54,16 +55,31 @@ def weighted(c: Counters, s: Settings) -> float:
 def prior_rate(all_counters: list[Counters], s: Settings) -> float:
     if s.prior_rate > 0:
         return s.prior_rate
-    impressions = sum(c.impressions for c in all_counters)
-    return sum(weighted(c, s) for c in all_counters) / impressions if impressions else 0.0
+    impressions = sum(float(c.impressions) for c in all_counters)
+    rate = sum(weighted(c, s) for c in all_counters) / impressions if impressions else 0.0
+    return rate if math.isfinite(rate) else 0.0
 
 
 def score(c: Counters, s: Settings, prior: float, now: datetime) -> float:
+    """The smoothed, decayed score. Total over anything a store may hold: a value it cannot use (a
+    timestamp without a zone from an older version, a non-finite counter) is read leniently, never raised
+    on, so no stored row can keep the server from starting."""
     value = (weighted(c, s) + s.prior_impressions * prior) / (c.impressions + s.prior_impressions or 1.0)
     if s.score_half_life_h > 0 and c.last_event_at:
-        age_h = max(0.0, (now - datetime.fromisoformat(c.last_event_at.replace("Z", "+00:00"))).total_seconds() / 3600)
-        value *= 0.5 ** (age_h / s.score_half_life_h)
-    return float(value)
+        last = stored_time(c.last_event_at)
+        if last is not None:
+            age_h = max(0.0, (now - last).total_seconds() / 3600)
+            value *= 0.5 ** (age_h / s.score_half_life_h)
+    return float(value) if math.isfinite(value) else 0.0
+
+
+def stored_time(text: str) -> datetime | None:
+    """A stored ISO time as an aware UTC datetime; one without a zone is taken as UTC; None if unreadable."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
 
 
 def pool(scores: dict[int, float], counters: dict[int, Counters], s: Settings) -> tuple[set[int], float]:

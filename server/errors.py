@@ -5,7 +5,17 @@ Every message says what was wrong and what the caller can do about it.
 
 
 class ColdOpenError(Exception):
-    """Base class of errors that are the caller's to fix (or to retry)."""
+    """Base class of errors that are the caller's to fix (or to retry).
+
+    `limit` names the setting a refusal enforced (e.g. max_duration_s); metrics count refusals by it.
+    """
+
+    def __init__(self, message: str, limit: str = ""):
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self):  # keep `limit` when raised in a decode worker process and pickled back
+        return self.__class__, (str(self), self.limit)
 
 
 class InvalidInput(ColdOpenError):
@@ -30,6 +40,10 @@ class NotReady(ColdOpenError):
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded at start-up; the message says how to fix it."""
+
+
+class DataDirLocked(RuntimeError):
+    """Another server holds the data dir; the message names its pid."""
 
 
 class DeadlineExceeded(ColdOpenError):

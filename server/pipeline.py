@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
+from typing import Callable
 from concurrent.futures import TimeoutError as FuturesTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,10 +28,10 @@ import numpy as np
 
 from models.clip import video_embedding
 from models.fingerprint import Fingerprint
-from models.whisper import Transcript
+from models.whisper import WINDOW_S, Transcript, WindowTranscript, split_windows
 from server import media
 from server.batching import Batcher, BatcherStats
-from server.decode import DecodedClip, DecodeJob, DecodePool, default_workers
+from server.decode import AUDIO_ONLY, DecodedClip, DecodeJob, DecodePool, default_workers
 from server.domain import VideoMetadata
 from server.errors import DeadlineExceeded
 from server.settings import Settings
@@ -58,11 +60,11 @@ def caption_text(meta: VideoMetadata) -> str:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, models):
+    def __init__(self, settings: Settings, models, on_batch=None):
         self.settings = settings
         self.models = models
         workers = default_workers() if settings.decode_workers < 0 else settings.decode_workers
-        self.decoder = DecodePool(workers)
+        self.decoder = DecodePool(workers, log_level=settings.log_level, log_json=settings.log_json)
         self._limits = media.Limits(
             settings.max_duration_s, settings.max_pixels, settings.max_audio_channels, settings.max_audio_sample_rate
         )
@@ -70,49 +72,100 @@ class Pipeline:
         depth = settings.batch_queue_depth
 
         def batcher(name, fn, size):
-            return Batcher(name, fn, max_batch=size, max_wait_s=wait, max_queue=size * depth)
+            return Batcher(name, fn, max_batch=size, max_wait_s=wait, max_queue=size * depth, on_batch=on_batch)
 
+        # Whisper and fingerprint items are 30-s audio windows (bounded memory per batch, whatever the clips' length).
         self.clip = batcher("clip", models.clip.embed_frames, models.clip.batch_size)
         self.whisper = batcher("whisper", self._transcribe, settings.whisper_batch_size)
-        self.fingerprint = batcher("fingerprint", models.fingerprinter.fingerprint, settings.fingerprint_batch_size)
+        self.fingerprint = batcher("fingerprint", models.fingerprinter.fingerprint_windows, settings.fingerprint_batch_size)
         self.text = batcher("text", models.text.embed, settings.text_batch_size)
+        self._check_capacity()
 
-    def _transcribe(self, items: list[tuple[np.ndarray, str]]) -> list[Transcript]:
-        transcripts, stats = self.models.whisper.transcribe_batch(items)
-        if stats.fallbacks:
-            log.info("whisper batch: %d of %d windows re-decoded by the sequential path", stats.fallbacks, stats.windows)
-        return transcripts
+    def _check_capacity(self) -> None:
+        """Refuse to start when one upload within the limits could not fit a model's queue (it would fail every time)."""
+        s = self.settings
+        windows = math.ceil(s.max_duration_s / WINDOW_S) + 1
+        needs = {"clip": (s.max_frames, "max_frames"), "whisper": (windows, "max_duration_s"),
+                 "fingerprint": (windows, "max_duration_s"), "text": (2, "")}
+        problems = []
+        for b in self.batchers:
+            need, setting = needs[b.name]
+            if need > b.capacity:
+                problems.append(
+                    f"{setting}={getattr(s, setting)} needs {need} {b.name} items per upload but the {b.name} queue holds "
+                    f"{b.capacity} ({b.name} batch size x batch_queue_depth {s.batch_queue_depth}): lower {setting} or "
+                    f"raise the batch size or batch_queue_depth"
+                )
+        if problems:
+            self.close()
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    @property
+    def batchers(self) -> tuple[Batcher, ...]:
+        return (self.clip, self.whisper, self.fingerprint, self.text)
+
+    def _transcribe(self, items: list[tuple[np.ndarray, str]]) -> list[WindowTranscript]:
+        windows = self.models.whisper.transcribe_windows(items)
+        fallbacks = sum(w.fallback for w in windows)
+        if fallbacks:
+            log.info("whisper batch: %d of %d windows re-decoded by the sequential path", fallbacks, len(windows))
+        return windows
 
     def warm_up(self) -> None:
         self.decoder.warm_up()
 
     def stats(self) -> list[BatcherStats]:
-        return [b.stats() for b in (self.clip, self.whisper, self.fingerprint, self.text)]
+        return [b.stats() for b in self.batchers]
 
     def close(self) -> None:
-        for b in (self.clip, self.whisper, self.fingerprint, self.text):
+        for b in self.batchers:
             b.close()
         self.decoder.close()
 
-    def decode(self, path: Path, timings: dict[str, float], deadline: float | None = None) -> DecodedClip:
+    def decode(self, path: Path, timings: dict[str, float], deadline: float | None = None, mode: str | None = None) -> DecodedClip:
         s = self.settings
-        job = DecodeJob(str(path), s.sampling, s.sample_fps, s.max_frames, self.models.clip.input_size, self._limits)
+        job = DecodeJob(
+            str(path), mode or s.sampling, s.sample_fps, s.max_frames, self.models.clip.input_size, self._limits,
+            s.max_decoded_frames, deadline,
+        )
         with timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
             decoded = self.decoder.decode(job, _left(deadline))
         timings.update(decoded.timings_ms)
         return decoded
 
+    def enqueue_fingerprint(self, audio: np.ndarray) -> "Callable[[float | None], Fingerprint]":
+        """Queue a clip's audio windows on the fingerprint batcher; call the result with a timeout to get it."""
+        fp = self.models.fingerprinter
+        ticket = self.fingerprint.enqueue(fp.split(audio))
+
+        def result(timeout: float | None) -> Fingerprint:
+            parts, _ = ticket.result(timeout)
+            return fp.merge(parts, audio.size / media.AUDIO_SAMPLE_RATE)
+
+        return result
+
+    def sound_fingerprint(self, path: Path, deadline: float | None = None) -> Fingerprint:
+        """The fingerprint of an uploaded audio or video file (sound search): the same decode pool, limits
+        and deadline as an ingest, audio only."""
+        decoded = self.decode(path, {}, deadline, mode=AUDIO_ONLY)
+        audio = decoded.audio if decoded.audio is not None else np.zeros(0, np.float32)
+        with _deadline_stage(deadline, "fingerprinting"):
+            return self.enqueue_fingerprint(audio)(_left(deadline))
+
     def analyse(
         self, meta: VideoMetadata, path: Path, timings: dict[str, float], deadline: float | None = None
     ) -> Analysis:
-        """`deadline` (time.monotonic() seconds): past it, DeadlineExceeded names the stage it hit."""
+        """`deadline` (time.monotonic() seconds): past it, DeadlineExceeded names the stage it hit, and the
+        work this upload still had queued on the batchers is dropped."""
         decoded = self.decode(path, timings, deadline)
         audio = decoded.audio if decoded.audio is not None and decoded.audio.size else None
         # Queue every model's work at once; the batchers run concurrently with each other.
         t0 = time.perf_counter()
         clip_ticket = self.clip.enqueue(decoded.frames.frames)
-        whisper_ticket = self.whisper.enqueue([(audio, meta.language_hint)]) if audio is not None else None
-        fp_ticket = self.fingerprint.enqueue([audio]) if audio is not None else None
+        whisper_ticket = (
+            self.whisper.enqueue([(w, meta.language_hint) for w in split_windows(audio)]) if audio is not None else None
+        )
+        fp_result = self.enqueue_fingerprint(audio) if audio is not None else None
         with _deadline_stage(deadline, "CLIP embedding"):
             frame_embeddings, report = clip_ticket.result(_left(deadline))
         frame_embeddings = np.asarray(frame_embeddings, dtype=np.float32)
@@ -120,13 +173,14 @@ class Pipeline:
         timings["clip_batch"] = round(report.mean_batch, 1)
         transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
         fingerprint = None
-        if whisper_ticket is not None:
+        if whisper_ticket is not None and fp_result is not None:
             with _deadline_stage(deadline, "transcription"):
-                [transcript], report = whisper_ticket.result(_left(deadline))
+                windows, report = whisper_ticket.result(_left(deadline))
+            transcript = self.models.whisper.join(windows)
             timings["transcribe"] = since_ms(t0)
             timings["whisper_batch"] = round(report.mean_batch, 1)
             with _deadline_stage(deadline, "fingerprinting"):
-                [fingerprint], _ = fp_ticket.result(_left(deadline))
+                fingerprint = fp_result(_left(deadline))
             timings["fingerprint"] = since_ms(t0)
         texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
         present = {m: t for m, t in texts.items() if t}
@@ -158,6 +212,6 @@ def _deadline_stage(deadline: float | None, stage: str):
     except (TimeoutError, FuturesTimeout):
         raise DeadlineExceeded(
             f"the request's deadline passed during {stage}; retry later with a longer deadline, or ask the operator "
-            f"to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)"
+            f"to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)",
+            limit="rpc_deadline_s",
         ) from None
-

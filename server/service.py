@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ from models.clip import ClipEmbedder, ClipSpec, resolve_device
 from models.fingerprint import Fingerprinter
 from models.text import TextEmbedder, TextSpec
 from models.whisper import WhisperSpec, WhisperTranscriber
-from server import media, routing, sounds
+from server import routing, sounds
+from server.datadir import DataDirLock
+from server.metrics import Observer
 from server.domain import (
     EngagementEvent,
     EngagementResult,
@@ -43,7 +46,7 @@ from server.store import EMBEDDING_COLUMNS, Store
 from server.timing import timed
 from server.validation import (
     MAX_TEXT_CHARS,
-    engagement_problem,
+    check_event,
     format_sound_id,
     parse_sound_id,
     validate_metadata,
@@ -92,10 +95,13 @@ class ColdOpenService:
         store: Store,
         indexes: dict[str, VectorIndex],
         sound_index: SoundIndex,
+        lock: DataDirLock | None = None,
     ):
         self.settings = settings
         self.models = models
-        self.pipeline = Pipeline(settings, models)
+        self.observer: Observer = Observer()  # the server sets its metrics here when it attaches the service
+        self._lock_file = lock
+        self.pipeline = Pipeline(settings, models, on_batch=lambda *batch: self.observer.batch(*batch))
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
         self._sounds = sound_index
@@ -107,9 +113,19 @@ class ColdOpenService:
         self._tmp_dir = settings.data_dir / "tmp"
 
     @classmethod
-    def open(cls, settings: Settings, models: Models) -> "ColdOpenService":
-        """Open the data dir, check it matches the embedding model, rebuild the index from the store."""
+    def open(cls, settings: Settings, models: Models, lock: DataDirLock | None = None) -> "ColdOpenService":
+        """Lock the data dir (unless the caller already holds `lock`), check it matches the embedding model,
+        rebuild the index from the store. The service releases the lock when it closes."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock or DataDirLock(settings.data_dir).acquire()  # before touching anything another server may use
+        try:
+            return cls._open_locked(settings, models, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open_locked(cls, settings: Settings, models: Models, lock: DataDirLock) -> "ColdOpenService":
         tmp = settings.data_dir / "tmp"
         shutil.rmtree(tmp, ignore_errors=True)  # partial uploads from a previous run
         tmp.mkdir()
@@ -144,11 +160,17 @@ class ColdOpenService:
             sound_index.postings,
             (time.perf_counter() - started) * 1000,
         )
-        return cls(settings, models, store, indexes, sound_index)
+        try:
+            return cls(settings, models, store, indexes, sound_index, lock)
+        except BaseException:
+            store.close()
+            raise
 
     def close(self) -> None:
         self.pipeline.close()
         self._store.close()
+        if self._lock_file is not None:
+            self._lock_file.release()
 
     # --- ingest -------------------------------------------------------------
     @contextmanager
@@ -156,8 +178,9 @@ class ColdOpenService:
         """Admission control: at most max_concurrent_ingests uploads are received and processed at once."""
         if not self._ingest_slots.acquire(blocking=False):
             raise Overloaded(
-                f"the server is already processing {self.settings.max_concurrent_ingests} uploads; "
-                f"retry in a few seconds with backoff"
+                f"the server is already processing {self.settings.max_concurrent_ingests} uploads "
+                f"(max_concurrent_ingests); retry in a few seconds with backoff",
+                limit="max_concurrent_ingests",
             )
         self._in_flight += 1
         try:
@@ -178,7 +201,7 @@ class ColdOpenService:
     def ingest(
         self, meta: VideoMetadata, path: Path, bytes_received: int, receive_ms: float = 0.0, deadline: float | None = None
     ) -> IngestResult:
-        validate_metadata(meta)
+        validate_metadata(meta, self.settings)
         if bytes_received == 0:
             raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
@@ -222,6 +245,7 @@ class ColdOpenService:
                     self._sounds.remove(rowid)
         if replaced and rowid in self._pool:
             self._pool.refresh()  # its pool entry holds the old embedding
+        self.observer.stages(timings)
         new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
         log.info(
@@ -242,14 +266,16 @@ class ColdOpenService:
 
     # --- engagement ---------------------------------------------------------
     def record_engagement(self, events: list[EngagementEvent]) -> EngagementResult:
-        """Add engagement counters, idempotently per event id, then refresh scores and the pool."""
+        """Validate every event, then add the valid ones' counters (idempotently per event id) in one
+        transaction, then refresh scores and the pool. Nothing invalid is ever stored."""
+        now = datetime.now(timezone.utc)
         valid, rejected = [], []
         for e in events:
-            problem = engagement_problem(e)
-            if problem:
+            checked, problem = check_event(e, self.settings, now)
+            if checked is None:
                 rejected.append((e.event_id, problem))
             else:
-                valid.append(e)
+                valid.append(checked)
         accepted, duplicates, unknown = self._store.record_engagement(valid)
         if accepted:
             self._pool.refresh()
@@ -278,7 +304,9 @@ class ColdOpenService:
             if m.video_row in info
         ]
 
-    def search_by_sound(self, video_id: str | None = None, path: Path | None = None, limit: int = 10) -> list[SoundNeighbour]:
+    def search_by_sound(
+        self, video_id: str | None = None, path: Path | None = None, limit: int = 10, deadline: float | None = None
+    ) -> list[SoundNeighbour]:
         """Videos that reuse the sound of an indexed video, or of an uploaded audio/video file (not stored)."""
         if limit < 1 or limit > self.settings.max_k:
             raise InvalidInput(f"limit={limit} is out of range; ask for 1 to {self.settings.max_k} matches")
@@ -292,9 +320,7 @@ class ColdOpenService:
                 raise InvalidInput(f"video {video_id!r} has no audio track, so it has no sound to search by")
             return self._match_sound(fingerprint, exclude_row=row, limit=limit)
         assert path is not None
-        media.probe_audio(path)
-        audio = media.decode_audio(path)
-        [fingerprint], _ = self.pipeline.fingerprint.submit([audio])
+        fingerprint = self.pipeline.sound_fingerprint(path, deadline)
         return self._match_sound(fingerprint, exclude_row=None, limit=limit)
 
     def sound_stats(self, sound_id: str, window_s: float, sample: int = 10) -> tuple[SoundStats, list[str]]:
@@ -399,7 +425,7 @@ class ColdOpenService:
         else:
             assert upload is not None
             meta, path, size = upload
-            validate_metadata(meta, require_id=False)
+            validate_metadata(meta, self.settings, require_id=False)
             if size == 0:
                 raise InvalidInput("the route upload has no bytes; send the file in chunk messages after the query")
             a = self.pipeline.analyse(meta, path, {}, deadline)
@@ -449,6 +475,14 @@ class ColdOpenService:
     @property
     def size(self) -> int:
         return len(self._indexes["visual"])
+
+    def index_sizes(self) -> dict[str, int]:
+        """Vectors per index: the three modalities, the pool's visual index, and sound-index postings."""
+        return {**{m: len(i) for m, i in self._indexes.items()}, "pool": len(self._pool), "sound_postings": self._sounds.postings}
+
+    @property
+    def pool_size(self) -> int:
+        return len(self._pool)
 
     @property
     def index_description(self) -> str:

@@ -9,7 +9,6 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
@@ -20,6 +19,8 @@ from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.domain import EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
 from server.auth import READ, WRITE, Authenticator, Caller
 from server.engagement import Counters
+from server.logs import clean_request_id, request_context
+from server.metrics import Observer
 from server.errors import (
     ColdOpenError,
     DeadlineExceeded,
@@ -53,39 +54,64 @@ STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
 }
 # Overloaded replies carry gRPC's retry pushback trailer, which grpc retry policies honour.
 RETRY_PUSHBACK_MS = "1000"
+REQUEST_ID_HEADER = "x-request-id"
+# RecordEngagement applies a stream's events in transactions of this many, so memory stays bounded.
+ENGAGEMENT_BATCH = 1000
 
 
-def _guarded(role: str, stream: bool = False):
-    """Authenticate and authorise the caller, count its streams, and turn domain errors into their
-    status code; anything else is INTERNAL and logged with its traceback."""
+def _guarded(role: str | None, stream: bool = False):
+    """Give the call a request id (the caller's x-request-id, or a new one) that every log line about it
+    carries and the trailing metadata returns; authenticate and authorise the caller (role None: the
+    method authorises itself, once it knows what is asked); count its streams; turn domain errors into
+    their status code (anything else is INTERNAL, logged with its traceback); and report the call to the
+    metrics."""
 
     def decorate(method):
+        name = method.__name__
+
         @functools.wraps(method)
         def wrapper(self, request, context):
+            metadata = context.invocation_metadata()
+            rid = clean_request_id(next((v for k, v in metadata if k == REQUEST_ID_HEADER), None))
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            trailers = [(REQUEST_ID_HEADER, rid)]
             caller = None
-            try:
-                caller = self._auth.authenticate(context.invocation_metadata())
-                self._auth.require(caller, role, method.__name__)
-                if not stream:
-                    return method(self, request, context, caller)
-                with self._streams.hold(caller, context.peer()):
-                    return method(self, request, context, caller)
-            except ColdOpenError as e:
-                code = STATUS_FOR.get(type(e), grpc.StatusCode.INVALID_ARGUMENT)
-                log.info("rpc=%s caller=%s status=%s message=%s", method.__name__,
-                         caller.name if caller else "?", code.name, e)
-                if isinstance(e, Overloaded):
-                    context.set_trailing_metadata((("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS),))
-                context.abort(code, str(e))
-            except Exception:
-                if context.is_active() is False:
-                    log.info("rpc=%s ended: the client went away", method.__name__)
-                    return None
-                log.exception("rpc=%s failed with an unexpected error", method.__name__)
-                context.abort(
-                    grpc.StatusCode.INTERNAL,
-                    f"{method.__name__} failed with an internal error; the server log has the traceback. Retrying may help",
-                )
+            with request_context(rid):
+                try:
+                    caller = self._auth.authenticate(metadata)
+                    if role is not None:
+                        self._auth.require(caller, role, name)
+                    if not stream:
+                        return method(self, request, context, caller)
+                    with self._streams.hold(caller, context.peer(), metadata):
+                        return method(self, request, context, caller)
+                except ColdOpenError as e:
+                    code = STATUS_FOR.get(type(e), grpc.StatusCode.INVALID_ARGUMENT)
+                    log.info("rpc=%s caller=%s status=%s message=%s", name, caller.name if caller else "?", code.name, e)
+                    if e.limit:
+                        self._observer.refusal(e.limit)
+                    if isinstance(e, Overloaded):
+                        trailers.append(("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS))
+                    context.set_trailing_metadata(tuple(trailers))
+                    context.abort(code, str(e))
+                except Exception:
+                    if context.is_active() is False:
+                        code = grpc.StatusCode.CANCELLED
+                        log.info("rpc=%s ended: the client went away", name)
+                        return None
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("rpc=%s failed with an unexpected error", name)
+                    context.set_trailing_metadata(tuple(trailers))
+                    context.abort(
+                        grpc.StatusCode.INTERNAL,
+                        f"{name} failed with an internal error (request id {rid}); the server log has the traceback. "
+                        f"Retrying may help",
+                    )
+                finally:
+                    if code == grpc.StatusCode.OK:
+                        context.set_trailing_metadata(tuple(trailers))
+                    self._observer.rpc(name, code.name, time.perf_counter() - started)
 
         return wrapper
 
@@ -93,38 +119,66 @@ def _guarded(role: str, stream: bool = False):
 
 
 class CallerStreams:
-    """At most `limit` concurrent streaming RPCs per caller (its token name, or its address without auth)."""
+    """At most `total` streaming RPCs open at once, and `per_caller` per caller. A caller is its token name
+    with auth on; without auth, the value of a trusted proxy's header (`key_header`, e.g. x-forwarded-for:
+    its first address) if configured, else the peer address."""
 
-    def __init__(self, limit: int):
-        self._limit = limit
+    def __init__(self, total: int, per_caller: int, key_header: str = ""):
+        self._total = total
+        self._limit = per_caller
+        self._header = key_header.lower()
         self._lock = threading.Lock()
         self._open: dict[str, int] = {}
+        self._count = 0
+
+    def key(self, caller: Caller, peer: str, metadata) -> str:
+        if caller.name != "anonymous":
+            return f"token:{caller.name}"
+        if self._header:
+            value = next((v for k, v in metadata if k == self._header), None)
+            if isinstance(value, bytes):
+                value = value.decode("latin-1")
+            if value and value.split(",")[0].strip():
+                return f"{self._header}:{value.split(',')[0].strip()[:256]}"
+        return "peer:" + peer.rsplit(":", 1)[0]
 
     @contextlib.contextmanager
-    def hold(self, caller: Caller, peer: str):
-        key = caller.name if caller.name != "anonymous" else peer.rsplit(":", 1)[0]
+    def hold(self, caller: Caller, peer: str, metadata=()):
+        key = self.key(caller, peer, metadata)
         with self._lock:
+            if self._count >= self._total:
+                raise Overloaded(
+                    f"the server already has {self._total} streams open (max_open_streams); retry in a few seconds "
+                    f"with backoff",
+                    limit="max_open_streams",
+                )
             if self._open.get(key, 0) >= self._limit:
                 raise Overloaded(
                     f"caller {key!r} already has {self._limit} uploads or streams open (max_streams_per_caller); "
-                    f"wait for one to finish, then retry"
+                    f"wait for one to finish, then retry",
+                    limit="max_streams_per_caller",
                 )
             self._open[key] = self._open.get(key, 0) + 1
+            self._count += 1
         try:
             yield
         finally:
             with self._lock:
+                self._count -= 1
                 self._open[key] -= 1
                 if not self._open[key]:
                     del self._open[key]
 
 
 class ContentIndexServicer(pb_grpc.ContentIndexServicer):
-    def __init__(self, settings: Settings, auth: Authenticator | None = None):
+    def __init__(self, settings: Settings, auth: Authenticator | None = None, observer: Observer | None = None):
         self._settings = settings
         self._service: ColdOpenService | None = None
         self._auth = auth or Authenticator()
-        self._streams = CallerStreams(settings.max_streams_per_caller)
+        self._observer = observer or Observer()
+        self._streams = CallerStreams(
+            settings.max_open_streams, settings.max_streams_per_caller, settings.caller_key_header
+        )
 
     def _deadline(self, context) -> float:
         """time.monotonic() by which this RPC must finish: the caller's deadline or rpc_deadline_s, the sooner."""
@@ -142,57 +196,50 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             raise NotReady("the server is still loading models and the index; retry when grpc.health.v1 reports SERVING")
         return self._service
 
+    # --- streaming RPCs -------------------------------------------------------
     @_guarded(WRITE, stream=True)
     def Ingest(self, request_iterator, context, caller):
         service = self._ready()
+        started = time.perf_counter()
         deadline = self._deadline(context)
-        with service.ingest_slot():
-            started = time.perf_counter()
-            chunks = self._chunks(request_iterator, context, deadline)
-            meta = validate_metadata(_metadata_from_pb(_first(chunks, "metadata", "IngestRequest")))
-            with service.upload_file() as upload:
-                total = self._receive(chunks, upload, f"upload for {meta.video_id!r}", "metadata")
-                receive_ms = (time.perf_counter() - started) * 1000
-                result = service.ingest(meta, Path(upload.name), total, receive_ms, deadline)
+        messages = self._messages(request_iterator, deadline)
+        meta = validate_metadata(_metadata_from_pb(_first(messages, "metadata", "IngestRequest")), self._settings)
+        with self._upload(service, messages, f"upload for {meta.video_id!r}", "metadata") as (path, total):
+            receive_ms = (time.perf_counter() - started) * 1000
+            result = service.ingest(meta, path, total, receive_ms, deadline)
         return _ingest_result_to_pb(result)
 
     @_guarded(READ, stream=True)
     def SearchBySound(self, request_iterator, context, caller):
         service = self._ready()
-        query = _first(request_iterator, "query", "SoundSearchRequest")
+        deadline = self._deadline(context)
+        messages = self._messages(request_iterator, deadline)
+        query = _first(messages, "query", "SoundSearchRequest")
         limit = query.limit or 10
         source = query.WhichOneof("source")
         if source == "video_id":
-            if next(request_iterator, None) is not None:
-                raise InvalidInput("a sound search by video_id takes no chunks; send only the query")
+            _no_more(messages, "a sound search by video_id takes no chunks; send only the query")
             matches = service.search_by_sound(video_id=query.video_id, limit=limit)
         elif source == "upload":
-            with service.ingest_slot(), service.upload_file() as upload:
-                chunks = self._chunks(request_iterator, context, self._deadline(context))
-                total = self._receive(chunks, upload, "sound search upload", "query")
-                if total == 0:
-                    raise InvalidInput("the sound search upload has no bytes; send the file in chunk messages after the query")
-                matches = service.search_by_sound(path=Path(upload.name), limit=limit)
+            with self._upload(service, messages, "sound search upload", "query") as (path, _):
+                matches = service.search_by_sound(path=path, limit=limit, deadline=deadline)
         else:
             raise InvalidInput("a sound query needs a video_id or an upload")
         return pb.SoundSearchResponse(matches=[_sound_match_to_pb(m) for m in matches])
 
-    @_guarded(READ)
-    def GetSound(self, request, context, caller):
-        window = request.window_s or DEFAULT_WINDOW_S
-        stats, recent = self._ready().sound_stats(request.sound_id, window)
-        return _sound_to_pb(stats, window, recent)
-
-    @_guarded(READ)
-    def ListSounds(self, request, context, caller):
-        window = request.window_s or DEFAULT_WINDOW_S
-        sounds = self._ready().list_sounds(window, request.limit or 20)
-        return pb.ListSoundsResponse(sounds=[_sound_to_pb(s, window) for s in sounds])
-
-    @_guarded(READ, stream=True)
+    @_guarded(None, stream=True)
     def Route(self, request_iterator, context, caller):
         service = self._ready()
-        q = _first(request_iterator, "query", "RouteRequest")
+        deadline = self._deadline(context)
+        messages = self._messages(request_iterator, deadline)
+        q = _first(messages, "query", "RouteRequest")
+        source = q.WhichOneof("source")
+        store = source == "upload" and q.store
+        # Routing reads; storing the upload too is an ingest, which is a writer's call.
+        if store:
+            self._auth.require(caller, WRITE, "Route with store=true (it ingests the upload)")
+        else:
+            self._auth.require(caller, READ, "Route")
         weights = dict(DEFAULT_WEIGHTS)
         for m in DEFAULT_WEIGHTS:
             if q.weights.HasField(m):
@@ -205,22 +252,13 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             max_per_creator=q.max_per_creator,
             max_per_sound=q.max_per_sound,
         )
-        source = q.WhichOneof("source")
         if source == "video_id":
-            if next(request_iterator, None) is not None:
-                raise InvalidInput("routing by video_id takes no chunks; send only the query")
+            _no_more(messages, "routing by video_id takes no chunks; send only the query")
             result, ingested = service.route(options, video_id=q.video_id)
         elif source == "upload":
-            meta = validate_metadata(_metadata_from_pb(q.upload), require_id=q.store)
-            if q.store:
-                self._auth.require(caller, WRITE, "Route with store=true (it ingests the upload)")
-            deadline = self._deadline(context)
-            with service.ingest_slot(), service.upload_file() as upload:
-                chunks = self._chunks(request_iterator, context, deadline)
-                total = self._receive(chunks, upload, "route upload", "query")
-                result, ingested = service.route(
-                    options, upload=(meta, Path(upload.name), total), store=q.store, deadline=deadline
-                )
+            meta = validate_metadata(_metadata_from_pb(q.upload), self._settings, require_id=store)
+            with self._upload(service, messages, "route upload", "query") as (path, total):
+                result, ingested = service.route(options, upload=(meta, path, total), store=store, deadline=deadline)
         else:
             raise InvalidInput("a route query needs a video_id or an upload")
         reply = pb.RouteResponse(
@@ -247,24 +285,56 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
 
     @_guarded(WRITE, stream=True)
     def RecordEngagement(self, request_iterator, context, caller):
+        """Events are applied in transactions of ENGAGEMENT_BATCH as they arrive (memory stays bounded);
+        each event counts once per event_id, so a client that retries a broken stream loses and doubles nothing."""
         service = self._ready()
-        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        events = [_event_from_pb(e, now) for e in request_iterator]
-        if not events:
+        messages = self._messages(request_iterator, self._deadline(context))
+        cap = self._settings.max_events_per_stream
+        accepted = duplicates = seen = 0
+        rejected: list[tuple[str, str]] = []
+        pool_size, threshold = 0, 0.0
+        batch: list[EngagementEvent] = []
+
+        def apply() -> None:
+            nonlocal accepted, duplicates, pool_size, threshold
+            r = service.record_engagement(batch)
+            accepted += r.accepted
+            duplicates += r.duplicates
+            rejected.extend(r.rejected)
+            pool_size, threshold = r.pool_size, r.pool_threshold
+            batch.clear()
+
+        for message in messages:
+            seen += 1
+            if seen > cap:
+                if batch:
+                    apply()
+                raise InvalidInput(
+                    f"the stream carries more than {cap} events (max_events_per_stream); the first {cap} were recorded "
+                    f"({accepted} accepted, {duplicates} duplicates, {len(rejected)} rejected): send the rest in "
+                    f"another stream (re-sent events are counted once)",
+                    limit="max_events_per_stream",
+                )
+            batch.append(_event_from_pb(message))
+            if len(batch) >= ENGAGEMENT_BATCH:
+                apply()
+        if batch:
+            apply()
+        if not seen:
             raise InvalidInput("no engagement events were sent; stream one EngagementEvent per event")
-        r = service.record_engagement(events)
         return pb.RecordEngagementResponse(
-            accepted=r.accepted,
-            duplicates=r.duplicates,
-            rejected=[pb.EngagementRejection(event_id=i, reason=why) for i, why in r.rejected],
-            pool_size=r.pool_size,
-            pool_threshold=r.pool_threshold if r.pool_size else 0.0,
+            accepted=accepted,
+            duplicates=duplicates,
+            rejected=[pb.EngagementRejection(event_id=i, reason=why) for i, why in rejected],
+            pool_size=pool_size,
+            pool_threshold=threshold if pool_size else 0.0,
         )
 
-    def _chunks(self, request_iterator, context, deadline: float):
-        """The stream's messages, read by a helper thread so a client that stops sending mid-upload is
-        noticed: no message for upload_idle_timeout_s, or the RPC deadline passing, ends the upload
-        with DEADLINE_EXCEEDED (ending the RPC, which frees the reader)."""
+    # --- the one stream reader and upload path ---------------------------------
+    def _messages(self, request_iterator, deadline: float):
+        """A stream's messages, read by a helper thread so a client that goes quiet is noticed: no message
+        for upload_idle_timeout_s, or the RPC deadline passing, ends the RPC with DEADLINE_EXCEEDED (which
+        frees the reader). Every streaming RPC reads its requests through this."""
         q: queue.Queue = queue.Queue(maxsize=8)  # bounded: a fast client cannot buffer a whole file here
         done = object()
         stop = threading.Event()
@@ -287,13 +357,13 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             except BaseException as e:  # the client cancelled, or the stream broke
                 put(e)
 
-        threading.Thread(target=read, name="coldopen-upload-reader", daemon=True).start()
+        threading.Thread(target=read, name="coldopen-stream-reader", daemon=True).start()
         try:
-            yield from self._drain(q, done, context, deadline)
+            yield from self._drain(q, done, deadline)
         finally:
             stop.set()  # the handler is done with the stream (finished, failed or refused it)
 
-    def _drain(self, q: queue.Queue, done, context, deadline: float):
+    def _drain(self, q: queue.Queue, done, deadline: float):
         idle = self._settings.upload_idle_timeout_s
         while True:
             wait = min(idle, max(0.0, deadline - time.monotonic()))
@@ -302,24 +372,37 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             except queue.Empty:
                 if time.monotonic() >= deadline:
                     raise DeadlineExceeded(
-                        "the upload did not finish before the request's deadline; send the file faster, or use a longer "
-                        "deadline (the server allows at most rpc_deadline_s)"
+                        "the stream did not finish before the request's deadline; send faster, or use a longer "
+                        "deadline (the server allows at most rpc_deadline_s)",
+                        limit="rpc_deadline_s",
                     ) from None
                 raise DeadlineExceeded(
-                    f"no upload message arrived for {idle:.0f} s (upload_idle_timeout_s): the client stopped sending "
-                    f"mid-upload; re-send the whole file"
+                    f"no message arrived for {idle:.0f} s (upload_idle_timeout_s): the client stopped sending "
+                    f"mid-stream without closing it; re-send, and close the stream when done",
+                    limit="upload_idle_timeout_s",
                 ) from None
             if item is done:
                 return
             if isinstance(item, BaseException):
-                raise InvalidInput("the upload stream broke off before it was complete; re-send the whole file") from None
+                raise InvalidInput("the stream broke off before it was complete; re-send it whole") from None
             yield item
 
-    def _receive(self, request_iterator, upload, what: str, header: str) -> int:
+    @contextlib.contextmanager
+    def _upload(self, service: ColdOpenService, messages, what: str, header: str):
+        """The one upload path (Ingest, Route and SearchBySound uploads): an ingest slot, a private temporary
+        file, the chunk and size limits. Yields (path, bytes received); decoding then goes through the
+        pipeline's worker pool with the same media limits and deadline."""
+        with service.ingest_slot(), service.upload_file() as upload:
+            total = self._receive(messages, upload, what, header)
+            if total == 0:
+                raise InvalidInput(f"the {what} has no bytes; send the file in chunk messages after the {header}")
+            yield Path(upload.name), total
+
+    def _receive(self, messages, upload, what: str, header: str) -> int:
         """Write the remaining chunk messages to `upload`, enforcing chunk and total size limits."""
         limit = self._settings.max_upload_bytes
         total = 0
-        for message in request_iterator:
+        for message in messages:
             if message.WhichOneof("payload") != "chunk":
                 raise InvalidInput(
                     f"{what}: {header} may be sent only once, as the first message; every later message must carry a chunk"
@@ -331,11 +414,25 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             if total > limit:
                 raise TooLarge(
                     f"{what} exceeds the server's max upload size of {_human_bytes(limit)} "
-                    f"(max_upload_bytes); send a smaller or shorter file"
+                    f"(max_upload_bytes); send a smaller or shorter file",
+                    limit="max_upload_bytes",
                 )
             upload.write(message.chunk)
         upload.flush()
         return total
+
+    # --- unary RPCs -----------------------------------------------------------
+    @_guarded(READ)
+    def GetSound(self, request, context, caller):
+        window = request.window_s or DEFAULT_WINDOW_S
+        stats, recent = self._ready().sound_stats(request.sound_id, window)
+        return _sound_to_pb(stats, window, recent)
+
+    @_guarded(READ)
+    def ListSounds(self, request, context, caller):
+        window = request.window_s or DEFAULT_WINDOW_S
+        sounds = self._ready().list_sounds(window, request.limit or 20)
+        return pb.ListSoundsResponse(sounds=[_sound_to_pb(s, window) for s in sounds])
 
     @_guarded(READ)
     def Search(self, request, context, caller):
@@ -374,6 +471,12 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         return pb.DeleteVideoResponse(video_id=request.video_id)
 
 
+def _no_more(messages, why: str) -> None:
+    """The stream must end after its first message."""
+    if next(messages, None) is not None:
+        raise InvalidInput(why)
+
+
 def _first(request_iterator, field: str, message: str):
     """The `field` payload of a stream's first message; every later message carries a chunk."""
     first = next(request_iterator, None)
@@ -388,12 +491,12 @@ def _human_bytes(n: int) -> str:
     return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
 
 
-def _event_from_pb(e: pb.EngagementEvent, now: str) -> EngagementEvent:
+def _event_from_pb(e: pb.EngagementEvent) -> EngagementEvent:
     counters = Counters(
         impressions=e.impressions, plays=e.plays, completions=e.completions, watch_time_s=e.watch_time_s,
         likes=e.likes, comments=e.comments, shares=e.shares, follows=e.follows,
     )
-    return EngagementEvent(event_id=e.event_id, video_id=e.video_id, counters=counters, at=e.at or now)
+    return EngagementEvent(event_id=e.event_id, video_id=e.video_id, counters=counters, at=e.at)
 
 
 def _sound_match_to_pb(m: SoundNeighbour) -> pb.SoundMatch:

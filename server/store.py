@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 import sqlite3
 import threading
@@ -80,6 +81,9 @@ CREATE TABLE IF NOT EXISTS frames (
     PRIMARY KEY (video, idx)
 );
 """
+
+# Totals saturate here rather than overflow SQLite's int64 (events are validated to at most max_event_count each).
+COUNTER_CAP = 2**62
 
 # Text modality -> column holding its sentence embedding; EMBEDDING_COLUMNS adds the CLIP video embedding.
 TEXT_COLUMNS = {"caption": "caption_embedding", "spoken": "transcript_embedding"}
@@ -252,12 +256,15 @@ class Store:
                     """INSERT INTO engagement (video, impressions, plays, completions, watch_time_s, likes, comments,
                            shares, follows, last_event_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT(video) DO UPDATE SET
-                           impressions = impressions + excluded.impressions, plays = plays + excluded.plays,
-                           completions = completions + excluded.completions,
-                           watch_time_s = watch_time_s + excluded.watch_time_s, likes = likes + excluded.likes,
-                           comments = comments + excluded.comments, shares = shares + excluded.shares,
-                           follows = follows + excluded.follows,
-                           last_event_at = max(last_event_at, excluded.last_event_at)""",
+                           impressions = min(impressions + excluded.impressions, {cap}),
+                           plays = min(plays + excluded.plays, {cap}),
+                           completions = min(completions + excluded.completions, {cap}),
+                           watch_time_s = min(watch_time_s + excluded.watch_time_s, {cap}),
+                           likes = min(likes + excluded.likes, {cap}),
+                           comments = min(comments + excluded.comments, {cap}),
+                           shares = min(shares + excluded.shares, {cap}),
+                           follows = min(follows + excluded.follows, {cap}),
+                           last_event_at = max(last_event_at, excluded.last_event_at)""".format(cap=COUNTER_CAP),
                     (int(row[0]), c.impressions, c.plays, c.completions, c.watch_time_s, c.likes, c.comments,
                      c.shares, c.follows, e.at),
                 )
@@ -270,7 +277,7 @@ class Store:
                 "SELECT video, impressions, plays, completions, watch_time_s, likes, comments, shares, follows, "
                 "last_event_at FROM engagement"
             ).fetchall()
-        return {int(r[0]): Counters(*r[1:]) for r in rows}
+        return {int(r[0]): _counters(r[1:]) for r in rows}
 
     def profiles(self, row_ids: list[int]) -> list[Profile]:
         """What routing needs to know about each existing row: embeddings, creator, sound, language."""
@@ -442,6 +449,22 @@ class Store:
                 ),
             )
         return record
+
+
+def _counters(values) -> Counters:
+    """Stored counters as the API's types, whatever an older version left: counts that overflowed into
+    floats are clamped into int64, non-finite or NULL values read as 0."""
+
+    def count(v) -> int:
+        v = float(v or 0)
+        return int(min(max(v, 0.0), COUNTER_CAP)) if math.isfinite(v) else 0
+
+    impressions, plays, completions, watch, likes, comments, shares, follows, last = values
+    watch = float(watch or 0.0)
+    return Counters(
+        count(impressions), count(plays), count(completions), watch if math.isfinite(watch) else 0.0,
+        count(likes), count(comments), count(shares), count(follows), str(last or ""),
+    )
 
 
 def _fingerprint_blob(fp: Fingerprint) -> bytes:

@@ -4,15 +4,17 @@ Pure functions: they raise InvalidInput (or return a reason) with a message sayi
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from datetime import datetime, timedelta, timezone
 
 from server.domain import EngagementEvent, VideoMetadata
 from server.errors import InvalidInput
+from server.settings import Settings
 
 VIDEO_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
-MAX_TEXT_CHARS = 1000
-MAX_CAPTION_CHARS = 5000
+MAX_TEXT_CHARS = 1000  # a text search query
 
 
 def validate_video_id(video_id: str) -> str:
@@ -38,11 +40,27 @@ def parse_sound_id(text: str) -> int:
     return int(text[len(SOUND_PREFIX) :])
 
 
-def validate_metadata(meta: VideoMetadata, require_id: bool = True) -> VideoMetadata:
+def validate_metadata(meta: VideoMetadata, settings: Settings, require_id: bool = True) -> VideoMetadata:
+    """Check an upload's metadata against the configured limits; each refusal names the setting it enforces."""
     if require_id or meta.video_id:
         validate_video_id(meta.video_id)
-    if len(meta.caption) > MAX_CAPTION_CHARS:
-        raise InvalidInput(f"caption is {len(meta.caption)} characters; the limit is {MAX_CAPTION_CHARS}")
+    checks = (
+        (len(meta.creator_id), settings.max_creator_id_chars, "creator_id", "characters", "max_creator_id_chars"),
+        (len(meta.caption), settings.max_caption_chars, "caption", "characters", "max_caption_chars"),
+        (len(meta.hashtags), settings.max_hashtags, "the video", "hashtags", "max_hashtags"),
+    )
+    for size, limit, what, unit, setting in checks:
+        if size > limit:
+            raise InvalidInput(f"{what} has {size} {unit}; the limit is {limit} ({setting}): shorten it", limit=setting)
+    for tag in meta.hashtags:
+        if len(tag) > settings.max_hashtag_chars:
+            raise InvalidInput(
+                f"hashtag {tag[:40]!r}... has {len(tag)} characters; the limit is {settings.max_hashtag_chars} "
+                f"(max_hashtag_chars): shorten it",
+                limit="max_hashtag_chars",
+            )
+    if meta.creator_id and not meta.creator_id.isprintable():
+        raise InvalidInput("creator_id has control characters; use printable text")
     if meta.language_hint and not re.fullmatch(r"[a-z]{2,3}", meta.language_hint):
         raise InvalidInput(
             f"language_hint {meta.language_hint[:20]!r} is not an ISO 639-1 code such as 'en'; leave it empty to detect"
@@ -53,27 +71,66 @@ def validate_metadata(meta: VideoMetadata, require_id: bool = True) -> VideoMeta
 _COUNTER_FIELDS = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")
 
 
-def engagement_problem(e: EngagementEvent) -> str:
+def format_time(t: datetime) -> str:
+    """UTC, millisecond precision, 'Z' suffix: one format, so stored times also sort as text."""
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_event_time(text: str) -> datetime:
+    """An RFC 3339 time with a zone; ValueError (with what to send instead) otherwise."""
+    if not _RFC3339.match(text):
+        raise ValueError(f"at {text[:40]!r} is not an RFC 3339 time with a zone, such as 2026-11-23T10:00:00Z")
+    t = datetime.fromisoformat(text.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
+    if t.tzinfo is None:  # the pattern requires a zone; this is belt and braces
+        raise ValueError(f"at {text[:40]!r} has no time zone; add Z or an offset such as +02:00")
+    return t
+
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def check_event(e: EngagementEvent, settings: Settings, now: datetime) -> tuple[EngagementEvent | None, str]:
+    """(the event with `at` normalised to UTC, "") or (None, why it is rejected). Nothing is stored before this."""
     if not e.event_id:
-        return "event_id is missing; give every event a unique id so retries are counted once"
-    if len(e.event_id) > 256:
-        return "event_id is longer than 256 characters"
+        return None, "event_id is missing; give every event a unique id so retries are counted once"
+    if len(e.event_id) > 256 or not e.event_id.isprintable():
+        return None, "event_id must be at most 256 printable characters"
     if not e.video_id or not VIDEO_ID.match(e.video_id):
-        return f"video_id {e.video_id[:40]!r} is missing or invalid"
+        return None, f"video_id {e.video_id[:40]!r} is missing or invalid"
+    at = e.at or format_time(now)
     try:
-        datetime.fromisoformat(e.at.replace("Z", "+00:00"))
-    except ValueError:
-        return f"at {e.at[:40]!r} is not an RFC 3339 time such as 2026-11-23T10:00:00Z"
-    negative = [f for f in _COUNTER_FIELDS if getattr(e.counters, f) < 0]
+        when = parse_event_time(at)
+    except ValueError as err:
+        return None, str(err)
+    ahead = (when - now).total_seconds()
+    if ahead > settings.max_event_future_s:
+        return None, (
+            f"at {at} is {ahead:.0f} s ahead of the server's clock; at most {settings.max_event_future_s:.0f} s "
+            f"is allowed (max_event_future_s): check the sender's clock"
+        )
+    if when.year < 2000:
+        return None, f"at {at} is before the year 2000; send the time the engagement happened"
+    values = {f: getattr(e.counters, f) for f in _COUNTER_FIELDS}
+    bad = [f for f, v in values.items() if not math.isfinite(v)]
+    if bad:
+        return None, f"counters must be finite numbers (not NaN or infinity: {', '.join(bad)})"
+    negative = [f for f, v in values.items() if v < 0]
     if negative:
-        return f"counters must be >= 0 (negative: {', '.join(negative)})"
-    if not any(getattr(e.counters, f) for f in _COUNTER_FIELDS):
-        return "the event carries no counts; set at least one of " + ", ".join(_COUNTER_FIELDS)
-    return ""
+        return None, f"counters must be >= 0 (negative: {', '.join(negative)})"
+    huge = [f for f, v in values.items() if v > settings.max_event_count]
+    if huge:
+        return None, (
+            f"counters over {settings.max_event_count:g} per event (max_event_count): {', '.join(huge)}; "
+            f"split the counts over several events"
+        )
+    if not any(values.values()):
+        return None, "the event carries no counts; set at least one of " + ", ".join(_COUNTER_FIELDS)
+    return dataclasses.replace(e, at=format_time(when)), ""
 
 
 def window_start(window_s: float) -> str:
     if not window_s > 0:
         raise InvalidInput(f"window_s must be > 0 seconds (got {window_s}); e.g. 3600 for the last hour")
-    cutoff = datetime.now(timezone.utc) - timedelta(seconds=min(window_s, 3650 * 86400))
-    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_time(datetime.now(timezone.utc) - timedelta(seconds=min(window_s, 3650 * 86400)))

@@ -4,6 +4,7 @@ production path, the bundled Whisper, and real gRPC servers on port 0."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,35 @@ from server.app import create_server
 from server.service import ColdOpenService, Models
 from server.settings import MAX_CHUNK_BYTES, Settings
 from tests import mediagen
+
+# Every process this test session starts inherits this mark, so the session can check at its end that it
+# left none behind (servers killed with SIGKILL included: their decode workers must exit by themselves).
+_SESSION_MARK = f"coldopen-tests-{os.getpid()}"
+os.environ["COLDOPEN_TEST_SESSION"] = _SESSION_MARK
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    yield
+    import psutil
+
+    mine = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid == os.getpid() or p.environ().get("COLDOPEN_TEST_SESSION") != _SESSION_MARK:
+                continue
+            if p.ppid() == os.getpid() and "resource_tracker" in " ".join(p.cmdline()):
+                continue  # this process's own multiprocessing helper: it exits with this process
+        except psutil.Error:
+            continue
+        mine.append(p)
+    _, alive = psutil.wait_procs(mine, timeout=15)
+    if alive:
+        described = [(p.pid, " ".join(p.cmdline())[:200]) for p in alive if p.is_running()]
+        for p in alive:
+            p.kill()
+        pytest.fail(f"the test session left {len(described)} processes running: {described}")
+
 
 # A small CLIP architecture so CPU tests are quick; same code path as ViT-B-32.
 TINY_CLIP_CONFIG = {

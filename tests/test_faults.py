@@ -231,3 +231,48 @@ def test_load_64_uploaders_and_searchers_see_only_backpressure_and_memory_stays_
     assert len(ingest_lat) >= 10 and len(search_lat) >= 100
     assert growth_mib < 400, f"RSS grew by {growth_mib:.0f} MiB"
     assert server.server.service.ingests_in_flight == 0
+
+
+def test_sigkill_leaves_no_decode_worker_behind_and_logs_are_json(tiny_clip, clips, tmp_path):
+    """Before: after `make test`, pairs of orphaned spawn workers and resource trackers ran on for 50 minutes."""
+    import psutil
+
+    server = ServeProcess(tiny_clip, tmp_path / "data", tmp_path / "serve.log", "--decode-workers", "2")
+    try:
+        server.stub.Ingest(upload(clips["fox"].read_bytes(), "fox"), timeout=60, metadata=(("x-request-id", "kill-1"),))
+        children = psutil.Process(server.proc.pid).children(recursive=True)
+        assert len(children) >= 2, children  # the decode workers (and spawn's resource tracker)
+        time.sleep(0.5)
+        logged = server.log.read_text()  # what the server wrote (after the kill, the resource tracker warns about leaks)
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(30)
+        gone, alive = psutil.wait_procs(children, timeout=15)
+    finally:
+        server.close()
+    assert not alive, f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+    lines = [line for line in logged.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # --json: every line is one JSON object
+    assert any(e.get("request_id") == "kill-1" and "video_id=fox" in e["msg"] for e in entries)
+
+
+def test_a_second_server_on_the_same_data_dir_exits_2_naming_the_first(tiny_clip, tmp_path):
+    """Before: two servers on one data dir deleted each other's in-flight uploads and diverged."""
+    first = ServeProcess(tiny_clip, tmp_path / "data", tmp_path / "serve.log")
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+             "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]), "--device", "cpu"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+        assert second.returncode == 2
+        assert f"pid {first.proc.pid}" in second.stderr and "--data-dir" in second.stderr
+        assert first.stub.Search(pb.SearchRequest(text="still serving", k=1), timeout=10).index_size == 0
+        bad = subprocess.run(
+            [sys.executable, "-m", "server.cli", "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "other"),
+             "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]), "--device", "cpu",
+             "--max-frames", "5000"],
+            capture_output=True, text=True, timeout=180, cwd=ROOT,
+        )
+        assert bad.returncode == 2 and "max_frames=5000" in bad.stderr  # before: INTERNAL on every upload
+    finally:
+        first.close()

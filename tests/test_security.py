@@ -126,9 +126,12 @@ def test_roles_tls_and_open_health(secure_server, clips, caplog):
     hits = stub.Search(pb.SearchRequest(text="astronaut", k=5), timeout=10, metadata=reader)
     assert [n.video_id for n in hits.neighbours] == ["fox"]
     assert stub.Route(route(False), timeout=60, metadata=reader).pool_size == 0
-    # a writer token is not a reader token
+    # a writer token is not a reader token, but it may route with store (that is an ingest)
     code, _ = _code(lambda: stub.Search(pb.SearchRequest(text="x"), timeout=10, metadata=writer))
     assert code == grpc.StatusCode.PERMISSION_DENIED
+    code, details = _code(lambda: stub.Route(route(False), timeout=60, metadata=writer))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "reader" in details
+    assert stub.Route(route(True), timeout=60, metadata=writer).ingested.video_id == "r1"
 
     # the client library speaks TLS + tokens
     with Client(f"localhost:{server.port}", timeout=30, token=READER_TOKEN, ca_cert=cert) as client:

@@ -17,8 +17,10 @@ def test_invalid_values_are_reported_with_their_name():
         Settings.from_env({"COLDOPEN_MAX_FRAMES": "many"})
     with pytest.raises(ValueError, match="sample_fps must be > 0"):
         Settings(sample_fps=0)
-    with pytest.raises(ValueError, match="grpc_workers"):
-        Settings(grpc_workers=2, max_concurrent_ingests=4)
+    with pytest.raises(ValueError, match="max_open_streams"):  # every upload is a stream
+        Settings(max_open_streams=2, max_concurrent_ingests=4)
+    with pytest.raises(ValueError, match="metrics_listen must be host:port"):
+        Settings(metrics_listen="9464")
 
 
 def test_settings_are_frozen():
