@@ -127,13 +127,21 @@ class _PoolRouter(grpc.ServerInterceptor):
     def __init__(self, streams: futures.ThreadPoolExecutor, control: futures.ThreadPoolExecutor):
         self._streams = streams
         self._control = control
-        self._cache: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}  # method -> (given, routed)
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
+        method = handler_call_details.method
         if handler is None:
             return None
-        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        routed = self._route(method, handler)
+        self._cache[method] = (handler, routed)
+        return routed
+
+    def _route(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if method.startswith(self._CONTROL):
             pool = self._control
         elif handler.request_streaming:
