@@ -88,9 +88,8 @@ def measure(repo: Path, work: Path) -> dict:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from coldopen.v1 import coldopen_pb2 as pb
-    from tests import mediagen
+    from tests import audiogen, mediagen
     from tests.conftest import TINY_CLIP_CONFIG
-    from tests.test_hardening import one_hour_opus
 
     import open_clip
     import torch
@@ -105,7 +104,7 @@ def measure(repo: Path, work: Path) -> dict:
     fox = mediagen.make_clip(work / "fox.mp4", "astronaut", seconds=5, size=(320, 180), speech_name="fox").read_bytes()
     long = mediagen.write_clip(work / "long.mp4", [np.full((36, 64, 3), i % 255, np.uint8) for i in range(400)], fps=1,
                                gop=1).read_bytes()
-    hour = one_hour_opus(work / "hour.opus").read_bytes()
+    hour = audiogen.one_hour_opus(work / "hour.opus").read_bytes()
     log = work / "serve.log"
     out: dict = {}
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.windows import run_in_windows
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
@@ -125,16 +127,8 @@ class Fingerprinter:
 
     def fingerprint(self, audios: Sequence[np.ndarray], max_windows: int = 32) -> list["Fingerprint"]:
         """Fingerprints of several 16 kHz mono float32 clips, at most `max_windows` windows per batch."""
-        windows = [self.split(a) for a in audios]
-        flat = [w for ws in windows for w in ws]
-        parts = []
-        for i in range(0, len(flat), max_windows):
-            parts += self.fingerprint_windows(flat[i : i + max_windows])
-        out, n = [], 0
-        for a, ws in zip(audios, windows):
-            out.append(self.merge(parts[n : n + len(ws)], len(a) / SAMPLE_RATE))
-            n += len(ws)
-        return out
+        parts = run_in_windows([self.split(a) for a in audios], self.fingerprint_windows, max_windows)
+        return [self.merge(p, len(a) / SAMPLE_RATE) for a, p in zip(audios, parts)]
 
     @torch.inference_mode()
     def fingerprint_windows(self, windows: Sequence["AudioWindow"]) -> list["Fingerprint"]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.windows import run_in_windows
 from server.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -122,17 +123,11 @@ class WhisperTranscriber:
 
     def transcribe_batch(self, items: list[tuple[np.ndarray, str]], max_windows: int = 32) -> tuple[list[Transcript], "BatchStats"]:
         """Transcribe (audio, language_hint) clips: their 30-s windows, at most `max_windows` per generate call."""
-        windows = [split_windows(np.asarray(a, dtype=np.float32)) for a, _ in items]
-        flat = [(w, hint) for ws, (_, hint) in zip(windows, items) for w in ws]
-        results: list[WindowTranscript] = []
-        for i in range(0, len(flat), max_windows):
-            results += self.transcribe_windows(flat[i : i + max_windows])
-        out, n = [], 0
-        for ws in windows:
-            out.append(self.join(results[n : n + len(ws)]))
-            n += len(ws)
-        stats = BatchStats(len(results), sum(r.fallback for r in results), sum(r.silent for r in results))
-        return out, stats
+        clips = [[(w, hint) for w in split_windows(np.asarray(a, dtype=np.float32))] for a, hint in items]
+        results = run_in_windows(clips, self.transcribe_windows, max_windows)
+        flat = [r for rs in results for r in rs]
+        stats = BatchStats(len(flat), sum(r.fallback for r in flat), sum(r.silent for r in flat))
+        return [self.join(rs) for rs in results], stats
 
     def transcribe_windows(self, items: list[tuple[np.ndarray, str]]) -> list["WindowTranscript"]:
         """Transcribe (window of at most 30 s, language_hint) pairs from many clips in one batch."""
@@ -193,9 +188,10 @@ def split_windows(audio: np.ndarray, sample_rate: int = 16_000) -> list[np.ndarr
 def _transcribe_windows(self: WhisperTranscriber, items: list[tuple[np.ndarray, str]]) -> list[WindowTranscript]:
     """Transcribe 30-s windows (of one or many clips) with one encoder pass and one `generate` call.
 
-    Windows in which Silero VAD finds no speech are silent without decoding. Timestamps are generated, so each window's text is split into Whisper's own segments with their start
-    and end (faster-whisper's splitter; words after the last closed segment are kept as a segment that
-    runs to the window's end, since no later pass re-reads them). Guards of the sequential path, re-applied
+    Windows in which Silero VAD finds no speech are silent without decoding. Timestamps are generated,
+    so each window's text is split into Whisper's own segments with their start and end (faster-whisper's
+    splitter; words after the last closed segment are kept as a segment that runs to the window's end,
+    since no later pass re-reads them). Guards of the sequential path, re-applied
     per window: a window whose no-speech probability is over 0.6 while its average log-probability is
     under -1 is silent (no text); a window with a compression ratio over 2.4 (repetition loop) or a
     log-probability under -1 is decoded again by faster-whisper's sequential `transcribe()`, which

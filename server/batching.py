@@ -38,7 +38,6 @@ class _Request:
     batch_sizes: list[int] = field(default_factory=list)
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
-    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,6 @@ class Batcher(Generic[T, R]):
 
     def _drop(self, request: _Request) -> None:
         with self._cv:
-            request.cancelled = True
             kept = [(r, i) for r, i in self._queue if r is not request]
             if len(kept) != len(self._queue):
                 self._queue.clear()

@@ -137,13 +137,6 @@ class DecodePool:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def pids(self) -> list[int]:
-        """Process ids of the live decode workers (for tests and monitoring)."""
-        with self._lock:
-            pool = self._pool
-        procs = getattr(pool, "_processes", None) or {}  # CPython keeps them here; no public accessor
-        return [p.pid for p in list(procs.values()) if p.is_alive()]
-
 
 def _noop(_: int) -> None:
     return None

@@ -49,6 +49,14 @@ class DataDirLocked(RuntimeError):
 class DeadlineExceeded(ColdOpenError):
     """The request ran past its deadline (the caller's or the server's rpc_deadline_s)."""
 
+    @classmethod
+    def during(cls, stage: str) -> "DeadlineExceeded":
+        return cls(
+            f"the request's deadline passed during {stage}; retry later with a longer deadline, or ask the operator "
+            f"to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)",
+            limit="rpc_deadline_s",
+        )
+
 
 class Unauthenticated(ColdOpenError):
     """No credentials, or credentials the server does not know."""

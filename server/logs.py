@@ -18,13 +18,10 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from server.timing import utc_text
+
 _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("coldopen_request_id", default="")
 MAX_REQUEST_ID_CHARS = 128
-
-
-def request_id() -> str:
-    """The id of the request being handled on this thread ('' outside a request)."""
-    return _REQUEST_ID.get()
 
 
 def clean_request_id(given: str | None) -> str:
@@ -55,7 +52,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "t": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "t": utc_text(datetime.fromtimestamp(record.created, timezone.utc)),
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),

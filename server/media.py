@@ -379,11 +379,7 @@ def decode_audio(path: Path, max_duration_s: float = math.inf, deadline: float |
 def check_deadline(deadline: float | None, stage: str) -> None:
     """DeadlineExceeded once time.monotonic() (system-wide, so valid in decode workers) passes `deadline`."""
     if deadline is not None and time.monotonic() > deadline:
-        raise DeadlineExceeded(
-            f"the request's deadline passed during {stage}; retry later with a longer deadline, or ask the "
-            f"operator to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)",
-            limit="rpc_deadline_s",
-        )
+        raise DeadlineExceeded.during(stage)
 
 
 def _stream_duration(stream) -> float | None:

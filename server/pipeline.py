@@ -210,8 +210,4 @@ def _deadline_stage(deadline: float | None, stage: str):
     try:
         yield
     except (TimeoutError, FuturesTimeout):
-        raise DeadlineExceeded(
-            f"the request's deadline passed during {stage}; retry later with a longer deadline, or ask the operator "
-            f"to raise rpc_deadline_s (the server is busy or the file is unusually slow to process)",
-            limit="rpc_deadline_s",
-        ) from None
+        raise DeadlineExceeded.during(stage) from None

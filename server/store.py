@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import sqlite3
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +24,7 @@ from models.fingerprint import Fingerprint
 from server.domain import EngagementEvent, Extraction, SoundStats, VideoMetadata, VideoRecord
 from server.engagement import Counters
 from server.media import MediaInfo
+from server.timing import utc_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -173,7 +173,7 @@ class Store:
 
         `sound_id` None with a non-empty fingerprint starts a new sound. Returns (row id, replaced, sound id).
         """
-        now = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = utc_text()
         values = (
             meta.video_id,
             meta.creator_id,

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
+
+
+def utc_text(t: datetime | None = None) -> str:
+    """A time (default: now) in UTC with milliseconds and a 'Z', the one format stored and logged, so stored
+    times also sort as text."""
+    t = datetime.now(timezone.utc) if t is None else t.astimezone(timezone.utc)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def since_ms(started: float) -> float:

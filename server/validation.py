@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from server.domain import EngagementEvent, VideoMetadata
 from server.errors import InvalidInput
 from server.settings import Settings
+from server.timing import utc_text
 
 VIDEO_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
 MAX_TEXT_CHARS = 1000  # a text search query
@@ -71,11 +72,6 @@ def validate_metadata(meta: VideoMetadata, settings: Settings, require_id: bool 
 _COUNTER_FIELDS = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")
 
 
-def format_time(t: datetime) -> str:
-    """UTC, millisecond precision, 'Z' suffix: one format, so stored times also sort as text."""
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def parse_event_time(text: str) -> datetime:
     """An RFC 3339 time with a zone; ValueError (with what to send instead) otherwise."""
     if not _RFC3339.match(text):
@@ -99,7 +95,7 @@ def check_event(e: EngagementEvent, settings: Settings, now: datetime) -> tuple[
         return None, "event_id must be at most 256 printable characters"
     if not e.video_id or not VIDEO_ID.match(e.video_id):
         return None, f"video_id {e.video_id[:40]!r} is missing or invalid"
-    at = e.at or format_time(now)
+    at = e.at or utc_text(now)
     try:
         when = parse_event_time(at)
     except ValueError as err:
@@ -127,10 +123,10 @@ def check_event(e: EngagementEvent, settings: Settings, now: datetime) -> tuple[
         )
     if not any(values.values()):
         return None, "the event carries no counts; set at least one of " + ", ".join(_COUNTER_FIELDS)
-    return dataclasses.replace(e, at=format_time(when)), ""
+    return dataclasses.replace(e, at=utc_text(when)), ""
 
 
 def window_start(window_s: float) -> str:
     if not window_s > 0:
         raise InvalidInput(f"window_s must be > 0 seconds (got {window_s}); e.g. 3600 for the last hour")
-    return format_time(datetime.now(timezone.utc) - timedelta(seconds=min(window_s, 3650 * 86400)))
+    return utc_text(datetime.now(timezone.utc) - timedelta(seconds=min(window_s, 3650 * 86400)))

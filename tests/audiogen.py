@@ -123,3 +123,22 @@ def encode(path: Path, x: np.ndarray, rate: int = RATE, codec: str = "aac", bitr
             stream.bit_rate = bitrate
         mediagen.encode_audio(out, stream, x, rate)
     return path
+
+
+def one_hour_opus(path: Path) -> Path:
+    """An hour of quiet tone as 6 kb/s Opus in Ogg: about 2.6 MB, far under max_upload_bytes."""
+    rate = 48_000
+    tone = (0.05 * np.sin(2 * np.pi * 440 * np.arange(rate * 10) / rate)).astype(np.float32)[None, :]
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=rate)
+        stream.bit_rate = 6000
+        stream.layout = "mono"
+        stream.codec_context.options = {"compression_level": "0"}
+        for i in range(360):
+            frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, i * tone.shape[1]
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path

@@ -8,14 +8,12 @@ taken; metadata is bounded; decoding is bounded and releases its resources at th
 
 from __future__ import annotations
 
-import io
 import sqlite3
 import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import av
 import grpc
 import numpy as np
 import pytest
@@ -31,34 +29,14 @@ from server.errors import DataDirLocked, DeadlineExceeded, InvalidInput, Overloa
 from server.service import ColdOpenService
 from server.servicer import CallerStreams
 from server.settings import MAX_CHUNK_BYTES
-from tests import mediagen
-from tests.conftest import upload
+from tests import audiogen, mediagen
 
 pytestmark = pytest.mark.slow
 
 
-def one_hour_opus(path: Path) -> Path:
-    """An hour of quiet tone as 6 kb/s Opus in Ogg: about 2.6 MB, far under max_upload_bytes."""
-    rate = 48_000
-    tone = (0.05 * np.sin(2 * np.pi * 440 * np.arange(rate * 10) / rate)).astype(np.float32)[None, :]
-    with av.open(str(path), "w", format="ogg") as out:
-        stream = out.add_stream("libopus", rate=rate)
-        stream.bit_rate = 6000
-        stream.layout = "mono"
-        stream.codec_context.options = {"compression_level": "0"}
-        for i in range(360):
-            frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
-            frame.sample_rate, frame.pts = rate, i * tone.shape[1]
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def hour_opus(tmp_path_factory) -> Path:
-    return one_hour_opus(tmp_path_factory.mktemp("hostile") / "hour.opus")
+    return audiogen.one_hour_opus(tmp_path_factory.mktemp("hostile") / "hour.opus")
 
 
 def sound_upload(data: bytes, limit: int = 10):
@@ -154,8 +132,6 @@ def test_sound_search_uploads_use_the_decode_pool_limits_and_the_ingest_slots(st
 def test_long_audio_is_fingerprinted_in_bounded_windows_that_match_the_whole(models):
     """Windows of ~30 s (plus context) cover a long clip: the fingerprint of a 95-s clip equals, in
     substance, the one computed over it whole, and a 12-s excerpt deep inside it is still found."""
-    from tests import audiogen
-
     fp = models.fingerprinter
     audio = audiogen.resample(audiogen.music(11, 95.0), audiogen.RATE, 16000)
     windows = fp.split(audio)
