@@ -53,8 +53,7 @@ def best_ber(q: np.ndarray, r: np.ndarray, min_overlap: int) -> float:
 
 def main() -> None:
     from models.fingerprint import Fingerprinter
-    from server import media, sounds
-    from server.sound_index import SoundIndex
+    from server import media
     from tests import soundsuite
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,10 +77,7 @@ def main() -> None:
         refs = fp.fingerprint(ref_audio)
         ours_s = time.perf_counter() - started
         audio_s = sum(len(a) for a in ref_audio) / 16000
-        index = SoundIndex()
-        for i, f in enumerate(refs):
-            index.add(i, f)
-        rows = {i: i for i in range(n)}
+        postings = soundsuite.Postings(refs)
         started = time.perf_counter()
         cp_refs = [chromaprint(f) for f in ref_files]
         cp_s = time.perf_counter() - started
@@ -94,8 +90,7 @@ def main() -> None:
                 path = make(i, tracks, folder)
                 q = fp.fingerprint([media.decode_audio(path)])[0]
                 t0 = time.perf_counter()
-                post = index.lookup(q.hashes)
-                found = {rows[m.video_row] for m in sounds.match(q, *post, fp.params.frame_seconds, limit=n)}
+                found = {m.sound for m in postings.match(q, limit=n)}
                 lookups.append((time.perf_counter() - t0) * 1000)
                 allowed = {i} | soundsuite.also_contains(kind, i, n)
                 ours_hit += i in found

@@ -1,15 +1,26 @@
-"""Landmark audio fingerprints (spectral-peak pairs, Wang 2003 / audfprint style), computed in torch.
+"""Landmark audio fingerprints (spectral-peak triplets, after Wang 2003 and Sonnleitner & Widmer's quads),
+computed in torch.
 
-A clip's 16 kHz mono audio becomes a log-magnitude spectrogram; the strongest local maxima in
-each (frequency band, time block) cell are its peaks; each peak ("anchor") is paired with a few
-later peaks in a target zone, and every pair becomes a hash of (anchor frequency, frequency delta,
-time delta) stored with the anchor's time. Two recordings of the same sound share many hashes at
-one consistent time offset, even when a voice, noise or re-encoding destroys most other peaks;
-matching (``server/sounds.py``) votes on that offset.
+A clip's 16 kHz mono audio becomes a log-magnitude spectrogram; the strongest local maxima in each
+(frequency band, time block) cell are its peaks. Each peak (the "anchor") is combined with two of the
+next peaks in a target zone, and every triplet becomes a 32-bit hash of (anchor frequency, both
+frequency deltas, both time deltas), stored with the anchor's time. Two recordings of the same sound
+share many hashes at one consistent time offset, even when a voice, noise or re-encoding destroys most
+other peaks; matching (``server/sounds/vote.py``) votes on that offset.
 
-Spectrograms, peak picking and pairing run batched over clips on the model's device, so the same
-code serves the CPU here and a GPU in production. Peaks are chosen per frequency band so that a
-voice-over, loud in the low bands, cannot take every peak away from the music above it.
+Why triplets and two densities (measured on the robustness suite, benchmarks/RESULTS.md):
+  * A peak pair holds about 23 bits (anchor bin, frequency delta, time delta), and real spectra use
+    far fewer of them: at a million indexed clips every pair hash has thousands of postings, so a
+    lookup's cost grows with the corpus. A triplet carries 37 bits of fields, mixed into 32 bits, and
+    chords that two unrelated songs share no longer line up three peaks at a time.
+  * The index side is sparse (the strongest peak per cell, each anchor with its next 3 targets: 3
+    triplets), which keeps postings to about 35 per second of audio. The query side is denser (more
+    targets per anchor, and for short queries the second-strongest peak per cell too), so the index's
+    triplets are found in it even when a voice-over moves peaks around. Lookup cost is set by the query.
+
+Spectrograms, peak picking and hashing run batched over clips on the model's device, so the same code
+serves the CPU here and a GPU in production. Peaks are chosen per frequency band so that a voice-over,
+loud in the low bands, cannot take every peak away from the music above it.
 """
 
 from __future__ import annotations
@@ -38,9 +49,14 @@ class FingerprintParams:
     f_max_hz: float = 5000.0
     bands: int = 6                 # peaks are picked per band ...
     block_frames: int = 31         # ... per ~0.5 s block
-    peaks_per_cell: int = 3
+    peaks_per_cell: int = 2        # the strongest feeds the index; short queries use both
     neighbourhood: tuple[int, int] = (9, 7)  # (freq bins, frames) a peak must dominate
-    fan_out: int = 8               # pairs per anchor
+    index_targets: int = 3         # index side: each anchor with its next 3 targets ...
+    index_triplets: int = 3        # ... in up to this many of their pairs (3 = all)
+    query_targets: int = 6         # query side: next 6 targets (15 triplets) ...
+    short_query_targets: int = 8   # ... or, for a clip of at most short_query_s, 8 targets among both peaks per cell
+    short_query_s: float = 16.0   # (a 15-s clip stays short after a tempo or pitch edit)
+    pitch_hypotheses: tuple[float, ...] = (-1.0, 1.0)  # short queries also look up these pitch shifts (semitones)
     max_dt: int = 63               # target zone: 1..63 frames (~1 s) later,
     max_df: int = 127              # and within +-127 bins (~2 kHz)
     min_db_above_floor: float = 6.0  # ignore peaks this close to the clip's noise floor
@@ -63,17 +79,41 @@ class AudioWindow:
     first_frame: int
     core_start: int      # window frames [core_start, core_end) anchor this window's hashes
     core_end: int
+    short: bool = False  # part of a short clip: its query side uses the denser hashes
+
+
+_NONE_U32 = np.zeros(0, np.uint32)
+_NONE_I32 = np.zeros(0, np.int32)
 
 
 @dataclass(frozen=True)
 class Fingerprint:
-    hashes: np.ndarray  # uint32, one per landmark pair
-    times: np.ndarray   # int32 anchor frame of each hash
+    """A clip's landmark hashes, on both sides of the index.
+
+    ``hashes``/``times`` are the query side (what a lookup sends); ``index_hashes``/``index_times`` the
+    sparse index side (what becomes postings when the clip brings new sound). A fingerprint loaded from
+    the store carries only the index side, and uses it as its query side too.
+    """
+
+    hashes: np.ndarray  # uint32 query-side triplet hashes
+    times: np.ndarray   # int32 anchor frame of each
     duration_s: float
     peaks: int
+    index_hashes: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_U32)
+    index_times: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_I32)
 
     def __len__(self) -> int:
         return int(self.hashes.shape[0])
+
+    @property
+    def landmarks(self) -> int:
+        """Index-side hashes: the postings this clip would add as a new sound."""
+        return int(self.index_hashes.shape[0])
+
+    @classmethod
+    def stored(cls, hashes: np.ndarray, times: np.ndarray, duration_s: float) -> "Fingerprint":
+        """A fingerprint read back from its index side (the store keeps only that)."""
+        return cls(hashes, times, duration_s, 0, hashes, times)
 
 
 class Fingerprinter:
@@ -103,14 +143,15 @@ class Fingerprinter:
         frames = audio.size // p.hop + 1
         core = WINDOW_BLOCKS * p.block_frames
         context = CONTEXT_BLOCKS * p.block_frames
+        short = audio.size <= p.short_query_s * SAMPLE_RATE
         if frames <= core + context:
-            return [AudioWindow(audio, 0, 0, frames)]
+            return [AudioWindow(audio, 0, 0, frames, short)]
         out = []
         for start in range(0, frames, core):
             first = max(0, start - context)
             last = min(frames, start + core + context)
             samples = audio[first * p.hop : last * p.hop]
-            out.append(AudioWindow(samples, first, start - first, min(frames, start + core) - first))
+            out.append(AudioWindow(samples, first, start - first, min(frames, start + core) - first, short))
         return out
 
     @staticmethod
@@ -118,11 +159,17 @@ class Fingerprinter:
         """One clip's fingerprint from its windows' (in order)."""
         if len(parts) == 1:
             return dataclasses.replace(parts[0], duration_s=duration_s)
+
+        def joined(name: str, empty: np.ndarray) -> np.ndarray:
+            return np.concatenate([getattr(x, name) for x in parts]) if parts else empty
+
         return Fingerprint(
-            hashes=np.concatenate([x.hashes for x in parts]) if parts else np.zeros(0, np.uint32),
-            times=np.concatenate([x.times for x in parts]) if parts else np.zeros(0, np.int32),
+            hashes=joined("hashes", _NONE_U32),
+            times=joined("times", _NONE_I32),
             duration_s=duration_s,
             peaks=sum(x.peaks for x in parts),
+            index_hashes=joined("index_hashes", _NONE_U32),
+            index_times=joined("index_times", _NONE_I32),
         )
 
     def fingerprint(self, audios: Sequence[np.ndarray], max_windows: int = 32) -> list["Fingerprint"]:
@@ -143,27 +190,58 @@ class Fingerprinter:
         for i, w in enumerate(windows):
             if w.samples.size:
                 batch[i, : w.samples.size] = torch.from_numpy(w.samples).to(self.device)
-        spec = torch.stft(batch, p.n_fft, p.hop, window=self._window, center=True, return_complex=True).abs()
-        spec = spec[:, self._f_lo : self._f_hi]  # (B, F, T)
-        log_spec = 20 * torch.log10(spec + 1e-6)
-        frames = [min(spec.shape[-1], n // p.hop + 1) for n in lengths]
+        full = 20 * torch.log10(torch.stft(batch, p.n_fft, p.hop, window=self._window, center=True, return_complex=True).abs() + 1e-6)
+        log_spec = full[:, self._f_lo : self._f_hi]  # (B, F, T)
+        frames = [min(log_spec.shape[-1], n // p.hop + 1) for n in lengths]
         peaks = self._pick_peaks(log_spec, frames)
+        short = [i for i, w in enumerate(windows) if w.short]
+        shifted = {}  # (window, hypothesis) -> peaks of the window's spectrogram with its pitch shift undone
+        if short and p.pitch_hypotheses:
+            warped = torch.cat([self._unshift(full[short], semitones) for semitones in p.pitch_hypotheses])
+            picked = self._pick_peaks(warped, [frames[i] for i in short] * len(p.pitch_hypotheses))
+            for k, pk in enumerate(picked):
+                shifted[(short[k % len(short)], k // len(short))] = pk
         out = []
-        for w, (t, f) in zip(windows, peaks):
-            hashes, times = self._pair(t, f, w.core_start, w.core_end)
-            in_core = int(((t >= w.core_start) & (t < w.core_end)).sum())
+        for i, (w, (t, f, rank)) in enumerate(zip(windows, peaks)):
+            strongest = rank == 0
+            index_h, index_t = self._triplets(t[strongest], f[strongest], w.core_start, w.core_end, p.index_targets)
+            if w.short:
+                # The clip as it is: both peaks per cell; each pitch hypothesis: the strongest, like a long query.
+                parts = [self._triplets(t, f, w.core_start, w.core_end, p.short_query_targets)]
+                for h in range(len(p.pitch_hypotheses)):
+                    st, sf, sr = shifted[(i, h)]
+                    parts.append(self._triplets(st[sr == 0], sf[sr == 0], w.core_start, w.core_end, p.query_targets))
+                query_h = np.concatenate([h for h, _ in parts])
+                query_t = np.concatenate([t_ for _, t_ in parts])
+            else:
+                query_h, query_t = self._triplets(t[strongest], f[strongest], w.core_start, w.core_end, p.query_targets)
+            in_core = int(((t >= w.core_start) & (t < w.core_end) & strongest).sum())
             out.append(
                 Fingerprint(
-                    hashes=hashes.cpu().numpy().astype(np.uint32),
-                    times=(times.cpu().numpy() + w.first_frame).astype(np.int32),
+                    hashes=query_h,
+                    times=(query_t + w.first_frame).astype(np.int32),
                     duration_s=w.samples.size / SAMPLE_RATE,
                     peaks=in_core,
+                    index_hashes=index_h,
+                    index_times=(index_t + w.first_frame).astype(np.int32),
                 )
             )
         return out
 
-    def _pick_peaks(self, log_spec: torch.Tensor, frames: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per clip: (frame, bin) of the strongest local maxima in each (band, block) cell."""
+    def _unshift(self, full: torch.Tensor, semitones: float) -> torch.Tensor:
+        """The cropped log spectrogram of audio that was pitch-shifted by `semitones`, with the shift undone:
+        bin b of the result reads the input at b x 2^(semitones/12), linearly interpolated."""
+        src = (torch.arange(self._f_lo, self._f_hi, device=full.device, dtype=torch.float32)) * 2 ** (semitones / 12)
+        src = src.clamp(0, full.shape[1] - 1.001)
+        lo = src.floor().long()
+        frac = (src - lo)[None, :, None]
+        return full[:, lo] * (1 - frac) + full[:, lo + 1] * frac
+
+    def _pick_peaks(
+        self, log_spec: torch.Tensor, frames: list[int]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Per clip: (frame, bin, rank in its cell) of the strongest local maxima in each (band, block) cell,
+        sorted by time then bin."""
         p = self.params
         b, nf, nt = log_spec.shape
         kf, kt = p.neighbourhood
@@ -191,31 +269,62 @@ class Fingerprinter:
         block_idx = torch.arange(blocks, device=log_spec.device).view(1, 1, -1, 1)
         f_all = band_idx * band + f_in
         t_all = block_idx * p.block_frames + t_in
+        rank_all = torch.arange(k, device=log_spec.device).view(1, 1, 1, -1).expand_as(f_all)
         out = []
         for i in range(b):
             m = keep[i]
-            t, f = t_all.expand_as(f_all)[i][m], f_all[i][m]
+            t, f, r = t_all.expand_as(f_all)[i][m], f_all[i][m], rank_all[i][m]
             order = torch.argsort(t * 4096 + f)
-            out.append((t[order], f[order]))
+            out.append((t[order], f[order], r[order]))
         return out
 
-    def _pair(self, t: torch.Tensor, f: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pair each anchor in frames [lo, hi) with its first fan_out peaks in the target zone; hash = f1 | df | dt."""
+    def _triplets(self, t: torch.Tensor, f: torch.Tensor, lo: int, hi: int, targets: int) -> tuple[np.ndarray, np.ndarray]:
+        """(uint32 hashes, int64 anchor frames) of every anchor in frames [lo, hi) with each 2 of its first
+        `targets` peaks in the target zone."""
+        fields, times = self._triplet_fields(t, f, lo, hi, targets)
+        return mix32(fields), times
+
+    def _triplet_fields(self, t: torch.Tensor, f: torch.Tensor, lo: int, hi: int, targets: int) -> tuple[np.ndarray, np.ndarray]:
+        """Unmixed fields: anchor bin (9 bits), both bin deltas (8 bits each), both frame deltas (6 bits each)."""
         p = self.params
         n = t.shape[0]
-        if n < 2:
-            empty = torch.zeros(0, dtype=torch.int64, device=t.device)
-            return empty, empty
-        span = min(n - 1, p.fan_out * 6)  # look this many peaks ahead (time-sorted) for candidates
+        if n < 3:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        span = min(n - 1, targets * 8)  # peaks ahead (time-sorted) to look through for targets
         idx = torch.arange(n, device=t.device)[:, None] + torch.arange(1, span + 1, device=t.device)[None, :]
         ok = idx < n
         idx = idx.clamp(max=n - 1)
         dt = t[idx] - t[:, None]
         df = f[idx] - f[:, None]
         ok &= (dt >= 1) & (dt <= p.max_dt) & (df.abs() <= p.max_df)
-        ok &= ok.cumsum(dim=1) <= p.fan_out
-        ok &= ((t >= lo) & (t < hi))[:, None]
-        anchor = torch.arange(n, device=t.device)[:, None].expand_as(idx)[ok]
-        f1 = f[anchor]
-        hashes = (f1 << 14) | ((df[ok] + 128) << 6) | dt[ok]
-        return hashes, t[anchor]
+        # The first `targets` candidates of each anchor, in time order: a stable sort puts them first.
+        order = torch.argsort((~ok).to(torch.int8), dim=1, stable=True)[:, :targets]
+        first = torch.gather(ok, 1, order)
+        b_col, c_col = torch.triu_indices(order.shape[1], order.shape[1], offset=1, device=t.device)
+        if targets == p.index_targets and p.index_triplets:  # the index side keeps its first few combinations
+            b_col, c_col = b_col[: p.index_triplets], c_col[: p.index_triplets]
+        valid = first[:, b_col] & first[:, c_col] & ((t >= lo) & (t < hi))[:, None]
+        anchor = torch.arange(n, device=t.device)[:, None].expand_as(valid)[valid]
+        jb = torch.gather(idx, 1, order)[:, b_col][valid]
+        jc = torch.gather(idx, 1, order)[:, c_col][valid]
+        fields = (
+            (f[anchor] << 28)
+            | ((f[jb] - f[anchor] + 128) << 20)
+            | ((f[jc] - f[anchor] + 128) << 12)
+            | ((t[jb] - t[anchor]) << 6)
+            | (t[jc] - t[anchor])
+        )
+        return fields.cpu().numpy(), t[anchor].cpu().numpy().astype(np.int64)
+
+
+def mix32(fields: np.ndarray) -> np.ndarray:
+    """Fold int64 fields into well-spread uint32 hashes (the finaliser of MurmurHash3's 64-bit mix):
+    equal fields give equal hashes, and the index's keys spread evenly whatever the fields' skew."""
+    x = fields.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        x ^= x >> np.uint64(33)
+        x *= np.uint64(0xFF51AFD7ED558CCD)
+        x ^= x >> np.uint64(33)
+        x *= np.uint64(0xC4CEB9FE1A85EC53)
+        x ^= x >> np.uint64(33)
+    return (x >> np.uint64(32)).astype(np.uint32)

@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 from datetime import datetime, timezone
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +20,7 @@ from models.clip import ClipEmbedder, ClipSpec, resolve_device
 from models.fingerprint import Fingerprinter
 from models.text import TextEmbedder, TextSpec
 from models.whisper import WhisperSpec, WhisperTranscriber
-from server import routing, sounds
+from server import routing
 from server.datadir import DataDirLock
 from server.metrics import Observer
 from server.domain import (
@@ -41,7 +41,8 @@ from server.index import VectorIndex, build_index
 from server.pipeline import Pipeline
 from server.pool import PerformancePool
 from server.settings import Settings
-from server.sound_index import SoundIndex
+from server.sounds.identity import SoundIdentity
+from server.sounds.vote import SoundMatch
 from server.store import EMBEDDING_COLUMNS, Store
 from server.timing import timed
 from server.validation import (
@@ -94,7 +95,6 @@ class ColdOpenService:
         models: Models,
         store: Store,
         indexes: dict[str, VectorIndex],
-        sound_index: SoundIndex,
         lock: DataDirLock | None = None,
     ):
         self.settings = settings
@@ -104,7 +104,7 @@ class ColdOpenService:
         self.pipeline = Pipeline(settings, models, on_batch=lambda *batch: self.observer.batch(*batch))
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
-        self._sounds = sound_index
+        self._sounds = SoundIdentity(store)
         # Recomputed after every engagement batch (server/pool.py).
         self._pool = PerformancePool(settings, store, models.clip.dim, models.text.dim)
         self._write_lock = threading.Lock()
@@ -148,20 +148,21 @@ class ColdOpenService:
             for ids, vectors in store.iter_embeddings(modality):
                 indexes[modality].add(ids, vectors)
         index = indexes["visual"]
-        sound_index = SoundIndex()
-        for row, fingerprint in store.iter_fingerprints():
-            sound_index.add(row, fingerprint)
+        if store.stale_fingerprints:
+            log.warning(
+                "%d stored fingerprints were made by an older landmark format and were dropped; those videos keep "
+                "their sound ids, and re-ingesting them makes their sounds matchable again", store.stale_fingerprints
+            )
         log.info(
-            "index ready: %d videos (%s), %d transcripts, %d captions, %d landmark postings, rebuilt in %.0f ms",
+            "index ready: %d videos (%s), %d transcripts, %d captions, rebuilt in %.0f ms (sound postings stay in the store)",
             len(index),
             index.description,
             len(indexes["spoken"]),
             len(indexes["caption"]),
-            sound_index.postings,
             (time.perf_counter() - started) * 1000,
         )
         try:
-            return cls(settings, models, store, indexes, sound_index, lock)
+            return cls(settings, models, store, indexes, lock)
         except BaseException:
             store.close()
             raise
@@ -206,17 +207,11 @@ class ColdOpenService:
             raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
         a = self.pipeline.analyse(meta, path, timings, deadline)
-        with self._write_lock:
-            # Matching and storing under one lock: two uploads of a new sound cannot both start a new sound_id.
-            matches: list[SoundNeighbour] = []
-            sound_id = None
-            if a.fingerprint is not None and len(a.fingerprint):
-                with timed(timings, "match_sound"):
-                    matches = self._match_sound(a.fingerprint, exclude_row=self._store.row_id(meta.video_id), limit=5)
-                # The clip's sound is the one covering most of it: a shared sentence of voice-over
-                # matches too, but over a shorter span than the song underneath.
-                covering = max(matches, key=lambda m: (m.duration_s, m.matched_frames), default=None)
-                sound_id = covering.sound_id if covering is not None else None
+        fp = a.fingerprint if a.fingerprint is not None and a.fingerprint.landmarks else None
+        with ExitStack() as matching:
+            if fp is not None:
+                with timed(timings, "match_sound"):  # no lock held: this is where the time goes
+                    looked_up = matching.enter_context(self._sounds.lookup(fp, limit=5))
             extraction = Extraction(
                 media=a.media,
                 sampling=a.sampling,
@@ -225,28 +220,29 @@ class ColdOpenService:
                 embedding_dim=int(a.embedding.shape[0]),
                 transcript=a.transcript,
                 timings_ms=timings,
-                landmarks=len(a.fingerprint) if a.fingerprint is not None else 0,
+                landmarks=fp.landmarks if fp is not None else 0,
             )
-            with timed(timings, "store"):
-                rowid, replaced, sound_id = self._store.upsert(
-                    meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, sound_id,
-                    a.text_embeddings,
-                )
-            with timed(timings, "index"):
-                ids = np.array([rowid])
-                for modality, vector in {"visual": a.embedding, **a.text_embeddings}.items():
-                    if replaced:
-                        self._indexes[modality].remove(ids)
-                    if vector is not None:
-                        self._indexes[modality].add(ids, vector[None, :])
-                if a.fingerprint is not None:
-                    self._sounds.add(rowid, a.fingerprint)
-                else:
-                    self._sounds.remove(rowid)
+            with self._write_lock:
+                link, found = self._sounds.decide(fp, looked_up, self._store.sound_extent) if fp else (None, [])
+                with timed(timings, "store"):
+                    rowid, replaced, sound_id = self._store.upsert(
+                        meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, link,
+                        a.text_embeddings,
+                    )
+                if link is not None and sound_id is not None:
+                    self._sounds.written(sound_id, link)
+                with timed(timings, "index"):
+                    ids = np.array([rowid])
+                    for modality, vector in {"visual": a.embedding, **a.text_embeddings}.items():
+                        if replaced:
+                            self._indexes[modality].remove(ids)
+                        if vector is not None:
+                            self._indexes[modality].add(ids, vector[None, :])
+        matches = self._neighbours(found, exclude_row=rowid, limit=5)
         if replaced and rowid in self._pool:
             self._pool.refresh()  # its pool entry holds the old embedding
         self.observer.stages(timings)
-        new_sound = sound_id is not None and not any(m.sound_id == sound_id for m in matches)
+        new_sound = link is not None and link.sound_id is None
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
         log.info(
             "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d sound=%s new_sound=%s "
@@ -284,25 +280,26 @@ class ColdOpenService:
         return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool.threshold)
 
     # --- sounds -------------------------------------------------------------
-    def _match_sound(self, fingerprint, exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
-        post = self._sounds.lookup(fingerprint.hashes)
-        found = sounds.match(
-            fingerprint, *post, self.models.fingerprinter.params.frame_seconds, exclude_row=exclude_row, limit=limit
-        )
-        info = self._store.sound_summaries([m.video_row for m in found])
-        return [
-            SoundNeighbour(
-                video_id=info[m.video_row][0],
-                sound_id=info[m.video_row][1],
-                matched_frames=m.matched_frames,
-                query_start_s=m.query_start_s,
-                reference_start_s=m.reference_start_s,
-                duration_s=m.duration_s,
-                confidence=m.confidence,
-            )
-            for m in found
-            if m.video_row in info
-        ]
+    def _neighbours(self, found: list[SoundMatch], exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
+        """The videos behind sound matches: those linked to each matched sound over the matched part, the
+        strongest match first and, within a sound, the oldest video first."""
+        frame_s = self.models.fingerprinter.params.frame_seconds
+        videos = self._store.videos_of_sounds([(m.sound, m.sound_first, m.sound_last) for m in found], limit, exclude_row)
+        out = []
+        for m in found:
+            for _, video_id, offset in videos.get(m.sound, []):
+                out.append(
+                    SoundNeighbour(
+                        video_id=video_id,
+                        sound_id=m.sound,
+                        matched_frames=m.matched_frames,
+                        query_start_s=round(m.query_first * frame_s, 3),
+                        reference_start_s=round((m.sound_first - offset) * frame_s, 3),
+                        duration_s=round((m.query_last - m.query_first + 1) * frame_s, 3),
+                        confidence=m.confidence,
+                    )
+                )
+        return out[:limit]
 
     def search_by_sound(
         self, video_id: str | None = None, path: Path | None = None, limit: int = 10, deadline: float | None = None
@@ -318,10 +315,10 @@ class ColdOpenService:
             row, fingerprint = stored
             if fingerprint is None:
                 raise InvalidInput(f"video {video_id!r} has no audio track, so it has no sound to search by")
-            return self._match_sound(fingerprint, exclude_row=row, limit=limit)
+            return self._neighbours(self._sounds.match(fingerprint, limit=limit), exclude_row=row, limit=limit)
         assert path is not None
         fingerprint = self.pipeline.sound_fingerprint(path, deadline)
-        return self._match_sound(fingerprint, exclude_row=None, limit=limit)
+        return self._neighbours(self._sounds.match(fingerprint, limit=limit), exclude_row=None, limit=limit)
 
     def sound_stats(self, sound_id: str, window_s: float, sample: int = 10) -> tuple[SoundStats, list[str]]:
         sid = parse_sound_id(sound_id)
@@ -435,17 +432,13 @@ class ColdOpenService:
             )
         view = self._pool.view()
         if fingerprint is not None and len(fingerprint):
-            pool_rows = set(view.rows.tolist())
-            found = sounds.match(
-                fingerprint,
-                *self._sounds.lookup(fingerprint.hashes),
-                self.models.fingerprinter.params.frame_seconds,
-                exclude_row=query.exclude_row,
-                limit=max(len(pool_rows), 1),
-            )
-            query = dataclasses.replace(
-                query, sound_confidence={m.video_row: m.confidence for m in found if m.video_row in pool_rows}
-            )
+            confidence = {m.sound: m.confidence for m in self._sounds.match(fingerprint, limit=100)}
+            shared = {
+                int(row): confidence[int(sound)]
+                for row, sound in zip(view.rows.tolist(), view.sounds.tolist())
+                if int(sound) in confidence and row != query.exclude_row
+            }
+            query = dataclasses.replace(query, sound_confidence=shared)
         try:
             return routing.route(view, query, options), ingested
         except ValueError as e:
@@ -467,7 +460,7 @@ class ColdOpenService:
                 raise NotFound(f"video {video_id!r} is not indexed, so there is nothing to delete")
             for index in self._indexes.values():
                 index.remove(np.array([rowid]))
-            self._sounds.remove(rowid)
+            # The video's sound and its postings stay: the sound id remains valid for other videos and re-ingests.
         if self._pool.has_counters(rowid):
             self._pool.refresh()
         log.info("deleted video_id=%s", video_id)

@@ -8,6 +8,7 @@ a video keeps its row id when it is re-ingested, and ids of deleted videos are n
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -68,10 +69,20 @@ CREATE TABLE IF NOT EXISTS engagement (
     last_event_at TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sounds (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- never reused: a sound id stays valid after its videos go
     created_at TEXT NOT NULL,
     first_video TEXT NOT NULL
 );
+-- The sound index: one row per index-side landmark hash of each sound, keyed by hash, so a lookup is a
+-- batch of key seeks whose cost is set by the query, and nothing is rebuilt at start. Hashes are stored
+-- as signed 32-bit values (4 bytes in SQLite's record format). A clip that reuses a known sound adds
+-- rows only for the part of it the sound did not cover yet (server/sounds/identity.py).
+CREATE TABLE IF NOT EXISTS sound_postings (
+    hash INTEGER NOT NULL,
+    sound INTEGER NOT NULL,
+    t INTEGER NOT NULL,          -- anchor frame on the sound's own timeline
+    PRIMARY KEY (hash, sound, t)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS frames (
     video INTEGER NOT NULL REFERENCES videos(id) ON DELETE CASCADE,
@@ -81,6 +92,9 @@ CREATE TABLE IF NOT EXISTS frames (
     PRIMARY KEY (video, idx)
 );
 """
+
+# The landmark hash format the stored fingerprints and postings were made with (models/fingerprint.py).
+FINGERPRINT_FORMAT = "triplet32-v1"
 
 # Totals saturate here rather than overflow SQLite's int64 (events are validated to at most max_event_count each).
 COUNTER_CAP = 2**62
@@ -122,21 +136,59 @@ class Store:
             self._conn.executescript(_SCHEMA)
             self._migrate()
             self._conn.execute("CREATE INDEX IF NOT EXISTS videos_by_sound ON videos(sound_id, ingested_at)")
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self.stale_fingerprints = self._retire_old_fingerprints()
 
     def _migrate(self) -> None:
         """Add columns that data dirs made by earlier versions lack."""
-        have = {row[1] for row in self._conn.execute("PRAGMA table_info(videos)")}
-        for column, kind in (
-            ("sound_id", "INTEGER REFERENCES sounds(id)"),
-            ("fingerprint", "BLOB"),
-            ("caption_embedding", "BLOB"),
-            ("transcript_embedding", "BLOB"),
+        for table, columns in (
+            ("videos", (
+                ("sound_id", "INTEGER REFERENCES sounds(id)"),
+                ("fingerprint", "BLOB"),
+                ("caption_embedding", "BLOB"),
+                ("transcript_embedding", "BLOB"),
+                ("sound_offset", "INTEGER"),   # sound frame = video frame + sound_offset
+                ("sound_first", "INTEGER"),    # the video's span on the sound's timeline
+                ("sound_last", "INTEGER"),
+            )),
+            ("sounds", (("first_frame", "INTEGER"), ("last_frame", "INTEGER"), ("postings", "INTEGER NOT NULL DEFAULT 0"))),
         ):
-            if column not in have:
-                self._conn.execute(f"ALTER TABLE videos ADD COLUMN {column} {kind}")
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns:
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _retire_old_fingerprints(self) -> int:
+        """Fingerprints of an older hash format cannot be matched by this one: drop them (their videos keep
+        their sound ids; re-ingesting a video fingerprints it again). Returns how many were dropped."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'fingerprint_format'").fetchone()
+            if row is not None and row[0] == FINGERPRINT_FORMAT:
+                return 0
+            with _transaction(self._conn):
+                n = self._conn.execute("UPDATE videos SET fingerprint = NULL WHERE fingerprint IS NOT NULL").rowcount
+                self._conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('fingerprint_format', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (FINGERPRINT_FORMAT,),
+                )
+            return n
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read-only connection: lookups run beside the writer (WAL), not behind its lock."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._readers.append(conn)
+        return conn
 
     def close(self) -> None:
         with self._lock:
+            for conn in self._readers:
+                conn.close()
             self._conn.close()
 
     # --- embedding space -------------------------------------------------
@@ -166,12 +218,13 @@ class Store:
         frame_times_s: list[float],
         frame_embeddings: np.ndarray,
         fingerprint: Fingerprint | None = None,
-        sound_id: int | None = None,
+        sound: SoundLink | None = None,
         text_embeddings: dict[str, np.ndarray | None] | None = None,
     ) -> tuple[int, bool, int | None]:
-        """Insert or atomically replace a video, its frames and its audio fingerprint.
+        """Insert or atomically replace a video, its frames, its audio fingerprint and its link to a sound
+        (with the postings the link adds), all in one transaction.
 
-        `sound_id` None with a non-empty fingerprint starts a new sound. Returns (row id, replaced, sound id).
+        A `sound` with sound_id None starts a new sound. Returns (row id, replaced, sound id).
         """
         now = utc_text()
         values = (
@@ -204,26 +257,45 @@ class Store:
                 "INSERT INTO frames (video, idx, t_s, embedding) VALUES (?, ?, ?, ?)",
                 [(rowid, i, float(t), _blob(e)) for i, (t, e) in enumerate(zip(frame_times_s, frame_embeddings))],
             )
-            if fingerprint is None or len(fingerprint) == 0:
-                sound_id = None
-            elif sound_id is None:
-                sound_id = int(
-                    self._conn.execute(
-                        "INSERT INTO sounds (created_at, first_video) VALUES (?, ?)", (now, meta.video_id)
-                    ).lastrowid
-                )
+            sound_id = self._link_sound(sound, meta.video_id, now) if sound is not None else None
             text = text_embeddings or {}
             self._conn.execute(
-                "UPDATE videos SET sound_id = ?, fingerprint = ?, caption_embedding = ?, transcript_embedding = ? "
-                "WHERE id = ?",
+                "UPDATE videos SET sound_id = ?, sound_offset = ?, sound_first = ?, sound_last = ?, fingerprint = ?, "
+                "caption_embedding = ?, transcript_embedding = ? WHERE id = ?",
                 (
                     sound_id,
-                    _fingerprint_blob(fingerprint) if fingerprint is not None else None,
+                    *((sound.offset, sound.first, sound.last) if sound is not None else (None, None, None)),
+                    _fingerprint_blob(fingerprint) if fingerprint is not None and fingerprint.landmarks else None,
                     *(_blob(text[k]) if text.get(k) is not None else None for k in TEXT_COLUMNS),
                     rowid,
                 ),
             )
         return rowid, replaced, sound_id
+
+    def _link_sound(self, link: SoundLink, video_id: str, now: str) -> int:
+        """Create the sound (when new) and add the link's postings; inside the caller's transaction."""
+        if link.sound_id is None:
+            sound_id = int(
+                self._conn.execute(
+                    "INSERT INTO sounds (created_at, first_video, first_frame, last_frame) VALUES (?, ?, ?, ?)",
+                    (now, video_id, link.first, link.last),
+                ).lastrowid
+            )
+        else:
+            sound_id = link.sound_id
+            self._conn.execute(
+                "UPDATE sounds SET first_frame = min(coalesce(first_frame, ?), ?), "
+                "last_frame = max(coalesce(last_frame, ?), ?) WHERE id = ?",
+                (link.first, link.first, link.last, link.last, sound_id),
+            )
+        if link.hashes.size:
+            added = self._conn.executemany(
+                "INSERT OR IGNORE INTO sound_postings (hash, sound, t) VALUES (?, ?, ?)",
+                zip(link.hashes.astype(np.uint32).view(np.int32).tolist(), itertools.repeat(sound_id),
+                    link.times.tolist()),
+            ).rowcount
+            self._conn.execute("UPDATE sounds SET postings = postings + ? WHERE id = ?", (added, sound_id))
+        return sound_id
 
     def delete(self, video_id: str) -> int | None:
         """Delete a video; returns its row id, or None if it was not stored."""
@@ -324,20 +396,57 @@ class Store:
             last = int(rows[-1][0])
 
     # --- sounds -----------------------------------------------------------
-    def iter_fingerprints(self, batch: int = 1000) -> Iterator[tuple[int, Fingerprint]]:
-        """Every stored (row id, fingerprint), for rebuilding the sound index."""
-        last = 0
-        while True:
-            with self._lock:
+    def lookup_postings(self, hashes: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Postings (uint32 hash, sound, frame) of the given hashes, on this thread's read connection.
+
+        Hashes holding `cap` or more postings are left out (a hash that many sounds share identifies none
+        of them, and gets no more postings); they are returned as the fourth value."""
+        keys = np.unique(hashes.astype(np.uint32)).view(np.int32)
+        if keys.size == 0:
+            return _NO_INT, _NO_INT, _NO_INT, _NO_INT
+        rows = self._reader().execute(
+            "SELECT hash, sound, t FROM sound_postings WHERE hash IN (SELECT value FROM json_each(?))",
+            (json.dumps(keys.tolist()),),
+        ).fetchall()
+        if not rows:
+            return _NO_INT, _NO_INT, _NO_INT, _NO_INT
+        post = np.array(rows, dtype=np.int64)
+        h = post[:, 0]
+        values, counts = np.unique(h, return_counts=True)
+        common = values[counts >= cap]
+        if common.size:
+            keep = ~np.isin(h, common)
+            post = post[keep]
+        unsigned = post[:, 0].astype(np.int32).view(np.uint32).astype(np.int64)
+        return unsigned, post[:, 1], post[:, 2], common.astype(np.int32).view(np.uint32).astype(np.int64)
+
+    def sound_extent(self, sound_id: int) -> tuple[int, int] | None:
+        """(first, last) anchor frame the sound's postings cover, or None for an unknown sound."""
+        with self._lock:
+            row = self._conn.execute("SELECT first_frame, last_frame FROM sounds WHERE id = ?", (sound_id,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
+
+    def sound_postings_total(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT coalesce(sum(postings), 0) FROM sounds").fetchone()[0])
+
+    def videos_of_sounds(
+        self, spans: list[tuple[int, int, int]], limit: int, exclude_row: int | None = None
+    ) -> dict[int, list[tuple[int, str, int]]]:
+        """sound -> [(row, video_id, sound_offset)] of the videos linked to it whose span overlaps (first, last)
+        on its timeline, oldest first, at most `limit` per sound."""
+        out: dict[int, list[tuple[int, str, int]]] = {}
+        with self._lock:
+            for sound_id, first, last in spans:
                 rows = self._conn.execute(
-                    "SELECT id, fingerprint FROM videos WHERE id > ? AND fingerprint IS NOT NULL ORDER BY id LIMIT ?",
-                    (last, batch),
+                    "SELECT id, video_id, sound_offset FROM videos WHERE sound_id = ? AND sound_first <= ? "
+                    "AND sound_last >= ? AND id IS NOT ? ORDER BY ingested_at, id LIMIT ?",
+                    (sound_id, last, first, exclude_row, limit),
                 ).fetchall()
-            if not rows:
-                return
-            for rowid, blob in rows:
-                yield int(rowid), _fingerprint_from_blob(blob)
-            last = int(rows[-1][0])
+                out[sound_id] = [(int(r[0]), r[1], int(r[2] or 0)) for r in rows]
+        return out
 
     def fingerprint(self, video_id: str) -> tuple[int, Fingerprint | None] | None:
         """(row id, stored fingerprint or None when the clip had no audio), or None for an unknown video."""
@@ -468,7 +577,8 @@ def _counters(values) -> Counters:
 
 
 def _fingerprint_blob(fp: Fingerprint) -> bytes:
-    return np.concatenate([fp.hashes.astype(np.uint32).view(np.int32), fp.times.astype(np.int32)]).tobytes() + np.float32(
+    """The index side of a fingerprint (the query side is recomputed from audio, never stored)."""
+    return np.concatenate([fp.index_hashes.astype(np.uint32).view(np.int32), fp.index_times.astype(np.int32)]).tobytes() + np.float32(
         fp.duration_s
     ).tobytes()
 
@@ -476,12 +586,24 @@ def _fingerprint_blob(fp: Fingerprint) -> bytes:
 def _fingerprint_from_blob(blob: bytes) -> Fingerprint:
     data = np.frombuffer(blob[:-4], dtype=np.int32)
     n = data.shape[0] // 2
-    return Fingerprint(
-        hashes=data[:n].view(np.uint32).copy(),
-        times=data[n:].copy(),
-        duration_s=float(np.frombuffer(blob[-4:], dtype=np.float32)[0]),
-        peaks=0,
+    return Fingerprint.stored(
+        data[:n].view(np.uint32).copy(), data[n:].copy(), float(np.frombuffer(blob[-4:], dtype=np.float32)[0])
     )
+
+
+_NO_INT = np.zeros(0, np.int64)
+
+
+@dataclass(frozen=True)
+class SoundLink:
+    """A video's link to a sound, and the postings the link adds (server/sounds/identity.py decides it)."""
+
+    sound_id: int | None     # None: a new sound
+    offset: int              # sound frame = video frame + offset
+    first: int               # the video's span on the sound's timeline
+    last: int
+    hashes: np.ndarray       # postings to add: uint32 hashes ...
+    times: np.ndarray        # ... at these sound frames
 
 
 def _blob(v: np.ndarray) -> bytes:

@@ -7,6 +7,7 @@ decodes it back through ColdOpen's own audio decoder.
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -142,3 +143,39 @@ def one_hour_opus(path: Path) -> Path:
         for packet in stream.encode(None):
             out.mux(packet)
     return path
+
+
+def ffmpeg_filter(x: np.ndarray, rate: int, chain: str) -> np.ndarray:
+    """Mono float audio through an FFmpeg audio filter chain (PyAV's bundled FFmpeg), e.g. "atempo=1.03"
+    (tempo without pitch), "asetrate=46722,aresample=44100,atempo=0.9439" (one semitone up, same tempo),
+    "highpass=f=300,lowpass=f=3400" (a phone speaker)."""
+    graph = av.filter.Graph()
+    src = graph.add_abuffer(format="flt", sample_rate=rate, layout="mono")
+    chain_nodes = [graph.add(*(step.split("=", 1) + [""])[:2]) for step in chain.split(",")]
+    fmt = graph.add("aformat", f"sample_fmts=flt:sample_rates={rate}:channel_layouts=mono")
+    sink = graph.add("abuffersink")
+    nodes = [src, *chain_nodes, fmt, sink]
+    for a, b in zip(nodes, nodes[1:]):
+        a.link_to(b)
+    graph.configure()
+    out = []
+    step = rate // 10
+    for i in range(0, len(x), step):
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None, i : i + step], np.float32), format="flt", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = i
+        frame.time_base = Fraction(1, rate)
+        graph.push(frame)
+        out += _pull(graph)
+    graph.push(None)
+    out += _pull(graph)
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in out]).astype(np.float32)
+
+
+def _pull(graph) -> list:
+    frames = []
+    while True:
+        try:
+            frames.append(graph.pull())
+        except (av.BlockingIOError, av.EOFError):
+            return frames

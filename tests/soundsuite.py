@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from server.sounds import vote
 from tests import audiogen as ag
 
 R = ag.RATE
@@ -78,3 +79,78 @@ def make_tracks(n: int, seconds: float) -> list[np.ndarray]:
 def reference_file(i: int, tracks: list, folder: Path) -> Path:
     return ag.encode(folder / f"ref-{i}.m4a", tracks[i], bitrate=128_000)
 
+
+
+class Postings:
+    """References' index-side postings as arrays, sound id = track index: the rows the store's
+    ``sound_postings`` table would hold for them (store lookups are tested end to end elsewhere)."""
+
+    def __init__(self, refs):
+        self.hash = np.concatenate([r.index_hashes for r in refs]).astype(np.int64)
+        self.sound = np.concatenate([np.full(r.landmarks, i) for i, r in enumerate(refs)])
+        self.time = np.concatenate([r.index_times for r in refs]).astype(np.int64)
+
+    def match(self, q, limit: int) -> list[vote.SoundMatch]:
+        hit = np.isin(self.hash, q.hashes.astype(np.int64))
+        return vote.match(q.hashes, q.times, self.hash[hit], self.sound[hit], self.time[hit], limit=limit)
+
+
+# --- real recordings (tests/data/music: CC BY / public domain, see LICENSES.md) -----------------------
+MUSIC = Path(__file__).parent / "data" / "music"
+RECORDINGS = ["hobbs-lets-go-fishin", "macleod-sugar-plum-fairy", "macleod-vibe-ace", "brahms-hungarian-dance-5",
+              "nps-humpback"]
+NARRATIONS = ["librispeech-198-209-0000", "librispeech-3436-172162-0000", "librispeech-5703-47212-0000"]
+SEMITONE = 2 ** (1 / 12)
+
+
+def _decoded(name: str) -> np.ndarray:
+    from server import media
+
+    return ag.resample(media.decode_audio(MUSIC / f"{name}.ogg"), 16_000, R)
+
+
+def real_tracks(seconds: float = 15.0, per_recording: int = 4) -> tuple[list[np.ndarray], list[str]]:
+    """Up to `per_recording` consecutive segments of each real recording, and the recording each came from."""
+    tracks, sources = [], []
+    for name in RECORDINGS:
+        audio = _decoded(name)
+        n = int(seconds * R)
+        for k in range(min(per_recording, len(audio) // n)):
+            tracks.append(audio[k * n : (k + 1) * n])
+            sources.append(name)
+    return tracks, sources
+
+
+def narration(i: int) -> np.ndarray:
+    """Real read speech (LibriSpeech) as the voice-over."""
+    return _decoded(NARRATIONS[i % len(NARRATIONS)])
+
+
+def _pitch(semitones: float) -> str:
+    f = SEMITONE**semitones
+    return f"asetrate={int(round(R * f))},aresample={R},atempo={1 / f:.5f}"
+
+
+REAL_DISTORTIONS: dict[str, tuple[str, Distortion]] = {
+    "aac32": ("re-encoded AAC 32 kbit/s", lambda i, t, d: ag.encode(d / f"r-aac32-{i}.m4a", t[i], bitrate=32_000)),
+    "phone": (
+        "phone speaker: 300-3400 Hz band-pass, 8 kHz AAC",
+        lambda i, t, d: ag.encode(
+            d / f"r-phone-{i}.m4a", ag.ffmpeg_filter(t[i], R, "highpass=f=300,lowpass=f=3400"), out_rate=8_000,
+            bitrate=24_000,
+        ),
+    ),
+    "narration0": (
+        "LibriSpeech narration over it at 0 dB",
+        lambda i, t, d: ag.encode(d / f"r-narr-{i}.m4a", ag.overlay(t[i], narration(i), 0.0)),
+    ),
+    "excerpt5": (
+        "5-s excerpt from anywhere",
+        lambda i, t, d: ag.encode(d / f"r-ex-{i}.m4a", t[i][excerpt_start(i, t[i]) :][: 5 * R]),
+    ),
+    "tempo+3": ("tempo +3% (pitch kept)", lambda i, t, d: ag.encode(d / f"r-tu-{i}.m4a", ag.ffmpeg_filter(t[i], R, "atempo=1.03"))),
+    "tempo-3": ("tempo -3% (pitch kept)", lambda i, t, d: ag.encode(d / f"r-td-{i}.m4a", ag.ffmpeg_filter(t[i], R, "atempo=0.97"))),
+    "pitch+1": ("pitch +1 semitone (tempo kept)", lambda i, t, d: ag.encode(d / f"r-pu-{i}.m4a", ag.ffmpeg_filter(t[i], R, _pitch(1)))),
+    "pitch-1": ("pitch -1 semitone (tempo kept)", lambda i, t, d: ag.encode(d / f"r-pd-{i}.m4a", ag.ffmpeg_filter(t[i], R, _pitch(-1)))),
+    "pitch+0.5": ("pitch +0.5 semitone (between the hypotheses)", lambda i, t, d: ag.encode(d / f"r-ph-{i}.m4a", ag.ffmpeg_filter(t[i], R, _pitch(0.5)))),
+}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 
+import threading
+
 import numpy as np
 import pytest
 
 from coldopen.v1 import coldopen_pb2 as pb
 from models.fingerprint import Fingerprinter
-from server import media, sounds
-from server.sound_index import SoundIndex
+from server import media
+from server.sounds import vote
 from tests import audiogen as ag
 from tests import mediagen, soundsuite
 from tests.conftest import upload
@@ -20,23 +22,19 @@ TRACK_SECONDS = 15.0
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """Reference songs uploaded as AAC, fingerprinted, and put in the production sound index."""
+    """Reference songs uploaded as AAC and fingerprinted (index side)."""
     folder = tmp_path_factory.mktemp("sounds")
     tracks = soundsuite.make_tracks(N_TRACKS, TRACK_SECONDS)
     fp = Fingerprinter.load("cpu")
     refs = fp.fingerprint([media.decode_audio(soundsuite.reference_file(i, tracks, folder)) for i in range(N_TRACKS)])
-    index = SoundIndex()
-    rows = {}
-    for i, f in enumerate(refs):
-        index.add(100 + i, f)
-        rows[100 + i] = i
-    return tracks, folder, fp, index, rows
+    rows = {i: i for i in range(N_TRACKS)}
+    return tracks, folder, fp, soundsuite.Postings(refs), rows
 
 
-def _query(world, path) -> list[sounds.SoundMatch]:
-    _, _, fp, index, _ = world
+def _query(world, path) -> list[vote.SoundMatch]:
+    _, _, fp, postings, _ = world
     q = fp.fingerprint([media.decode_audio(path)])[0]
-    return sounds.match(q, *index.lookup(q.hashes), fp.params.frame_seconds, limit=N_TRACKS)
+    return postings.match(q, limit=N_TRACKS)
 
 
 @pytest.mark.slow
@@ -46,13 +44,58 @@ def test_reused_sound_is_found_and_unrelated_sounds_are_not(world, kind):
     _, make = soundsuite.DISTORTIONS[kind]
     missed, false = [], []
     for i in range(N_TRACKS):
-        found = {rows[m.video_row] for m in _query(world, make(i, tracks, folder))}
+        found = {rows[m.sound] for m in _query(world, make(i, tracks, folder))}
         if i not in found:
             missed.append(i)
         false += [(i, j) for j in found - {i} - soundsuite.also_contains(kind, i, N_TRACKS)]
     assert not missed, f"{kind}: reference not found for queries {missed}"
     pairs = N_TRACKS * (N_TRACKS - 1)
-    assert len(false) / pairs <= 0.01, f"{kind}: {len(false)} false matches over {pairs} unrelated pairs: {false}"
+    assert len(false) / pairs <= 0.005, f"{kind}: {len(false)} false matches over {pairs} unrelated pairs: {false}"
+
+
+@pytest.fixture(scope="module")
+def real_world(tmp_path_factory):
+    """15-s segments of real recordings (tests/data/music: CC BY and public-domain music and a whale
+    recording), uploaded as AAC 128 kbit/s and fingerprinted (index side)."""
+    folder = tmp_path_factory.mktemp("real-sounds")
+    tracks, sources = soundsuite.real_tracks()
+    fp = Fingerprinter.load("cpu")
+    refs = fp.fingerprint([media.decode_audio(soundsuite.reference_file(i, tracks, folder)) for i in range(len(tracks))])
+    return tracks, sources, folder, fp, soundsuite.Postings(refs)
+
+
+def _real_results(real_world, kind):
+    tracks, sources, folder, fp, postings = real_world
+    _, make = soundsuite.REAL_DISTORTIONS[kind]
+    hits, false, pairs = [], [], 0
+    for i in range(len(tracks)):
+        found = {m.sound for m in postings.match(fp.fingerprint([media.decode_audio(make(i, tracks, folder))])[0], len(tracks))}
+        hits.append(i in found)
+        # Segments of one recording may really share material (a repeated chorus): only other recordings count.
+        others = [j for j in range(len(tracks)) if sources[j] != sources[i]]
+        pairs += len(others)
+        false += [(i, j) for j in found if j in others]
+    return hits, false, pairs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["aac32", "phone", "excerpt5", "tempo+3", "pitch+1", "pitch-1"])
+def test_real_recordings_survive_what_uploads_do_to_them(real_world, kind):
+    hits, false, pairs = _real_results(real_world, kind)
+    assert all(hits), f"{kind}: not found for segments {[i for i, h in enumerate(hits) if not h]}"
+    assert len(false) / pairs <= 0.005, f"{kind}: false matches {false}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["narration0", "tempo-3"])
+def test_real_recordings_under_harder_distortions(real_world, kind):
+    """Measured, not perfect (benchmarks/RESULTS.md): real narration at equal loudness over a whole segment
+    buries the sparse whale song, and slowing down 3% loses some quiet segments. The music must hold."""
+    hits, false, pairs = _real_results(real_world, kind)
+    _, sources, *_ = real_world
+    music = [h for h, src in zip(hits, sources) if src != "nps-humpback"]
+    assert sum(music) >= len(music) - 1, f"{kind}: music segments found {sum(music)}/{len(music)}"
+    assert not false, f"{kind}: false matches {false}"
 
 
 @pytest.mark.slow
@@ -61,26 +104,27 @@ def test_match_reports_offsets_and_span(world):
     i = 3
     start = soundsuite.excerpt_start(i, tracks[i])
     clip = np.concatenate([np.zeros(2 * ag.RATE, np.float32), tracks[i][start:][: 6 * ag.RATE]])
+    frame_s = world[2].params.frame_seconds
     best = _query(world, ag.encode(folder / "offsets.m4a", clip))[0]
-    assert rows[best.video_row] == i
-    assert best.query_start_s == pytest.approx(2.0, abs=0.5)
-    assert best.reference_start_s - best.query_start_s == pytest.approx(start / ag.RATE - 2.0, abs=0.05)
-    assert 4.0 <= best.duration_s <= 6.1 and 0.5 <= best.confidence <= 1.0
+    assert rows[best.sound] == i
+    assert best.query_first * frame_s == pytest.approx(2.0, abs=0.5)
+    assert best.offset * frame_s == pytest.approx(start / ag.RATE - 2.0, abs=0.05)
+    assert 4.0 <= (best.query_last - best.query_first) * frame_s <= 6.1 and 0.5 <= best.confidence <= 1.0
 
 
-def test_sound_index_replaces_removes_and_merges():
+def test_triplet_hashes_are_long_sparse_and_stable():
     fp = Fingerprinter.load("cpu")
-    a, b = fp.fingerprint([ag.resample(ag.music(s, 5.0), ag.RATE, 16000) for s in (3, 4)])
-    index = SoundIndex(merge_at=1)  # merge after every add
-    index.add(1, a)
-    index.add(2, b)
-    _, rows, _ = index.lookup(a.hashes)
-    assert set(rows.tolist()) >= {1} and (rows == 1).sum() >= len(a)
-    index.add(1, b)  # re-ingest row 1 with other audio: a's postings are gone
-    assert index.postings == 2 * len(b)  # the merge after that add dropped a's retired postings
-    assert sounds.match(a, *index.lookup(a.hashes), fp.params.frame_seconds) == []
-    index.remove(2)
-    assert {m.video_row for m in sounds.match(b, *index.lookup(b.hashes), fp.params.frame_seconds)} == {1}
+    song = ag.resample(ag.music(5, 30.0), ag.RATE, 16000)
+    (full,) = fp.fingerprint([song])
+    # Index side: about 35 postings per second of music (<= 16 KB a 30-s clip at the store's ~15 B per row).
+    assert 600 <= full.landmarks <= 1_400
+    # Hashes use the whole 32 bits, and almost every one is distinct within a clip.
+    assert full.index_hashes.max() > 2**31 and np.unique(full.index_hashes).size > 0.95 * full.landmarks
+    # The query side of a long clip holds every index-side hash of the same audio.
+    assert np.isin(full.index_hashes, full.hashes).all()
+    # A short clip's query side is denser than a long one's (per second).
+    (short,) = fp.fingerprint([song[: 10 * 16000]])
+    assert len(short) / 10 > 1.5 * len(full) / 30
 
 
 def test_fingerprint_is_batched_and_deterministic():
@@ -89,7 +133,7 @@ def test_fingerprint_is_batched_and_deterministic():
     one = fp.fingerprint([a])[0]
     both = fp.fingerprint([a, b])
     assert np.array_equal(one.hashes, both[0].hashes) and np.array_equal(one.times, both[0].times)
-    assert len(both[1]) > 100 and both[1].duration_s == pytest.approx(4.0, abs=0.01)
+    assert both[1].landmarks > 50 and len(both[1]) > both[1].landmarks and both[1].duration_s == pytest.approx(4.0, abs=0.01)
     assert len(fp.fingerprint([np.zeros(16000 * 3, np.float32)])[0]) == 0  # silence has no landmarks
 
 
@@ -110,7 +154,7 @@ def _clip_with_sound(path, photo, audio44k):
 def test_reused_sound_under_voice_over_end_to_end(start_server, clips, song, tmp_path):
     server = start_server()
     original = server.ingest(_clip_with_sound(tmp_path / "orig.mp4", "astronaut", song), "dance-original")
-    assert original.new_sound and original.extraction.sound_id.startswith("snd-") and original.extraction.landmarks > 500
+    assert original.new_sound and original.extraction.sound_id.startswith("snd-") and original.extraction.landmarks > 200
     # Someone reuses seconds 3-11 of the song and talks over it at equal loudness (with sentences
     # that the speech-only clips below do not contain: those would rightly match this voice-over).
     voice = np.concatenate([ag.speech("cat"), ag.speech("astronaut")])
@@ -152,13 +196,41 @@ def test_reused_sound_under_voice_over_end_to_end(start_server, clips, song, tmp
     chunks = (pb.SoundSearchRequest(chunk=m.chunk) for m in list(upload(excerpt.read_bytes(), "x"))[1:])
     assert [m.video_id for m in server.stub.SearchBySound(iter([first, *chunks])).matches] == ["dance-reuse"]
 
-    # A restart rebuilds the sound index from the stored fingerprints: same answers, same sound ids.
+    # Postings live in the store: a restart rebuilds nothing and gives the same answers and sound ids.
     server.stop()
     restarted = start_server()
     chunks = (pb.SoundSearchRequest(chunk=m.chunk) for m in list(upload(excerpt.read_bytes(), "x"))[1:])
     assert [m.video_id for m in restarted.stub.SearchBySound(iter([first, *chunks])).matches] == ["dance-reuse"]
     again = restarted.ingest(_clip_with_sound(tmp_path / "orig.mp4", "astronaut", song), "dance-again")
     assert again.extraction.sound_id == original.extraction.sound_id and not again.new_sound
+
+
+@pytest.mark.slow
+def test_concurrent_uploads_of_one_new_sound_get_one_sound_id(start_server, tmp_path):
+    """Matching runs outside the write lock, so uploads of one new song match while none of them is stored;
+    the check under the lock must still give them all one sound (and a later reuse the same one)."""
+    server = start_server(max_concurrent_ingests=4)
+    song = ag.music(77, 10.0)
+    paths = [_clip_with_sound(tmp_path / f"same-{i}.mp4", ("astronaut", "coffee")[i % 2], song) for i in range(4)]
+    replies: dict[int, pb.IngestResponse] = {}
+    start = threading.Barrier(len(paths))
+
+    def send(i: int) -> None:
+        start.wait()
+        replies[i] = server.ingest(paths[i], f"same-{i}")
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = {r.extraction.sound_id for r in replies.values()}
+    assert len(ids) == 1 and "" not in ids, ids
+    assert sum(r.new_sound for r in replies.values()) == 1
+    later = server.ingest(_clip_with_sound(tmp_path / "later.mp4", "coffee", song[2 * ag.RATE :]), "later")
+    assert later.extraction.sound_id in ids and not later.new_sound
+    sound = server.stub.GetSound(pb.GetSoundRequest(sound_id=ids.pop(), window_s=3600))
+    assert sound.video_count == len(paths) + 1
 
 
 @pytest.mark.slow

@@ -1,0 +1,7 @@
+"""Sound identity: which known sound a clip's audio reuses, kept at a cost set by the query, not the corpus.
+
+  vote.py      offset voting of a query's hashes against postings (pure numpy)
+  identity.py  matching outside the service's write lock, and the check under it that gives two
+               concurrent uploads of one new sound a single sound id
+Postings themselves live in the store (``server/store.py``, table ``sound_postings``).
+"""

@@ -1,0 +1,133 @@
+"""Which sound a clip's audio is: matching outside the service's write lock, deciding under it.
+
+A clip's query-side hashes are looked up and voted on (``vote.match``) with no lock held: that is
+the expensive part, and its cost is set by the query (capped postings per hash), not the corpus.
+Deciding and writing happen under the service's write lock and stay cheap:
+
+* The sound covering most of the clip wins (a shared sentence of voice-over matches too, but over a
+  shorter span than the song underneath). The clip is linked to it at the matched offset, and adds
+  postings only for the part of its audio the sound did not cover yet.
+* Two uploads of the same new sound can each match before either is stored. So every write of
+  postings is also kept in a short in-memory log, numbered; under the lock a clip is matched once more
+  against the log entries written after its lookup began (a few clips at most: the ones that were in
+  flight beside it). If one of them is the same sound, the clip links to it instead of starting another.
+  Entries are dropped once no lookup that began before them is still deciding.
+
+The log is per process: replicas that share one database (the scale-out issue) need the same check
+against the database itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+
+from models.fingerprint import Fingerprint
+from server.sounds import vote
+from server.store import SoundLink, Store
+
+# Hashes with this many postings or more are left out of lookups (and get no more postings): a hash
+# that many sounds share identifies none of them. benchmarks/sound_scale.py measures how many a corpus has.
+POSTINGS_CAP = 64
+
+
+@dataclass(frozen=True)
+class _Written:
+    version: int
+    sound: int
+    hashes: np.ndarray   # uint32
+    times: np.ndarray    # sound frames
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A clip's matches, and the log version its lookup began at."""
+
+    matches: list[vote.SoundMatch]
+    version: int
+    common: np.ndarray  # hashes at the postings cap: the clip adds no postings for them
+
+
+class SoundIdentity:
+    def __init__(self, store: Store, cap: int = POSTINGS_CAP):
+        self._store = store
+        self._cap = cap
+        self._lock = threading.Lock()  # guards the log below (short sections only)
+        self._log: list[_Written] = []
+        self._version = itertools.count(1)
+        self._current = 0
+        self._open: dict[int, int] = {}  # lookups deciding: start version -> how many
+        self.joined_in_flight = 0        # clips that found their sound only in the log (monitoring, tests)
+        self.postings = store.sound_postings_total()  # kept up to date by `written` (for metrics)
+
+    def match(self, fp: Fingerprint, limit: int, exclude: frozenset[int] = frozenset()) -> list[vote.SoundMatch]:
+        """Sounds that a query's audio reuses (no lock held, no state kept)."""
+        h, s, t, _ = self._store.lookup_postings(fp.hashes, self._cap)
+        return vote.match(fp.hashes, fp.times, h, s, t, limit=limit, exclude=exclude)
+
+    @contextmanager
+    def lookup(self, fp: Fingerprint, limit: int) -> Iterator[Lookup]:
+        """Match a clip to be stored; `decide` must be called, under the write lock, before this exits."""
+        with self._lock:
+            version = self._current
+            self._open[version] = self._open.get(version, 0) + 1
+        try:
+            h, s, t, common = self._store.lookup_postings(fp.hashes, self._cap)
+            yield Lookup(vote.match(fp.hashes, fp.times, h, s, t, limit=limit), version, common)
+        finally:
+            with self._lock:
+                self._open[version] -= 1
+                if not self._open[version]:
+                    del self._open[version]
+                oldest = min(self._open, default=self._current)
+                self._log = [w for w in self._log if w.version > oldest]
+
+    def decide(
+        self, fp: Fingerprint, looked_up: Lookup, extent: Callable[[int], tuple[int, int] | None]
+    ) -> tuple[SoundLink | None, list[vote.SoundMatch]]:
+        """Under the write lock: the clip's sound link (None without landmarks) and its matches, including
+        sounds written by clips that were deciding beside it."""
+        if fp.landmarks == 0:
+            return None, looked_up.matches
+        matches = list(looked_up.matches)
+        with self._lock:
+            newer = [w for w in self._log if w.version > looked_up.version]
+        if newer:
+            h = np.concatenate([w.hashes for w in newer])
+            s = np.concatenate([np.full(w.hashes.size, w.sound, np.int64) for w in newer])
+            t = np.concatenate([w.times for w in newer])
+            seen = {m.sound for m in matches}
+            late = [m for m in vote.match(fp.hashes, fp.times, h.astype(np.int64), s, t) if m.sound not in seen]
+            if late and not matches:
+                self.joined_in_flight += 1
+            matches += late
+        covering = max(matches, key=lambda m: (m.query_last - m.query_first, m.matched_frames), default=None)
+        times = fp.index_times.astype(np.int64)
+        if covering is None:
+            fresh = ~np.isin(fp.index_hashes, looked_up.common)
+            link = SoundLink(None, 0, int(times.min()), int(times.max()), fp.index_hashes[fresh], times[fresh])
+            return link, matches
+        on_sound = covering.on_sound(times)
+        known = extent(covering.sound)
+        new = np.ones(times.size, bool) if known is None else (on_sound < known[0]) | (on_sound > known[1])
+        new &= ~np.isin(fp.index_hashes, looked_up.common)
+        link = SoundLink(
+            covering.sound, covering.offset, int(on_sound.min()), int(on_sound.max()), fp.index_hashes[new], on_sound[new]
+        )
+        return link, matches
+
+    def written(self, sound_id: int, link: SoundLink) -> None:
+        """Under the write lock, after the store committed `link`: log its postings for clips deciding now."""
+        if not link.hashes.size:
+            return
+        with self._lock:
+            self.postings += int(link.hashes.size)
+            if not self._open:
+                return  # nobody is deciding: nothing can need it
+            self._current = next(self._version)
+            self._log.append(_Written(self._current, sound_id, link.hashes, link.times.astype(np.int64)))
