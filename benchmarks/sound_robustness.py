@@ -1,8 +1,10 @@
 """Sound matching robustness and speed: ColdOpen's landmark fingerprints vs Chromaprint, one run, one suite.
 
 For every distortion in tests/soundsuite.py (plus harder extras), each of N synthesized songs is
-distorted, encoded to a real file, and matched against all N references (uploaded as AAC):
-  * ColdOpen: the production fingerprinter, sound index and matcher;
+distorted, encoded to a real file, and matched against all N references (uploaded as AAC); then the
+same for 15-s segments of the real recordings in tests/data/music under their own distortions:
+  * ColdOpen: the production fingerprinter (index side for references, query side for queries) and
+    vote, over the references' postings held as arrays (the store's lookups are timed by sound_scale.py);
   * Chromaprint: `fpcalc -raw` fingerprints (Debian package libchromaprint-tools), matched the way
     AcoustID compares them: the best bit error rate over all alignments,
     a match when it is below --chromaprint-ber (0.35) over >= 2 s of overlap.
@@ -51,9 +53,56 @@ def best_ber(q: np.ndarray, r: np.ndarray, min_overlap: int) -> float:
     return best
 
 
+def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_overlap: int, table: dict, cp_bers: dict):
+    """Every distortion of every track against all tracks, ColdOpen and Chromaprint. `related(kind, i, j)`:
+    track j may legitimately be found for query i (its own reference, a lead-in, another part of one recording).
+    Returns the seconds of reference audio and the time each fingerprinter took on it."""
+    from server import media
+    from tests import soundsuite
+
+    n = len(tracks)
+    ref_files = [soundsuite.reference_file(i, tracks, folder) for i in range(n)]
+    ref_audio = [media.decode_audio(f) for f in ref_files]
+    started = time.perf_counter()
+    refs = fp.fingerprint(ref_audio)
+    ours_s = time.perf_counter() - started
+    postings = soundsuite.Postings(refs)
+    started = time.perf_counter()
+    cp_refs = [chromaprint(f) for f in ref_files]
+    cp_s = time.perf_counter() - started
+    for kind, (label, make) in distortions.items():
+        ours_hit = ours_false = cp_hit = cp_false = pairs = 0
+        for i in range(n):
+            path = make(i, tracks, folder)
+            q = fp.fingerprint([media.decode_audio(path)])[0]
+            found = {m.sound for m in postings.match(q, limit=n)}
+            others = {j for j in range(n) if j != i and not related(kind, i, j)}
+            pairs += len(others)
+            ours_hit += i in found
+            ours_false += len(found & others)
+            cq = chromaprint(path)
+            bers = [best_ber(cq, cp_refs[j], min_overlap) for j in range(n)]
+            cp_bers.setdefault(kind, []).extend((i, j, b) for j, b in enumerate(bers) if j == i or j in others)
+            cfound = {j for j in range(n) if bers[j] < ber}
+            cp_hit += i in cfound
+            cp_false += len(cfound & others)
+        table[kind] = {
+            "what": label,
+            "queries": n,
+            "unrelated_pairs": pairs,
+            "coldopen_hit": ours_hit / n,
+            "coldopen_false": ours_false / pairs,
+            "chromaprint_hit": cp_hit / n,
+            "chromaprint_false": cp_false / pairs,
+        }
+        r = table[kind]
+        print(f"{kind:<16} ColdOpen hit {r['coldopen_hit']:6.1%} false {r['coldopen_false']:6.2%} | "
+              f"Chromaprint hit {r['chromaprint_hit']:6.1%} false {r['chromaprint_false']:6.2%}", flush=True)
+    return sum(len(a) for a in ref_audio) / 16000, ours_s, cp_s
+
+
 def main() -> None:
     from models.fingerprint import Fingerprinter
-    from server import media
     from tests import soundsuite
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -68,79 +117,54 @@ def main() -> None:
     n = args.tracks
     fp = Fingerprinter.load(args.device)
     min_overlap = 16  # Chromaprint items are ~0.124 s: 2 s (a 5-s excerpt yields only ~19 items)
+    table: dict = {}
+    real_table: dict = {}
+    cp_bers: dict[str, list[tuple[int, int, float]]] = {}
+    real_bers: dict[str, list[tuple[int, int, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tracks = soundsuite.make_tracks(n, args.seconds)
-        ref_files = [soundsuite.reference_file(i, tracks, folder) for i in range(n)]
-        ref_audio = [media.decode_audio(f) for f in ref_files]
-        started = time.perf_counter()
-        refs = fp.fingerprint(ref_audio)
-        ours_s = time.perf_counter() - started
-        audio_s = sum(len(a) for a in ref_audio) / 16000
-        postings = soundsuite.Postings(refs)
-        started = time.perf_counter()
-        cp_refs = [chromaprint(f) for f in ref_files]
-        cp_s = time.perf_counter() - started
-        table = {}
-        lookups = []
-        cp_bers: dict[str, list[tuple[int, int, float]]] = {}
-        for kind, (label, make) in {**soundsuite.DISTORTIONS, **soundsuite.EXTRA}.items():
-            ours_hit = ours_false = cp_hit = cp_false = 0
-            for i in range(n):
-                path = make(i, tracks, folder)
-                q = fp.fingerprint([media.decode_audio(path)])[0]
-                t0 = time.perf_counter()
-                found = {m.sound for m in postings.match(q, limit=n)}
-                lookups.append((time.perf_counter() - t0) * 1000)
-                allowed = {i} | soundsuite.also_contains(kind, i, n)
-                ours_hit += i in found
-                ours_false += len(found - allowed)
-                cq = chromaprint(path)
-                bers = [best_ber(cq, cp_refs[j], min_overlap) for j in range(n)]
-                cp_bers.setdefault(kind, []).extend((i, j, b) for j, b in enumerate(bers) if j not in allowed - {i})
-                cfound = {j for j in range(n) if bers[j] < args.chromaprint_ber}
-                cp_hit += i in cfound
-                cp_false += len(cfound - allowed)
-            pairs = n * (n - 1)
-            table[kind] = {
-                "what": label,
-                "coldopen_hit": ours_hit / n,
-                "coldopen_false": ours_false / pairs,
-                "chromaprint_hit": cp_hit / n,
-                "chromaprint_false": cp_false / pairs,
-            }
-            r = table[kind]
-            print(f"{kind:<16} ColdOpen hit {r['coldopen_hit']:6.1%} false {r['coldopen_false']:6.2%} | "
-                  f"Chromaprint hit {r['chromaprint_hit']:6.1%} false {r['chromaprint_false']:6.2%}", flush=True)
-    # Chromaprint again at the BER threshold that gives it <= 1% false matches over the whole suite
-    # (ColdOpen's bar), so the hit rates compare at an equal false-match budget.
+        audio_s, ours_s, cp_s = run_suite(
+            fp, tracks, {**soundsuite.DISTORTIONS, **soundsuite.EXTRA},
+            lambda kind, i, j: j in soundsuite.also_contains(kind, i, n), folder, args.chromaprint_ber, min_overlap,
+            table, cp_bers,
+        )
+        print("real recordings (tests/data/music):", flush=True)
+        real, sources = soundsuite.real_tracks()
+        run_suite(fp, real, soundsuite.REAL_DISTORTIONS, lambda kind, i, j: sources[i] == sources[j], folder,
+                  args.chromaprint_ber, min_overlap, real_table, real_bers)
+    # Chromaprint again at the BER threshold that gives it <= 1% false matches over the synthetic suite
+    # (the old bar), so the hit rates compare at an equal false-match budget.
     unrelated = sorted(b for rows_ in cp_bers.values() for i, j, b in rows_ if i != j)
     calibrated = unrelated[int(0.01 * len(unrelated))]
-    for kind, rows_ in cp_bers.items():
-        table[kind]["chromaprint_hit_at_1pct"] = sum(b < calibrated for i, j, b in rows_ if i == j) / n
-        table[kind]["chromaprint_false_at_1pct"] = sum(b < calibrated for i, j, b in rows_ if i != j) / (n * (n - 1))
+    for t, bers in ((table, cp_bers), (real_table, real_bers)):
+        for kind, rows_ in bers.items():
+            t[kind]["chromaprint_hit_at_1pct"] = sum(b < calibrated for i, j, b in rows_ if i == j) / t[kind]["queries"]
+            t[kind]["chromaprint_false_at_1pct"] = (
+                sum(b < calibrated for i, j, b in rows_ if i != j) / t[kind]["unrelated_pairs"]
+            )
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} cores={__import__('os').cpu_count()}",
         "device": args.device,
         "tracks": n,
         "track_seconds": args.seconds,
-        "unrelated_pairs_per_distortion": n * (n - 1),
         "chromaprint_ber_threshold": args.chromaprint_ber,
         "chromaprint_ber_threshold_at_1pct_false": round(calibrated, 4),
         "table": table,
+        "real_recordings": real_table,
         "throughput_audio_s_per_s": {
             "coldopen_fingerprint_batched": round(audio_s / ours_s, 1),
             "chromaprint_fpcalc_incl_decode": round(audio_s / cp_s, 1),
         },
-        "sound_index_lookup_ms_median": round(float(np.median(lookups)), 2),
     }
-    print(json.dumps(report["throughput_audio_s_per_s"]), "lookup+match ms median", report["sound_index_lookup_ms_median"])
-    print(f"\n| distortion | ColdOpen hit | ColdOpen false | Chromaprint hit (BER<{args.chromaprint_ber}) | false | "
-          f"Chromaprint hit (BER<{calibrated:.3f}, 1% false) | false |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for kind, r in table.items():
-        print(f"| {r['what']} | {r['coldopen_hit']:.0%} | {r['coldopen_false']:.2%} | {r['chromaprint_hit']:.0%} | "
-              f"{r['chromaprint_false']:.2%} | {r['chromaprint_hit_at_1pct']:.0%} | {r['chromaprint_false_at_1pct']:.2%} |")
+    print(json.dumps(report["throughput_audio_s_per_s"]))
+    for title, t in (("synthetic songs", table), ("real recordings", real_table)):
+        print(f"\n{title}\n| distortion | ColdOpen hit | ColdOpen false | Chromaprint hit (BER<{args.chromaprint_ber}) | false | "
+              f"Chromaprint hit (BER<{calibrated:.3f}) | false |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for kind, r in t.items():
+            print(f"| {r['what']} | {r['coldopen_hit']:.0%} | {r['coldopen_false']:.2%} | {r['chromaprint_hit']:.0%} | "
+                  f"{r['chromaprint_false']:.2%} | {r['chromaprint_hit_at_1pct']:.0%} | {r['chromaprint_false_at_1pct']:.2%} |")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -179,7 +179,7 @@ class Store:
         """This thread's read-only connection: lookups run beside the writer (WAL), not behind its lock."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
             self._local.conn = conn
             with self._lock:
                 self._readers.append(conn)
@@ -455,17 +455,6 @@ class Store:
         if row is None:
             return None
         return int(row[0]), (_fingerprint_from_blob(row[1]) if row[1] is not None else None)
-
-    def sound_summaries(self, row_ids: list[int]) -> dict[int, tuple[str, int | None]]:
-        """row id -> (video_id, sound id)."""
-        if not row_ids:
-            return {}
-        marks = ", ".join("?" * len(row_ids))
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT id, video_id, sound_id FROM videos WHERE id IN ({marks})", [int(i) for i in row_ids]
-            ).fetchall()
-        return {int(r[0]): (r[1], r[2]) for r in rows}
 
     def sound_stats(self, since: str, sound_id: int | None = None, limit: int = 100) -> list[SoundStats]:
         """Per sound: videos using it, and how many of those were ingested at or after `since` (UTC ISO time)."""

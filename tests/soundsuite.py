@@ -144,10 +144,7 @@ REAL_DISTORTIONS: dict[str, tuple[str, Distortion]] = {
         "LibriSpeech narration over it at 0 dB",
         lambda i, t, d: ag.encode(d / f"r-narr-{i}.m4a", ag.overlay(t[i], narration(i), 0.0)),
     ),
-    "excerpt5": (
-        "5-s excerpt from anywhere",
-        lambda i, t, d: ag.encode(d / f"r-ex-{i}.m4a", t[i][excerpt_start(i, t[i]) :][: 5 * R]),
-    ),
+    "excerpt5": DISTORTIONS["excerpt5"],
     "tempo+3": ("tempo +3% (pitch kept)", lambda i, t, d: ag.encode(d / f"r-tu-{i}.m4a", ag.ffmpeg_filter(t[i], R, "atempo=1.03"))),
     "tempo-3": ("tempo -3% (pitch kept)", lambda i, t, d: ag.encode(d / f"r-td-{i}.m4a", ag.ffmpeg_filter(t[i], R, "atempo=0.97"))),
     "pitch+1": ("pitch +1 semitone (tempo kept)", lambda i, t, d: ag.encode(d / f"r-pu-{i}.m4a", ag.ffmpeg_filter(t[i], R, _pitch(1)))),
