@@ -175,16 +175,16 @@ def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
     frame_s = Fingerprinter.load("cpu").params.frame_seconds
     lookup_ms, vote_ms, postings, common, found = [], [], [], [], 0
     for rep in range(repeats + 1):
-        for i, (_, q) in enumerate(queries):
+        for sound, _, q in queries:
             t0 = time.perf_counter()
             h, s, t, c = store.lookup_postings(q.hashes, POSTINGS_CAP)
             t1 = time.perf_counter()
             matches = vote.match(q.hashes, q.times, h, s, t, limit=10)
             if rep == 0 and matches:
-                assert abs(matches[0].offset * frame_s - q.expected_offset_s) < 0.1 or matches[0].sound != i + 1
+                assert abs(matches[0].offset * frame_s - q.expected_offset_s) < 0.1 or matches[0].sound != sound
             t2 = time.perf_counter()
             if rep == 0:
-                found += bool(matches) and matches[0].sound == i + 1
+                found += bool(matches) and matches[0].sound == sound
                 continue  # warm-up pass: its times are not kept
             lookup_ms.append((t1 - t0) * 1000)
             vote_ms.append((t2 - t1) * 1000)
@@ -195,7 +195,7 @@ def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
     out = {
         "start_s": round(open_s, 3),
         "found": f"{found}/{len(queries)}",
-        "query_hashes_median": int(np.median([len(q) for _, q in queries])),
+        "query_hashes_median": int(np.median([len(q) for _, _, q in queries])),
         "postings_returned_median": int(np.median(postings)),
         "common_hashes_median": int(np.median(common)),
         "lookup_ms_p50": round(float(np.percentile(lookup_ms, 50)), 2),
@@ -252,6 +252,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "coldopen-sound-scale")
     p.add_argument("--keep", action="store_true", help="keep the built stores")
+    p.add_argument("--reuse", action="store_true", help="measure stores kept by an earlier --keep run instead of building")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     fp = Fingerprinter.load("cpu")
@@ -286,11 +287,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     queries, short = [], []  # the whole segment (a 30-s query) and its 5-20 s part (a short one)
     real = fp.fingerprint([a for _, a in segments])
-    for (name, audio), ref in zip(segments, real):
+    for k, ((name, audio), ref) in enumerate(zip(segments, real)):
         path = ag.encode(work / "q.m4a", ag.resample(audio, 16000, ag.RATE), bitrate=64_000)
         decoded = media.decode_audio(path)
-        queries.append((name, _Query(fp.fingerprint([decoded])[0], 0.0)))
-        short.append((name, _Query(fp.fingerprint([decoded[5 * 16000 : 20 * 16000]])[0], 5.0)))
+        if audio.size >= SEGMENT_S * 16000 * 0.99:  # only whole 30-s segments are 30-s queries
+            queries.append((k + 1, name, _Query(fp.fingerprint([decoded])[0], 0.0)))
+        short.append((k + 1, name, _Query(fp.fingerprint([decoded[5 * 16000 : 20 * 16000]])[0], 5.0)))
     clips = []
     if args.ingest:
         for i, (_, audio) in enumerate(segments[:3]):
@@ -298,7 +300,14 @@ def main() -> None:
             clips.append(mediagen.write_clip(work / f"clip-{i}.mp4", frames, 4, audio, 16000))
     for n in sorted(set(args.clips) | set(args.ingest)):
         db = args.dir / f"{n}" / "coldopen.sqlite3"
-        built = build(db, n, per_clip, sampler, list(zip([s[0] for s in segments], real)))
+        if args.reuse and db.exists():
+            conn = sqlite3.connect(str(db))
+            built = {"postings": conn.execute("SELECT sum(postings) FROM sounds").fetchone()[0] or 0,
+                     "db_bytes": db.stat().st_size, "reused": True}
+            built["postings"] = int(built["postings"]) + sum(f.landmarks for f in real) - len(real) * per_clip
+            conn.close()
+        else:
+            built = build(db, n, per_clip, sampler, list(zip([s[0] for s in segments], real)))
         row = {"clips": n, **built, "bytes_per_posting": round(built["db_bytes"] / built["postings"], 1)}
         row["bytes_per_30s_clip"] = int(row["bytes_per_posting"] * per_clip)
         if n in args.clips:
