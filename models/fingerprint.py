@@ -39,6 +39,8 @@ from models.windows import run_in_windows
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
+# The hash format of index-side hashes: stored fingerprints and postings of another format cannot be matched.
+FORMAT = "triplet32-v1"
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,7 @@ class FingerprintParams:
     block_frames: int = 31         # ... per ~0.5 s block
     peaks_per_cell: int = 2        # the strongest feeds the index; short queries use both
     neighbourhood: tuple[int, int] = (9, 7)  # (freq bins, frames) a peak must dominate
-    index_targets: int = 3         # index side: each anchor with its next 3 targets ...
-    index_triplets: int = 3        # ... in up to this many of their pairs (3 = all)
+    index_targets: int = 3         # index side: each anchor with its next 3 targets (3 triplets)
     query_targets: int = 6         # query side: next 6 targets (15 triplets) ...
     short_query_targets: int = 8   # ... or, for a clip of at most short_query_s, 8 targets among both peaks per cell
     short_query_s: float = 16.0   # (a 15-s clip stays short after a tempo or pitch edit)
@@ -301,8 +302,6 @@ class Fingerprinter:
         order = torch.argsort((~ok).to(torch.int8), dim=1, stable=True)[:, :targets]
         first = torch.gather(ok, 1, order)
         b_col, c_col = torch.triu_indices(order.shape[1], order.shape[1], offset=1, device=t.device)
-        if targets == p.index_targets and p.index_triplets:  # the index side keeps its first few combinations
-            b_col, c_col = b_col[: p.index_triplets], c_col[: p.index_triplets]
         valid = first[:, b_col] & first[:, c_col] & ((t >= lo) & (t < hi))[:, None]
         anchor = torch.arange(n, device=t.device)[:, None].expand_as(valid)[valid]
         jb = torch.gather(idx, 1, order)[:, b_col][valid]

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 
 from models.whisper import Segment, Transcript
-from models.fingerprint import Fingerprint
+from models.fingerprint import FORMAT as FINGERPRINT_FORMAT, Fingerprint
 from server.domain import EngagementEvent, Extraction, SoundStats, VideoMetadata, VideoRecord
 from server.engagement import Counters
 from server.media import MediaInfo
@@ -92,9 +92,6 @@ CREATE TABLE IF NOT EXISTS frames (
     PRIMARY KEY (video, idx)
 );
 """
-
-# The landmark hash format the stored fingerprints and postings were made with (models/fingerprint.py).
-FINGERPRINT_FORMAT = "triplet32-v1"
 
 # Totals saturate here rather than overflow SQLite's int64 (events are validated to at most max_event_count each).
 COUNTER_CAP = 2**62

@@ -19,7 +19,6 @@ against the database itself.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,16 +58,19 @@ class SoundIdentity:
         self._cap = cap
         self._lock = threading.Lock()  # guards the log below (short sections only)
         self._log: list[_Written] = []
-        self._version = itertools.count(1)
-        self._current = 0
+        self._current = 0                # version of the newest log entry
         self._open: dict[int, int] = {}  # lookups deciding: start version -> how many
         self.joined_in_flight = 0        # clips that found their sound only in the log (monitoring, tests)
         self.postings = store.sound_postings_total()  # kept up to date by `written` (for metrics)
 
-    def match(self, fp: Fingerprint, limit: int, exclude: frozenset[int] = frozenset()) -> list[vote.SoundMatch]:
+    def match(self, fp: Fingerprint, limit: int) -> list[vote.SoundMatch]:
         """Sounds that a query's audio reuses (no lock held, no state kept)."""
-        h, s, t, _ = self._store.lookup_postings(fp.hashes, self._cap)
-        return vote.match(fp.hashes, fp.times, h, s, t, limit=limit, exclude=exclude)
+        return self._match(fp, limit)[0]
+
+    def _match(self, fp: Fingerprint, limit: int) -> tuple[list[vote.SoundMatch], np.ndarray]:
+        """Store lookup and vote: (matches, the query's hashes that are at the postings cap)."""
+        h, s, t, common = self._store.lookup_postings(fp.hashes, self._cap)
+        return vote.match(fp.hashes, fp.times, h, s, t, limit=limit), common
 
     @contextmanager
     def lookup(self, fp: Fingerprint, limit: int) -> Iterator[Lookup]:
@@ -77,8 +79,8 @@ class SoundIdentity:
             version = self._current
             self._open[version] = self._open.get(version, 0) + 1
         try:
-            h, s, t, common = self._store.lookup_postings(fp.hashes, self._cap)
-            yield Lookup(vote.match(fp.hashes, fp.times, h, s, t, limit=limit), version, common)
+            matches, common = self._match(fp, limit)
+            yield Lookup(matches, version, common)
         finally:
             with self._lock:
                 self._open[version] -= 1
@@ -89,11 +91,9 @@ class SoundIdentity:
 
     def decide(
         self, fp: Fingerprint, looked_up: Lookup, extent: Callable[[int], tuple[int, int] | None]
-    ) -> tuple[SoundLink | None, list[vote.SoundMatch]]:
-        """Under the write lock: the clip's sound link (None without landmarks) and its matches, including
-        sounds written by clips that were deciding beside it."""
-        if fp.landmarks == 0:
-            return None, looked_up.matches
+    ) -> tuple[SoundLink, list[vote.SoundMatch]]:
+        """Under the write lock: the sound link of a clip with landmarks, and its matches, including sounds
+        written by clips that were deciding beside it."""
         matches = list(looked_up.matches)
         with self._lock:
             newer = [w for w in self._log if w.version > looked_up.version]
@@ -108,16 +108,19 @@ class SoundIdentity:
             matches += late
         covering = max(matches, key=lambda m: (m.query_last - m.query_first, m.matched_frames), default=None)
         times = fp.index_times.astype(np.int64)
-        if covering is None:
-            fresh = ~np.isin(fp.index_hashes, looked_up.common)
-            link = SoundLink(None, 0, int(times.min()), int(times.max()), fp.index_hashes[fresh], times[fresh])
-            return link, matches
-        on_sound = covering.on_sound(times)
-        known = extent(covering.sound)
-        new = np.ones(times.size, bool) if known is None else (on_sound < known[0]) | (on_sound > known[1])
-        new &= ~np.isin(fp.index_hashes, looked_up.common)
+        # A new sound's timeline is the clip's own; a known sound's is reached through the matched offset.
+        on_sound = covering.on_sound(times) if covering is not None else times
+        new = ~np.isin(fp.index_hashes, looked_up.common)
+        known = extent(covering.sound) if covering is not None else None
+        if known is not None:  # only what the sound does not cover yet
+            new &= (on_sound < known[0]) | (on_sound > known[1])
         link = SoundLink(
-            covering.sound, covering.offset, int(on_sound.min()), int(on_sound.max()), fp.index_hashes[new], on_sound[new]
+            covering.sound if covering is not None else None,
+            covering.offset if covering is not None else 0,
+            int(on_sound.min()),
+            int(on_sound.max()),
+            fp.index_hashes[new],
+            on_sound[new],
         )
         return link, matches
 
@@ -129,5 +132,5 @@ class SoundIdentity:
             self.postings += int(link.hashes.size)
             if not self._open:
                 return  # nobody is deciding: nothing can need it
-            self._current = next(self._version)
+            self._current += 1
             self._log.append(_Written(self._current, sound_id, link.hashes, link.times.astype(np.int64)))

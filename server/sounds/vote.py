@@ -59,7 +59,6 @@ def match(
     post_time: np.ndarray,
     limit: int = 10,
     min_frames: int = MIN_MATCH_FRAMES,
-    exclude: frozenset[int] = frozenset(),
     scales: tuple[float, ...] = TEMPO_SCALES,
 ) -> list[SoundMatch]:
     """Best (scale, offset) matches of a query (hashes, anchor frames) against postings, strongest first."""
@@ -73,8 +72,6 @@ def match(
     hi = np.searchsorted(q_hash, post_hash, "right")
     reps = hi - lo
     keep = reps > 0
-    if exclude:
-        keep &= ~np.isin(post_sound, np.fromiter(exclude, np.int64))
     if not keep.any():
         return []
     lo, reps = lo[keep], reps[keep]
