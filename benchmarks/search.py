@@ -76,10 +76,10 @@ def bench_index(name: str, index, qs: np.ndarray, truth: np.ndarray, k: int = 10
 
 def bulk_store(data_dir: Path, vectors: np.ndarray, model_name: str) -> None:
     """Videos with these embeddings, written straight into the store's schema (a bulk load for benchmarks)."""
-    from server.store import Store
+    from server.storage import open_catalog
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(data_dir / "coldopen.sqlite3")
+    store = open_catalog("", data_dir)
     store.set_embedding_space(model_name, vectors.shape[1])
     store.close()
     conn = sqlite3.connect(data_dir / "coldopen.sqlite3")
@@ -88,11 +88,13 @@ def bulk_store(data_dir: Path, vectors: np.ndarray, model_name: str) -> None:
     transcript = json.dumps({"text": "", "language": "en", "language_probability": 1.0, "model": "", "segments": []})
     with conn:
         conn.executemany(
-            "INSERT INTO videos (video_id, creator_id, caption, hashtags, language_hint, media, frames_sampled, "
-            "embedding_model, embedding, transcript, timings, ingested_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            ((f"bench-{i}", f"creator-{i % 5000}", "", "[]", "", media, 30, model_name, v.tobytes(), transcript,
-              "{}", "2026-11-23T00:00:00.000Z") for i, v in enumerate(vectors)),
+            "INSERT INTO videos (video_id, row_id, creator_id, caption, hashtags, language_hint, language, media, "
+            "frames_sampled, embedding_model, embedding, transcript, timings, ingested_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            ((f"bench-{i}", i + 1, f"creator-{i % 5000}", "", "[]", "", "en", media, 30, model_name, v.tobytes(),
+              transcript, "{}", "2026-11-23T00:00:00.000Z") for i, v in enumerate(vectors)),
         )
+        conn.execute("INSERT INTO id_counters (name, last) VALUES ('video_rows', ?)", (len(vectors),))
     conn.close()
 
 
@@ -146,7 +148,7 @@ def main() -> None:
     import faiss
     import torch
 
-    from server.index import FaissFlatIndex, TorchExactIndex, faiss_gpu_count
+    from server.storage.vectors import FaissFlatIndex, TorchExactIndex, faiss_gpu_count
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100000,1000000")

@@ -11,7 +11,7 @@ different clips is measured on the real audio and on the synthetic corpus and pr
 The real recordings (30-s segments) are indexed too, as their own sounds, and are the queries
 (re-encoded as AAC 64 kbit/s): every query must find its own sound.
 
-Postings go into the production store's `sound_postings` table (SQLite, the schema server/store.py
+Postings go into the production store's `sound_postings` table (SQLite, the schema server/storage/schema.py
 creates), bulk-loaded in hash order. Latency is `SoundIdentity.match` (store lookup + offset vote),
 the call an ingest makes outside the write lock, timed per query after one warm-up pass.
 --ingest N ... also measures ColdOpenService.ingest (random-init ViT-B-32 on this machine's device)
@@ -109,12 +109,12 @@ class FieldSampler:
 
 def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: list, chunk: int = 2_000_000) -> dict:
     """A store whose sound_postings hold `real` sounds (ids 1..) and n_clips synthetic ones."""
-    from server.store import Store
+    from server.storage import open_catalog
 
     if db.parent.exists():
         shutil.rmtree(db.parent)
     db.parent.mkdir(parents=True)
-    Store(db).close()  # the production schema
+    open_catalog("", db.parent).close()  # the production schema
     started = time.perf_counter()
     frames = int(SEGMENT_S / 0.016)
     total = n_clips * per_clip
@@ -149,6 +149,7 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
         "INSERT INTO sounds (id, created_at, first_video, first_frame, last_frame, postings) VALUES (?, ?, '', 0, ?, ?)",
         ((i, "2026-01-01T00:00:00.000000Z", frames, per_clip) for i in range(1, first_synthetic + n_clips)),
     )
+    conn.execute("INSERT INTO id_counters (name, last) VALUES ('sound_ids', ?)", (first_synthetic + n_clips - 1,))
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     rows = conn.execute("SELECT count(*) FROM sound_postings").fetchone()[0]
@@ -164,11 +165,11 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
 def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
     from server.sounds import vote
     from server.sounds.identity import POSTINGS_CAP
-    from server.store import Store
+    from server.storage import open_catalog
 
     os.sync()
     started = time.perf_counter()
-    store = Store(db)
+    store = open_catalog("", db.parent)
     open_s = time.perf_counter() - started
     from models.fingerprint import Fingerprinter
 

@@ -1,8 +1,12 @@
-"""Performance scores and the performs-well pool, recomputed from the store's engagement counters.
+"""Performance scores and the performs-well pool, computed from the catalog's engagement counters and
+published in the catalog, so every replica on a shared catalog serves the same pool.
 
-The pool has its own vector indexes (one per modality) and a routing view, so performing-only
-searches and routes never scan the whole corpus. A refresh builds everything aside and swaps it in
-under a lock, so readers always see one consistent snapshot.
+The replica that records engagement recomputes the pool and publishes it (members with their scores,
+the prior and the threshold, under a new version); other replicas see the version change on their next
+feed poll and load the published members instead of recomputing from every video. The pool has its own
+vector indexes (one per modality) and a routing view, so performing-only searches and routes never scan
+the whole corpus. A refresh builds everything aside and swaps it in under a lock, so readers always see
+one consistent snapshot.
 """
 
 from __future__ import annotations
@@ -13,35 +17,32 @@ from datetime import datetime, timezone
 import numpy as np
 
 from server import engagement, routing
-from server.index import FaissFlatIndex, VectorIndex
 from server.settings import Settings
-from server.store import Store
+from server.storage import Catalog
+from server.storage.vectors import FaissFlatIndex, VectorIndex
 
 
 class PerformancePool:
-    def __init__(self, settings: Settings, store: Store, visual_dim: int, text_dim: int):
+    def __init__(self, settings: Settings, store: Catalog, visual_dim: int, text_dim: int):
         self._settings = settings
         self._store = store
         self._dims = (visual_dim, text_dim)
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
+        self.version: str | None = None
         self._prior = 0.0
-        self._counters: dict[int, engagement.Counters] = {}
-        self._scores: dict[int, float] = {}
-        self._members: set[int] = set()
+        self._scores: dict[int, float] = {}   # members only
         self.threshold = float("inf")
         self._indexes: dict[str, VectorIndex] = {}
         self._view = routing.PoolView.build([], {}, visual_dim, text_dim)
-        self.refresh()
+        if not self.sync():   # a published pool: load it; none yet (a new catalog, or one from before pools
+            self.refresh()    # were published): compute and publish it
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._scores)
 
     def __contains__(self, row: int) -> bool:
-        return row in self._members
-
-    def has_counters(self, row: int) -> bool:
-        return row in self._counters
+        return row in self._scores
 
     def index(self, modality: str) -> VectorIndex:
         with self._lock:
@@ -52,8 +53,8 @@ class PerformancePool:
             return self._view
 
     def performance(self, row: int) -> engagement.Performance:
+        c = self._store.counters(row) or engagement.Counters()
         with self._lock:
-            c = self._counters.get(row, engagement.Counters())
             score = self._scores.get(row)
             if score is None:
                 score = engagement.score(c, self._settings, self._prior, datetime.now(timezone.utc))
@@ -61,25 +62,43 @@ class PerformancePool:
                 counters=c,
                 score=score,
                 completion_rate=c.completions / c.plays if c.plays else 0.0,
-                in_pool=row in self._members,
+                in_pool=row in self._scores,
                 pool_threshold=self.threshold,
             )
 
     def refresh(self) -> None:
+        """Recompute from every engaged video's counters and publish the result."""
         with self._refresh_lock:  # serialised, so an older snapshot never overwrites a newer one
             counters = self._store.all_counters()
             prior = engagement.prior_rate(list(counters.values()), self._settings)
             now = datetime.now(timezone.utc)
             scores = {row: engagement.score(c, self._settings, prior, now) for row, c in counters.items()}
             members, threshold = engagement.pool(scores, counters, self._settings)
-            view = routing.PoolView.build(self._store.profiles(sorted(members)), scores, *self._dims)
-            indexes: dict[str, VectorIndex] = {}
-            for modality, matrix in (("visual", view.visual), ("spoken", view.spoken), ("caption", view.caption)):
-                indexes[modality] = FaissFlatIndex(matrix.shape[1])
-                has = np.abs(matrix).sum(axis=1) > 0
-                if has.any():
-                    indexes[modality].add(view.rows[has], matrix[has])
-            with self._lock:
-                self._prior, self._counters, self._scores = prior, counters, scores
-                self._members, self.threshold = members, threshold
-                self._indexes, self._view = indexes, view
+            published = {r: scores[r] for r in members}
+            version = self._store.publish_pool(prior, threshold, published)
+            self._install(version, prior, threshold, published)
+
+    def sync(self) -> bool:
+        """Load the published pool when another replica changed it; False when none was ever published."""
+        version = self._store.pool_version()
+        if version is None:
+            return False
+        if version != self.version:
+            with self._refresh_lock:
+                published = self._store.published_pool()
+                if published is not None:
+                    self._install(*published)
+        return True
+
+    def _install(self, version: str, prior: float, threshold: float, members: dict[int, float]) -> None:
+        view = routing.PoolView.build(self._store.profiles(sorted(members)), members, *self._dims)
+        indexes: dict[str, VectorIndex] = {}
+        for modality, matrix in (("visual", view.visual), ("spoken", view.spoken), ("caption", view.caption)):
+            indexes[modality] = FaissFlatIndex(matrix.shape[1])
+            has = np.abs(matrix).sum(axis=1) > 0
+            if has.any():
+                indexes[modality].add(view.rows[has], matrix[has])
+        with self._lock:
+            self.version, self._prior, self.threshold = version, prior, threshold
+            self._scores = {r: s for r, s in members.items() if r in set(view.rows.tolist())}
+            self._indexes, self._view = indexes, view

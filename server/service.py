@@ -37,13 +37,15 @@ from server.domain import (
     VideoRecord,
 )
 from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
-from server.index import VectorIndex, build_index
 from server.pipeline import Pipeline
 from server.pool import PerformancePool
 from server.settings import Settings
 from server.sounds.identity import SoundIdentity
 from server.sounds.vote import SoundMatch
-from server.store import EMBEDDING_COLUMNS, Store
+from server.storage import EMBEDDING_COLUMNS, Catalog, open_catalog
+from server.storage.catalog import Change
+from server.storage.feed import Follower
+from server.storage.vectors import VectorIndex, open_indexes
 from server.timing import timed
 from server.validation import (
     MAX_TEXT_CHARS,
@@ -93,9 +95,10 @@ class ColdOpenService:
         self,
         settings: Settings,
         models: Models,
-        store: Store,
+        store: Catalog,
         indexes: dict[str, VectorIndex],
         lock: DataDirLock | None = None,
+        feed_cursor: int | None = None,
     ):
         self.settings = settings
         self.models = models
@@ -111,6 +114,17 @@ class ColdOpenService:
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         self._in_flight = 0  # changed only while holding a slot; read for monitoring and tests
         self._tmp_dir = settings.data_dir / "tmp"
+        # On a shared catalog other replicas write too: follow their writes into this replica's indexes.
+        # A shared vector store (Milvus) gets each write from its writer, after the catalog commit; the feed
+        # is its outbox, shipping what a crash left unshipped.
+        self._ships = any(index.shared for index in indexes.values())
+        self._feed: Follower | None = None
+        if store.shared or self._ships:
+            cursor = store.feed_position() if feed_cursor is None else feed_cursor
+            self._feed = Follower(
+                store, cursor, self._apply_changes, settings.replica_poll_s,
+                ship=self._ship if self._ships else None, after_poll=self._pool.sync,
+            ).start()
 
     @classmethod
     def open(cls, settings: Settings, models: Models, lock: DataDirLock | None = None) -> "ColdOpenService":
@@ -129,7 +143,7 @@ class ColdOpenService:
         tmp = settings.data_dir / "tmp"
         shutil.rmtree(tmp, ignore_errors=True)  # partial uploads from a previous run
         tmp.mkdir()
-        store = Store(settings.data_dir / "coldopen.sqlite3")
+        store = open_catalog(settings.database_url, settings.data_dir)
         space = store.embedding_space()
         clip = models.clip
         if space is None:
@@ -137,16 +151,22 @@ class ColdOpenService:
         elif space != (clip.name, clip.dim):
             store.close()
             raise ModelLoadError(
-                f"data dir {settings.data_dir} holds embeddings from {space[0]} ({space[1]}-d) but the server was "
-                f"started with {clip.name} ({clip.dim}-d); start with the same --clip-model/--clip-pretrained, "
-                f"or use a new --data-dir"
+                f"the catalog {store.description} holds embeddings from {space[0]} ({space[1]}-d) but the server "
+                f"was started with {clip.name} ({clip.dim}-d); start with the same --clip-model/--clip-pretrained, "
+                f"or use a new --data-dir (or --database-url)"
             )
         started = time.perf_counter()
-        indexes = {}
-        for modality in EMBEDDING_COLUMNS:
-            indexes[modality] = build_index(clip.dim if modality == "visual" else models.text.dim, settings.device)
-            for ids, vectors in store.iter_embeddings(modality):
-                indexes[modality].add(ids, vectors)
+        cursor = store.feed_position()  # before reading: writes committed during the build come again from the feed
+        dims = {m: clip.dim if m == "visual" else models.text.dim for m in EMBEDDING_COLUMNS}
+        try:
+            indexes = open_indexes(settings, dims)
+        except Exception:
+            store.close()
+            raise
+        for modality, index in indexes.items():
+            if not index.shared:  # an in-process view: built from the catalog (a shared store keeps its own)
+                for ids, vectors in store.iter_embeddings(modality):
+                    index.add(ids, vectors)
         index = indexes["visual"]
         if store.stale_fingerprints:
             log.warning(
@@ -162,12 +182,14 @@ class ColdOpenService:
             (time.perf_counter() - started) * 1000,
         )
         try:
-            return cls(settings, models, store, indexes, lock)
+            return cls(settings, models, store, indexes, lock, cursor)
         except BaseException:
             store.close()
             raise
 
     def close(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
         self.pipeline.close()
         self._store.close()
         if self._lock_file is not None:
@@ -222,22 +244,31 @@ class ColdOpenService:
                 timings_ms=timings,
                 landmarks=fp.landmarks if fp is not None else 0,
             )
-            with self._write_lock:
-                link, found = self._sounds.decide(fp, looked_up, self._store.sound_extent) if fp else (None, [])
+            with self._write_lock, ExitStack() as deciding:  # a new sound's lock is held until its write commits
+                link, found = deciding.enter_context(self._sounds.deciding(fp, looked_up)) if fp else (None, [])
                 with timed(timings, "store"):
-                    rowid, replaced, sound_id = self._store.upsert(
+                    written = self._store.upsert(
                         meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, link,
-                        a.text_embeddings,
+                        a.text_embeddings, ship=self._ships,
                     )
+                rowid, replaced, sound_id = written.row, written.replaced, written.sound_id
+                if self._feed is not None:
+                    self._feed.own(written.change)
                 if link is not None and sound_id is not None:
                     self._sounds.written(sound_id, link)
                 with timed(timings, "index"):
                     ids = np.array([rowid])
                     for modality, vector in {"visual": a.embedding, **a.text_embeddings}.items():
+                        index = self._indexes[modality]
+                        if index.shared:
+                            continue  # shipped below, from the committed row
                         if replaced:
-                            self._indexes[modality].remove(ids)
+                            index.remove(ids)
                         if vector is not None:
-                            self._indexes[modality].add(ids, vector[None, :])
+                            index.add(ids, vector[None, :])
+            if self._ships:
+                with timed(timings, "ship_vectors"):
+                    self._ship_rows([rowid], [written.change])
         matches = self._neighbours(found, exclude_row=rowid, limit=5)
         if replaced and rowid in self._pool:
             self._pool.refresh()  # its pool entry holds the old embedding
@@ -259,6 +290,54 @@ class ColdOpenService:
             timings,
         )
         return IngestResult(meta.video_id, replaced, bytes_received, extraction, new_sound, matches)
+
+    def _apply_changes(self, changes: list[Change]) -> None:
+        """Other replicas' writes, from the change feed, into this replica's in-process indexes: each changed
+        row's vectors as the catalog holds them now (read under the write lock, so an older state never
+        overwrites a newer local write). A shared store got them from their writer already."""
+        with self._write_lock:
+            rows = sorted({c.row_id for c in self._feed.foreign(changes)})
+            local = {m: i for m, i in self._indexes.items() if not i.shared}
+            if rows and local:
+                current = self._store.vectors(rows)
+                ids = np.array(rows, dtype=np.int64)
+                for modality, index in local.items():
+                    index.remove(ids)
+                    have = [r for r in rows if r in current and current[r].vectors[modality] is not None]
+                    if have:
+                        index.add(np.array(have, dtype=np.int64), np.stack([current[r].vectors[modality] for r in have]))
+        if any(r in self._pool for r in rows):
+            self._pool.refresh()  # a member's embedding changed, or it was deleted
+        if rows:
+            log.info("applied %d changes from other replicas (%d rows)", len(changes), len(rows))
+
+    def _ship(self, changes: list[Change]) -> None:
+        """The sweeper's shipping of changes a writer left unshipped."""
+        self._ship_rows(sorted({c.row_id for c in changes}), [])
+
+    def _ship_rows(self, rows: list[int], changes: list[int], rounds: int = 5) -> None:
+        """Write the rows' committed state to the shared vector store, then mark `changes` shipped.
+
+        Idempotent, and safe against other shippers of the same rows: a row whose latest change moved while
+        it was being shipped is shipped again, so the last state committed is also the last one shipped."""
+        shared = {m: i for m, i in self._indexes.items() if i.shared}
+        pending = list(rows)
+        for _ in range(rounds):
+            seen = self._store.latest_changes(pending)  # for rows that are gone (deleted)
+            current = self._store.vectors(pending)
+            for modality, index in shared.items():
+                have = [r for r in pending if r in current and current[r].vectors[modality] is not None]
+                gone = [r for r in pending if r not in have]
+                if have:
+                    index.add(np.array(have, dtype=np.int64), np.stack([current[r].vectors[modality] for r in have]),
+                              [current[r].attrs for r in have])
+                if gone:
+                    index.remove(np.array(gone, dtype=np.int64))
+            latest = self._store.latest_changes(pending)
+            pending = [r for r in pending if latest.get(r, 0) != (current[r].change if r in current else seen.get(r, 0))]
+            if not pending:
+                break
+        self._store.mark_shipped(changes)
 
     # --- engagement ---------------------------------------------------------
     def record_engagement(self, events: list[EngagementEvent]) -> EngagementResult:
@@ -455,13 +534,19 @@ class ColdOpenService:
     def delete(self, video_id: str) -> None:
         validate_video_id(video_id)
         with self._write_lock:
-            rowid = self._store.delete(video_id)
-            if rowid is None:
+            deleted = self._store.delete(video_id, ship=self._ships)
+            if deleted is None:
                 raise NotFound(f"video {video_id!r} is not indexed, so there is nothing to delete")
+            rowid, change = deleted
+            if self._feed is not None:
+                self._feed.own(change)
             for index in self._indexes.values():
-                index.remove(np.array([rowid]))
+                if not index.shared:
+                    index.remove(np.array([rowid]))
+        if self._ships:
+            self._ship_rows([rowid], [change])
             # The video's sound and its postings stay: the sound id remains valid for other videos and re-ingests.
-        if self._pool.has_counters(rowid):
+        if rowid in self._pool:
             self._pool.refresh()
         log.info("deleted video_id=%s", video_id)
 

@@ -8,6 +8,7 @@ the CLI from the help text below) and an environment variable ``COLDOPEN_FIELD_N
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,7 +28,21 @@ def _s(default, help: str, choices: tuple[str, ...] | None = None):
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = _s(Path("./coldopen-data"), "SQLite database, its lock and temporary uploads")
+    data_dir: Path = _s(Path("./coldopen-data"), "SQLite catalog (unless --database-url), its lock and temporary uploads")
+    database_url: str = _s(
+        "", "catalog database: empty = SQLite under data_dir; postgresql://user:pass@host/db to share one among replicas"
+    )
+    vector_store: str = _s(
+        "", "vector indexes: empty = FAISS in this process; http://host:19530 = Milvus (shared by replicas); "
+        "a path ending in .db = embedded Milvus Lite"
+    )
+    vector_index: str = _s("HNSW", "Milvus index type (HNSW, IVF_FLAT, FLAT, ...)")
+    vector_index_params: str = _s('{"M": 16, "efConstruction": 200}', "Milvus index build parameters (JSON)")
+    vector_search_params: str = _s('{"ef": 64}', "Milvus search parameters (JSON)")
+    milvus_collection_prefix: str = _s("coldopen", "Milvus collections are <prefix>_visual, _spoken and _caption")
+    replica_poll_s: float = _s(
+        0.25, "shared catalog: how often this replica applies other replicas' writes to its in-process indexes"
+    )
     listen: str = _s("127.0.0.1:50051", "gRPC address host:port (:0 picks a free port)")
 
     # --- models ---
@@ -160,7 +175,7 @@ class Settings:
             problems.append(f"decode_workers must be -1 (auto), 0 (in the request thread) or a count (got {self.decode_workers})")
         if bool(self.tls_cert) != bool(self.tls_key):
             problems.append("tls_cert and tls_key must be given together (PEM certificate chain and its private key)")
-        for name in ("max_duration_s", "rpc_deadline_s", "upload_idle_timeout_s", "shutdown_grace_s"):
+        for name in ("max_duration_s", "rpc_deadline_s", "upload_idle_timeout_s", "shutdown_grace_s", "replica_poll_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.metrics_listen:
@@ -169,6 +184,12 @@ class Settings:
                 problems.append(f"metrics_listen must be host:port, e.g. 127.0.0.1:9464 (got {self.metrics_listen!r})")
             elif self.metrics_listen == self.listen and port != "0":
                 problems.append("metrics_listen must differ from listen (the gRPC address)")
+        for name in ("vector_index_params", "vector_search_params"):
+            try:
+                if not isinstance(json.loads(getattr(self, name)), dict):
+                    raise ValueError("not an object")
+            except ValueError as e:
+                problems.append(f"{name} must be a JSON object such as {{\"ef\": 64}} (got {getattr(self, name)!r}: {e})")
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import grpc
@@ -16,7 +17,7 @@ from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.app import create_server
 from server.service import ColdOpenService, Models
 from server.settings import MAX_CHUNK_BYTES, Settings
-from tests import mediagen
+from tests import mediagen, milvusserver, pgserver
 
 # Every process this test session starts inherits this mark, so the session can check at its end that it
 # left none behind (servers killed with SIGKILL included: their decode workers must exit by themselves).
@@ -107,6 +108,57 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     }
     out["fox_copy"] = mediagen.reencode(out["fox"], d / "fox_copy.mp4", size=(256, 144), crf=32)
     return out
+
+
+# The stacks the API and reliability tests run on (parametrised): the embedded default (SQLite + FAISS in
+# process) and the scale-out stack (a real PostgreSQL server + Milvus Lite's server), both started by the tests.
+STACKS = ("embedded", "scale-out")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (each test that uses it gets its own database)."""
+    import shutil
+    import tempfile
+
+    why = pgserver.available()
+    if why is not None:
+        pytest.fail(f"the PostgreSQL stack cannot run here: {why}")
+    root = Path(tempfile.mkdtemp(prefix="coldopen-pg-"))  # not under pytest's 0700 basetemp: postgres must enter it
+    server = pgserver.PostgresServer(root).start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def milvus(tmp_path_factory):
+    """One Milvus Lite server process for the session (each test that uses it gets its own collections)."""
+    server = milvusserver.MilvusLiteServer(tmp_path_factory.mktemp("milvus")).start()
+    yield server
+    server.stop()
+
+
+def _stack(name: str, request) -> dict:
+    """Settings overrides for a stack: none for the embedded default, else a fresh PostgreSQL database and
+    fresh Milvus collections."""
+    if name == "embedded":
+        return {}
+    return {
+        "database_url": request.getfixturevalue("postgres").new_database(),
+        "vector_store": request.getfixturevalue("milvus").uri,
+        "milvus_collection_prefix": f"t{uuid.uuid4().hex[:12]}",
+    }
+
+
+@pytest.fixture(params=STACKS)
+def stack(request) -> dict:
+    return _stack(request.param, request)
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def module_stack(request) -> dict:
+    return _stack(request.param, request)
 
 
 class RunningServer:

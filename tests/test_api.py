@@ -15,9 +15,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def populated(models, base_settings, clips, tmp_path_factory):
-    """One server with every test clip ingested (read-only tests share it)."""
-    server = RunningServer(base_settings.replace(data_dir=tmp_path_factory.mktemp("populated")), models)
+def populated(models, base_settings, clips, tmp_path_factory, module_stack):
+    """One server per catalog stack with every test clip ingested (read-only tests share it)."""
+    server = RunningServer(
+        base_settings.replace(data_dir=tmp_path_factory.mktemp("populated"), **module_stack), models
+    )
     replies = {
         name: server.ingest(path, name, creator_id=f"creator-{name}", caption=f"about {name}", hashtags=["#test", name])
         for name, path in clips.items()
@@ -108,8 +110,8 @@ def test_get_video_returns_embeddings_and_search_by_raw_embedding(populated, mod
     assert not plain.embedding and not plain.frames
 
 
-def test_reingest_replaces_atomically(start_server, clips):
-    server = start_server()
+def test_reingest_replaces_atomically(start_server, clips, stack):
+    server = start_server(**stack)
     server.ingest(clips["fox"], "v1", caption="first")
     server.ingest(clips["coffee"], "other")
     r = server.ingest(clips["rocket"], "v1", caption="second")
@@ -120,8 +122,8 @@ def test_reingest_replaces_atomically(start_server, clips):
     assert [n.video_id for n in reply.neighbours] == ["v1"] and reply.index_size == 2
 
 
-def test_delete_removes_everywhere_and_restart_brings_back_what_was_acknowledged(start_server, clips, tmp_path):
-    server = start_server()
+def test_delete_removes_everywhere_and_restart_brings_back_what_was_acknowledged(start_server, clips, tmp_path, stack):
+    server = start_server(**stack)
     for name in ("fox", "coffee", "rocket", "cat"):
         server.ingest(clips[name], name)
     server.stub.DeleteVideo(pb.DeleteVideoRequest(video_id="coffee"))
@@ -134,7 +136,7 @@ def test_delete_removes_everywhere_and_restart_brings_back_what_was_acknowledged
     ranking = [(n.video_id, n.score) for n in server.stub.Search(pb.SearchRequest(video_id="fox", k=10)).neighbours]
     server.stop()
 
-    restarted = start_server(data_dir=tmp_path / "data")
+    restarted = start_server(data_dir=tmp_path / "data", **stack)
     for name, video in before.items():
         assert restarted.stub.GetVideo(pb.GetVideoRequest(video_id=name, include_embeddings=True)) == video
     again = [(n.video_id, n.score) for n in restarted.stub.Search(pb.SearchRequest(video_id="fox", k=10)).neighbours]

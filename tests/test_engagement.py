@@ -39,8 +39,8 @@ def _event(event_id, video_id, **counts):
     return pb.EngagementEvent(event_id=event_id, video_id=video_id, **counts)
 
 
-def test_record_engagement_is_idempotent_durable_and_drives_the_pool(start_server, clips, tmp_path):
-    server = start_server(pool_min_impressions=1000, pool_percentile=50.0)
+def test_record_engagement_is_idempotent_durable_and_drives_the_pool(start_server, clips, tmp_path, stack):
+    server = start_server(pool_min_impressions=1000, pool_percentile=50.0, **stack)
     for name in ("fox", "coffee", "rocket", "cat"):
         server.ingest(clips[name], name, creator_id=f"c-{name}")
     events = [
@@ -83,7 +83,7 @@ def test_record_engagement_is_idempotent_durable_and_drives_the_pool(start_serve
     # Durable: a restart brings back the counters and the pool; replays stay duplicates.
     before = {n: server.stub.GetVideo(pb.GetVideoRequest(video_id=n)).performance for n in ("fox", "coffee", "rocket", "cat")}
     server.stop()
-    restarted = start_server(pool_min_impressions=1000, pool_percentile=50.0)
+    restarted = start_server(pool_min_impressions=1000, pool_percentile=50.0, **stack)
     for name, perf in before.items():
         assert restarted.stub.GetVideo(pb.GetVideoRequest(video_id=name)).performance == perf
     r = restarted.stub.RecordEngagement(iter(events[:4]))

@@ -190,13 +190,13 @@ def test_a_store_holding_odd_but_valid_rows_still_starts(start_server, clips):
     data_dir = server.settings.data_dir
     server.stop()
     conn = sqlite3.connect(data_dir / "coldopen.sqlite3")
-    rows = dict(conn.execute("SELECT video_id, id FROM videos"))
+    rows = [r[0] for r in conn.execute("SELECT video_id FROM videos")]
     conn.executemany(
-        "INSERT INTO engagement (video, impressions, likes, shares, watch_time_s, last_event_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO engagement (video_id, impressions, likes, shares, watch_time_s, last_event_at) VALUES (?, ?, ?, ?, ?, ?)",
         [
-            (rows["fox"], 1000, 50, 0, 0.0, "2026-01-01T00:00:00"),        # no zone
-            (rows["coffee"], 9.3e18, 1e300, 0, 1e308, "yesterday"),        # overflowed counters, unreadable time
-            (rows["rocket"], 2000, 10, 5, 1e9, ""),                        # never-set time
+            ("fox", 1000, 50, 0, 0.0, "2026-01-01T00:00:00"),        # no zone
+            ("coffee", 9.3e18, 1e300, 0, 1e308, "yesterday"),        # overflowed counters, unreadable time
+            ("rocket", 2000, 10, 5, 1e9, ""),                        # never-set time
         ],
     )
     conn.execute("INSERT INTO engagement_events (event_id, video_id, at) VALUES ('old', 'fox', '2026-01-01')")

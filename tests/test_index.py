@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from server.index import FaissFlatIndex, TorchExactIndex
+from server.storage.vectors import FaissFlatIndex, TorchExactIndex
 
 
 def _data(n=5000, d=64, q=50, seed=0):

@@ -13,7 +13,7 @@ from models.whisper import Transcript
 from server.domain import Extraction, VideoMetadata
 from server.media import MediaInfo
 from server.sounds.identity import SoundIdentity
-from server.store import Store
+from server.storage import open_catalog
 from tests import audiogen as ag
 
 R = 16_000
@@ -35,20 +35,19 @@ def fingerprints():
 
 
 class World:
-    def __init__(self, path, cap: int = 64):
-        self.store = Store(path / "coldopen.sqlite3")
+    def __init__(self, path, cap: int = 64, url: str = ""):
+        self.store = open_catalog(url, path)
         self.identity = SoundIdentity(self.store, cap=cap)
         self.write_lock = threading.Lock()
 
     def store_clip(self, video_id: str, fp, looked_up):
         """What ColdOpenService.ingest does once the clip is analysed: decide under the lock, then write."""
-        with self.write_lock:
-            link, matches = self.identity.decide(fp, looked_up, self.store.sound_extent)
+        with self.write_lock, self.identity.deciding(fp, looked_up) as (link, matches):
             media = MediaInfo(fp.duration_s, 0, 0, 0.0, True, "m4a", "", "aac")
             extraction = Extraction(media, 0, "none", 2, Transcript("", "", 0.0, "none"))
-            _, _, sound = self.store.upsert(
+            sound = self.store.upsert(
                 VideoMetadata(video_id), extraction, np.zeros(2, np.float32), [], np.zeros((0, 2), np.float32), fp, link
-            )
+            ).sound_id
             self.identity.written(sound, link)
         return sound, link, matches
 
@@ -73,6 +72,26 @@ def test_two_clips_of_one_new_sound_matched_at_once_get_one_sound(tmp_path, fing
     with world.identity.lookup(fps["other"], limit=5) as third:
         sound_c, link_c, _ = world.store_clip("c", fps["other"], third)
     assert link_c.sound_id is None and sound_c != sound_a
+
+
+def test_two_replicas_matching_one_new_sound_at_once_get_one_sound(tmp_path, fingerprints, postgres):
+    """Replicas keep no common memory: the check goes through the catalog (the new-sound lock, then the
+    postings of sounds created since the lookup began)."""
+    _, fps = fingerprints
+    url = postgres.new_database()
+    one, two = World(tmp_path / "one", url=url), World(tmp_path / "two", url=url)
+    with one.identity.lookup(fps["full"], limit=5) as first, two.identity.lookup(fps["again"], limit=5) as second:
+        assert first.matches == [] and second.matches == []
+        sound_a, link_a, _ = one.store_clip("a", fps["full"], first)
+        sound_b, link_b, matches = two.store_clip("b", fps["again"], second)
+    assert link_a.sound_id is None and link_b.sound_id == sound_a == sound_b
+    assert matches and matches[0].sound == sound_a and link_b.hashes.size == 0
+    # Unrelated audio still starts its own sound.
+    with two.identity.lookup(fps["other"], limit=5) as third:
+        sound_c, link_c, _ = two.store_clip("c", fps["other"], third)
+    assert link_c.sound_id is None and sound_c != sound_a
+    one.store.close()
+    two.store.close()
 
 
 def test_reuse_adds_a_link_and_only_the_part_the_sound_lacked(tmp_path, fingerprints):

@@ -3,5 +3,5 @@
   vote.py      offset voting of a query's hashes against postings (pure numpy)
   identity.py  matching outside the service's write lock, and the check under it that gives two
                concurrent uploads of one new sound a single sound id
-Postings themselves live in the store (``server/store.py``, table ``sound_postings``).
+Postings themselves live in the catalog (``server/storage/catalog.py``, table ``sound_postings``).
 """

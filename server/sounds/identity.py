@@ -13,8 +13,11 @@ Deciding and writing happen under the service's write lock and stay cheap:
   flight beside it). If one of them is the same sound, the clip links to it instead of starting another.
   Entries are dropped once no lookup that began before them is still deciding.
 
-The log is per process: replicas that share one database (the scale-out issue) need the same check
-against the database itself.
+* The log is per process. Replicas sharing a catalog also check the catalog itself: a clip about to
+  start a new sound takes the catalog's new-sound lock (a PostgreSQL advisory lock, held until its
+  write commits), and is matched once more against the postings of sounds created since its lookup
+  began (by any replica). New sounds are thus created one at a time across replicas; clips that
+  reuse a known sound never take the lock.
 """
 
 from __future__ import annotations
@@ -22,17 +25,23 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 import numpy as np
 
 from models.fingerprint import Fingerprint
 from server.sounds import vote
-from server.store import SoundLink, Store
+from server.storage import Catalog, SoundLink
+from server.timing import utc_text
 
 # Hashes with this many postings or more are left out of lookups (and get no more postings): a hash
 # that many sounds share identifies none of them. benchmarks/sound_scale.py measures how many a corpus has.
 POSTINGS_CAP = 64
+
+# A sound created this long before a lookup began may still have been uncommitted when the lookup read:
+# the new-sound recheck on a shared catalog looks this far back (it also absorbs clock skew between replicas).
+RECENT_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -50,10 +59,11 @@ class Lookup:
     matches: list[vote.SoundMatch]
     version: int
     common: np.ndarray  # hashes at the postings cap: the clip adds no postings for them
+    started: str = ""   # UTC time (less RECENT_MARGIN_S): sounds created since may be missing from `matches`
 
 
 class SoundIdentity:
-    def __init__(self, store: Store, cap: int = POSTINGS_CAP):
+    def __init__(self, store: Catalog, cap: int = POSTINGS_CAP):
         self._store = store
         self._cap = cap
         self._lock = threading.Lock()  # guards the log below (short sections only)
@@ -75,12 +85,13 @@ class SoundIdentity:
     @contextmanager
     def lookup(self, fp: Fingerprint, limit: int) -> Iterator[Lookup]:
         """Match a clip to be stored; `decide` must be called, under the write lock, before this exits."""
+        started = utc_text(datetime.now(timezone.utc) - timedelta(seconds=RECENT_MARGIN_S))
         with self._lock:
             version = self._current
             self._open[version] = self._open.get(version, 0) + 1
         try:
             matches, common = self._match(fp, limit)
-            yield Lookup(matches, version, common)
+            yield Lookup(matches, version, common, started)
         finally:
             with self._lock:
                 self._open[version] -= 1
@@ -89,20 +100,34 @@ class SoundIdentity:
                 oldest = min(self._open, default=self._current)
                 self._log = [w for w in self._log if w.version > oldest]
 
-    def decide(
-        self, fp: Fingerprint, looked_up: Lookup, extent: Callable[[int], tuple[int, int] | None]
-    ) -> tuple[SoundLink, list[vote.SoundMatch]]:
+    @contextmanager
+    def deciding(self, fp: Fingerprint, looked_up: Lookup) -> Iterator[tuple[SoundLink, list[vote.SoundMatch]]]:
         """Under the write lock: the sound link of a clip with landmarks, and its matches, including sounds
-        written by clips that were deciding beside it."""
+        written by clips that were deciding beside it. Write the link inside this block: on a shared
+        catalog a new sound holds the new-sound lock until then."""
+        link, matches = self._decide(fp, looked_up)
+        if link.sound_id is not None or not self._store.shared:
+            yield link, matches
+            return
+        with self._store.new_sound_lock():
+            h, s, t = self._store.recent_postings(fp.hashes, looked_up.started)
+            if h.size:  # sounds other replicas created since this lookup began
+                link, matches = self._decide(fp, looked_up, (h, s, t))
+            yield link, matches
+
+    def _decide(
+        self, fp: Fingerprint, looked_up: Lookup, recent: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    ) -> tuple[SoundLink, list[vote.SoundMatch]]:
         matches = list(looked_up.matches)
         with self._lock:
             newer = [w for w in self._log if w.version > looked_up.version]
-        if newer:
-            h = np.concatenate([w.hashes for w in newer])
-            s = np.concatenate([np.full(w.hashes.size, w.sound, np.int64) for w in newer])
-            t = np.concatenate([w.times for w in newer])
+        parts = [(w.hashes.astype(np.int64), np.full(w.hashes.size, w.sound, np.int64), w.times) for w in newer]
+        if recent is not None:
+            parts.append(recent)
+        if parts:
+            h, s, t = (np.concatenate([p[i] for p in parts]) for i in range(3))
             seen = {m.sound for m in matches}
-            late = [m for m in vote.match(fp.hashes, fp.times, h.astype(np.int64), s, t) if m.sound not in seen]
+            late = [m for m in vote.match(fp.hashes, fp.times, h, s, t) if m.sound not in seen]
             if late and not matches:
                 self.joined_in_flight += 1
             matches += late
@@ -111,7 +136,7 @@ class SoundIdentity:
         # A new sound's timeline is the clip's own; a known sound's is reached through the matched offset.
         on_sound = covering.on_sound(times) if covering is not None else times
         new = ~np.isin(fp.index_hashes, looked_up.common)
-        known = extent(covering.sound) if covering is not None else None
+        known = self._store.sound_extent(covering.sound) if covering is not None else None
         if known is not None:  # only what the sound does not cover yet
             new &= (on_sound < known[0]) | (on_sound > known[1])
         link = SoundLink(

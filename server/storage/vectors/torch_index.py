@@ -1,87 +1,10 @@
-"""Vector index for video-level embeddings, behind a small interface so other backends can be added.
-
-Vectors are L2-normalised, so inner product is cosine similarity. Ids are the store's int64
-row ids; the string video_id <-> int64 mapping lives in the store. The index is an in-memory
-view rebuilt from the store at start-up, so it never holds anything the store has not committed.
-"""
+"""Exact inner-product search in torch, for CUDA hosts whose FAISS has no GPU support."""
 
 from __future__ import annotations
 
-import logging
 import threading
-from typing import Protocol
 
-import faiss
 import numpy as np
-
-log = logging.getLogger(__name__)
-
-
-class VectorIndex(Protocol):
-    dim: int
-    description: str
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: np.ndarray) -> None: ...
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each (n_queries, k), best first; missing slots have id -1."""
-        ...
-
-    def __len__(self) -> int: ...
-
-
-def faiss_gpu_count() -> int:
-    """GPUs FAISS can use: 0 for faiss-cpu builds or hosts without CUDA."""
-    if not hasattr(faiss, "StandardGpuResources"):
-        return 0
-    try:
-        return int(faiss.get_num_gpus())
-    except RuntimeError:
-        return 0
-
-
-class FaissFlatIndex:
-    """Exact inner-product search (IndexIDMap2 over IndexFlatIP).
-
-    The CPU index is authoritative (it supports removal by id); when FAISS has GPU support and a
-    GPU is present, searches run on a GPU copy that is refreshed after writes.
-    """
-
-    def __init__(self, dim: int, use_gpu: bool = False):
-        self.dim = dim
-        self._cpu = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._lock = threading.Lock()
-        self._gpu_res = faiss.StandardGpuResources() if use_gpu else None
-        self._gpu = None
-        self._gpu_stale = True
-        self.description = f"faiss IndexFlatIP dim={dim} on {'gpu' if use_gpu else 'cpu'}"
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
-        with self._lock:
-            self._cpu.add_with_ids(vectors, np.asarray(ids, dtype=np.int64))
-            self._gpu_stale = True
-
-    def remove(self, ids: np.ndarray) -> None:
-        with self._lock:
-            self._cpu.remove_ids(np.asarray(ids, dtype=np.int64))
-            self._gpu_stale = True
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        with self._lock:
-            index = self._cpu
-            if self._gpu_res is not None:
-                if self._gpu_stale:
-                    self._gpu = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._cpu)
-                    self._gpu_stale = False
-                index = self._gpu
-            return index.search(queries, k)
-
-    def __len__(self) -> int:
-        return int(self._cpu.ntotal)
 
 
 class TorchExactIndex:
@@ -92,6 +15,8 @@ class TorchExactIndex:
     a removal moves the last vector into the freed slot, so the tensor stays dense. On CUDA vectors
     are fp16 (scores match fp32 FAISS to ~1e-3); on CPU fp32, where results equal FAISS exactly.
     """
+
+    shared = False  # an in-process view: each replica builds its own from the catalog
 
     def __init__(self, dim: int, device: str = "cpu", chunk: int = 1 << 20):
         import torch
@@ -108,7 +33,7 @@ class TorchExactIndex:
         self._lock = threading.Lock()
         self.description = f"torch exact inner product dim={dim} on {device} ({str(self._dtype).split('.')[-1]})"
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, attrs: list[dict] | None = None) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         ids = np.asarray(ids, dtype=np.int64)
         with self._lock:
@@ -160,15 +85,3 @@ class TorchExactIndex:
 
     def __len__(self) -> int:
         return self._n
-
-
-def build_index(dim: int, device: str) -> VectorIndex:
-    """FAISS on GPU when it can; torch on CUDA when FAISS cannot; FAISS on CPU otherwise."""
-    if device in ("auto", "cuda") and faiss_gpu_count() > 0:
-        return FaissFlatIndex(dim, use_gpu=True)
-    if device in ("auto", "cuda"):
-        import torch
-
-        if torch.cuda.is_available():
-            return TorchExactIndex(dim, "cuda")
-    return FaissFlatIndex(dim)

@@ -1,0 +1,728 @@
+"""The catalog: video metadata, extraction results, transcripts, per-frame embeddings, fingerprints,
+sounds and their postings, engagement. SQL through SQLAlchemy Core, the same code on SQLite and
+PostgreSQL (server/storage/schema.py); the source of truth every vector index is rebuilt from.
+
+A video's int64 `row_id` is the id its vectors carry; it is kept when the video is re-ingested, and
+row ids (like sound ids) are never reused, so an index rebuilt from the catalog maps back to the same
+video_id forever.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import uuid
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, NamedTuple
+
+import numpy as np
+from sqlalchemy import BigInteger, Connection, Text, and_, case, false, func, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from models.fingerprint import FORMAT as FINGERPRINT_FORMAT, Fingerprint
+from models.whisper import Segment, Transcript
+from server.domain import EngagementEvent, Extraction, SoundStats, VideoMetadata, VideoRecord
+from server.engagement import Counters
+from server.media import MediaInfo
+from server.storage import schema as s
+from server.storage.database import Database
+from server.timing import utc_text
+
+# Totals saturate here rather than overflow int64 (events are validated to at most max_event_count each).
+COUNTER_CAP = 2**62
+
+# Text modality -> column holding its sentence embedding; EMBEDDING_COLUMNS adds the CLIP video embedding.
+TEXT_COLUMNS = {"caption": "caption_embedding", "spoken": "transcript_embedding"}
+EMBEDDING_COLUMNS = {"visual": "embedding", **TEXT_COLUMNS}
+COUNTER_NAMES = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows")
+
+
+@dataclass(frozen=True)
+class Profile:
+    row: int
+    video_id: str
+    creator_id: str
+    sound_id: int | None
+    language: str
+    visual: np.ndarray
+    caption: np.ndarray | None
+    spoken: np.ndarray | None
+
+
+class Written(NamedTuple):
+    row: int                  # the video's row id (its vectors' id)
+    replaced: bool            # it existed before
+    sound_id: int | None
+    change: int               # its vector_changes seq (server/storage/feed.py)
+
+
+class RowVectors(NamedTuple):
+    vectors: dict[str, np.ndarray | None]   # modality -> embedding
+    attrs: dict                              # creator, language, sound: filter fields of an external store
+    change: int                              # the row's latest change seq when read
+
+
+class Change(NamedTuple):
+    seq: int
+    row_id: int
+    video_id: str
+
+
+@dataclass(frozen=True)
+class SoundLink:
+    """A video's link to a sound, and the postings the link adds (server/sounds/identity.py decides it)."""
+
+    sound_id: int | None     # None: a new sound
+    offset: int              # sound frame = video frame + offset
+    first: int               # the video's span on the sound's timeline
+    last: int
+    hashes: np.ndarray       # postings to add: uint32 hashes ...
+    times: np.ndarray        # ... at these sound frames
+
+
+class Catalog:
+    def __init__(self, db: Database):
+        self.db = db
+        db.migrate()
+        self._insert = sqlite.insert if db.is_sqlite else postgresql.insert
+        self._least = func.min if db.is_sqlite else func.least        # two-argument scalar forms
+        self._greatest = func.max if db.is_sqlite else func.greatest
+        self.stale_fingerprints = self._retire_old_fingerprints()
+
+    @property
+    def shared(self) -> bool:
+        """Other replicas may write to this catalog (PostgreSQL); a SQLite file has one server."""
+        return not self.db.is_sqlite
+
+    @property
+    def description(self) -> str:
+        url = self.db.url.split("@")[-1] if not self.db.is_sqlite else self.db.url
+        return f"{self.db.dialect} ({url})"
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def _retire_old_fingerprints(self) -> int:
+        """Fingerprints of an older hash format cannot be matched by this one: drop them (their videos keep
+        their sound ids; re-ingesting a video fingerprints it again). Returns how many were dropped."""
+        with self.db.write() as conn:
+            if self._meta(conn, "fingerprint_format") == FINGERPRINT_FORMAT:
+                return 0
+            n = conn.execute(update(s.videos).where(s.videos.c.fingerprint.is_not(None)).values(fingerprint=None)).rowcount
+            self._set_meta(conn, "fingerprint_format", FINGERPRINT_FORMAT)
+            return n
+
+    def _meta(self, conn: Connection, key: str) -> str | None:
+        return conn.execute(select(s.meta.c.value).where(s.meta.c.key == key)).scalar()
+
+    def _set_meta(self, conn: Connection, key: str, value: str) -> None:
+        stmt = self._insert(s.meta).values(key=key, value=value)
+        conn.execute(stmt.on_conflict_do_update(index_elements=[s.meta.c.key], set_={"value": stmt.excluded.value}))
+
+    def _next_id(self, conn: Connection, name: str) -> int:
+        """The next value of an id space that never hands a value out twice (rolled-back ones are skipped)."""
+        if not self.db.is_sqlite:
+            sequence = {"video_rows": s.VIDEO_ROWS, "sound_ids": s.SOUND_IDS}[name]
+            return int(conn.execute(select(sequence.next_value())).scalar_one())
+        stmt = self._insert(s.id_counters).values(name=name, last=1)
+        stmt = stmt.on_conflict_do_update(index_elements=[s.id_counters.c.name], set_={"last": s.id_counters.c.last + 1})
+        return int(conn.execute(stmt.returning(s.id_counters.c.last)).scalar_one())
+
+    # --- embedding space -------------------------------------------------
+    def embedding_space(self) -> tuple[str, int] | None:
+        """(model name, dim) the stored embeddings were made with, or None for an empty catalog."""
+        with self.db.read() as conn:
+            value = self._meta(conn, "embedding_space")
+        if value is None:
+            return None
+        space = json.loads(value)
+        return space["model"], int(space["dim"])
+
+    def set_embedding_space(self, model: str, dim: int) -> None:
+        with self.db.write() as conn:
+            self._set_meta(conn, "embedding_space", json.dumps({"model": model, "dim": dim}))
+
+    # --- writes -----------------------------------------------------------
+    def upsert(
+        self,
+        meta: VideoMetadata,
+        extraction: Extraction,
+        embedding: np.ndarray,
+        frame_times_s: list[float],
+        frame_embeddings: np.ndarray,
+        fingerprint: Fingerprint | None = None,
+        sound: SoundLink | None = None,
+        text_embeddings: dict[str, np.ndarray | None] | None = None,
+        ship: bool = False,
+    ) -> Written:
+        """Insert or atomically replace a video, its frames, its audio fingerprint and its link to a sound
+        (with the postings the link adds), and log the change of its vectors, all in one transaction.
+
+        A `sound` with sound_id None starts a new sound. `ship`: the change must still reach an external
+        vector store (it stays unshipped until mark_shipped).
+        """
+        now = utc_text()
+        text = text_embeddings or {}
+        values = dict(
+            creator_id=meta.creator_id,
+            caption=meta.caption,
+            hashtags=json.dumps(list(meta.hashtags)),
+            language_hint=meta.language_hint,
+            language=extraction.transcript.language or "",
+            media=json.dumps(dataclasses.asdict(extraction.media)),
+            frames_sampled=extraction.frames_sampled,
+            embedding_model=extraction.embedding_model,
+            embedding=_blob(embedding),
+            transcript=json.dumps(dataclasses.asdict(extraction.transcript)),
+            timings=json.dumps(extraction.timings_ms),
+            ingested_at=now,
+            sound_offset=sound.offset if sound is not None else None,
+            sound_first=sound.first if sound is not None else None,
+            sound_last=sound.last if sound is not None else None,
+            fingerprint=_fingerprint_blob(fingerprint) if fingerprint is not None and fingerprint.landmarks else None,
+            caption_embedding=_blob(text["caption"]) if text.get("caption") is not None else None,
+            transcript_embedding=_blob(text["spoken"]) if text.get("spoken") is not None else None,
+        )
+        v = s.videos.c
+        with self.db.write() as conn:
+            sound_id = self._link_sound(conn, sound, meta.video_id, now) if sound is not None else None
+            # The existing row, locked (PostgreSQL) so a concurrent re-ingest of this video on another replica waits.
+            rowid = conn.execute(select(v.row_id).where(v.video_id == meta.video_id).with_for_update()).scalar()
+            replaced = rowid is not None
+            if not replaced:
+                rowid = self._next_id(conn, "video_rows")
+                inserted = conn.execute(
+                    self._insert(s.videos)
+                    .values(video_id=meta.video_id, row_id=rowid, sound_id=sound_id, **values)
+                    .on_conflict_do_nothing(index_elements=[v.video_id])
+                    .returning(v.row_id)
+                ).scalar()
+                if inserted is None:  # another replica inserted it between our read and insert: replace theirs
+                    rowid = conn.execute(select(v.row_id).where(v.video_id == meta.video_id).with_for_update()).scalar_one()
+                    replaced = True
+            if replaced:
+                conn.execute(update(s.videos).where(v.video_id == meta.video_id).values(sound_id=sound_id, **values))
+                conn.execute(s.frames.delete().where(s.frames.c.video_id == meta.video_id))
+            if len(frame_times_s):
+                conn.execute(
+                    s.frames.insert(),
+                    [dict(video_id=meta.video_id, idx=i, t_s=float(t), embedding=_blob(e))
+                     for i, (t, e) in enumerate(zip(frame_times_s, frame_embeddings))],
+                )
+            change = self._log_change(conn, int(rowid), meta.video_id, now, shipped=not ship)
+        return Written(int(rowid), replaced, sound_id, change)
+
+    def _log_change(self, conn: Connection, row: int, video_id: str, now: str, shipped: bool) -> int:
+        txid = 0 if self.db.is_sqlite else select(func.pg_current_xact_id().cast(Text).cast(BigInteger)).scalar_subquery()
+        stmt = s.vector_changes.insert().values(txid=txid, row_id=row, video_id=video_id, at=now, shipped=shipped)
+        return int(conn.execute(stmt.returning(s.vector_changes.c.seq)).scalar_one())
+
+    def _link_sound(self, conn: Connection, link: SoundLink, video_id: str, now: str) -> int:
+        """Create the sound (when new) and add the link's postings; inside the caller's transaction."""
+        c = s.sounds.c
+        if link.sound_id is None:
+            sound_id = self._next_id(conn, "sound_ids")
+            conn.execute(s.sounds.insert().values(
+                id=sound_id, created_at=now, first_video=video_id, first_frame=link.first, last_frame=link.last))
+        else:
+            sound_id = link.sound_id
+            conn.execute(
+                update(s.sounds).where(c.id == sound_id).values(
+                    first_frame=self._least(func.coalesce(c.first_frame, link.first), link.first),
+                    last_frame=self._greatest(func.coalesce(c.last_frame, link.last), link.last),
+                )
+            )
+        if link.hashes.size:
+            rows = [dict(hash=h, sound=sound_id, t=t) for h, t in
+                    zip(link.hashes.astype(np.uint32).view(np.int32).tolist(), link.times.tolist())]
+            added = 0
+            for i in range(0, len(rows), 5000):  # RETURNING counts what was new (rowcount of executemany varies by driver)
+                added += len(conn.execute(
+                    self._insert(s.sound_postings).on_conflict_do_nothing().returning(s.sound_postings.c.hash),
+                    rows[i : i + 5000],
+                ).all())
+            conn.execute(update(s.sounds).where(c.id == sound_id).values(postings=c.postings + added))
+        return sound_id
+
+    def delete(self, video_id: str, ship: bool = False) -> tuple[int, int] | None:
+        """Delete a video (its frames and counters go with it) and log the change of its vectors.
+        Returns (row id, change seq), or None if it was not stored."""
+        v = s.videos.c
+        with self.db.write() as conn:
+            row = conn.execute(s.videos.delete().where(v.video_id == video_id).returning(v.row_id)).scalar()
+            if row is None:
+                return None
+            return int(row), self._log_change(conn, int(row), video_id, utc_text(), shipped=not ship)
+
+    # --- the change feed (server/storage/feed.py) -----------------------------
+    def feed_position(self) -> int:
+        """A cursor before every change not yet committed: take it before reading the vectors to index."""
+        with self.db.read() as conn:
+            if self.db.is_sqlite:
+                return int(conn.execute(select(func.coalesce(func.max(s.vector_changes.c.seq), 0))).scalar_one())
+            return int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
+
+    def changes_after(self, cursor: int, limit: int = 50_000) -> tuple[list[Change], int]:
+        """Changes committed since `cursor`, and the cursor after them. A change may come twice (applying
+        one is idempotent), none is skipped.
+
+        SQLite has one writer, so its changes commit in seq order. On PostgreSQL sequence values commit out
+        of order, so the cursor is a transaction id instead: every transaction below the snapshot's xmin
+        has ended, and every later one has a larger id."""
+        c = s.vector_changes.c
+        with self.db.read() as conn:
+            if self.db.is_sqlite:
+                rows = conn.execute(select(c.seq, c.row_id, c.video_id).where(c.seq > cursor).order_by(c.seq).limit(limit)).all()
+                return [Change(*r) for r in rows], (int(rows[-1][0]) if rows else cursor)
+            xmin = int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
+            rows = conn.execute(
+                select(c.seq, c.row_id, c.video_id, c.txid).where(c.txid >= cursor, c.txid < xmin)
+                .order_by(c.txid, c.seq).limit(limit)
+            ).all()
+        if len(rows) == limit:  # more to read: resume at the last transaction (its rows may come again)
+            return [Change(*r[:3]) for r in rows], int(rows[-1][3])
+        return [Change(*r[:3]) for r in rows], xmin
+
+    def vectors(self, row_ids: list[int]) -> dict[int, "RowVectors"]:
+        """The current vectors (None where the video has none) and filter attributes of the rows that exist,
+        with each row's latest change seq, read in one snapshot."""
+        v, c = s.videos.c, s.vector_changes.c
+        latest = select(c.row_id, func.max(c.seq).label("seq")).group_by(c.row_id).subquery()
+        out: dict[int, RowVectors] = {}
+        for i in range(0, len(row_ids), 10_000):
+            part = [int(r) for r in row_ids[i : i + 10_000]]
+            with self.db.snapshot() as conn:
+                rows = conn.execute(
+                    select(v.row_id, v.creator_id, v.language, v.sound_id, latest.c.seq,
+                           *(v[col] for col in EMBEDDING_COLUMNS.values()))
+                    .select_from(s.videos.outerjoin(latest, latest.c.row_id == v.row_id))
+                    .where(v.row_id.in_(part))
+                ).all()
+            for r in rows:
+                out[int(r[0])] = RowVectors(
+                    {m: (np.frombuffer(b, np.float32) if b is not None else None) for m, b in zip(EMBEDDING_COLUMNS, r[5:])},
+                    {"creator": r[1], "language": r[2], "sound": r[3] or 0},
+                    int(r[4] or 0),
+                )
+        return out
+
+    def latest_changes(self, row_ids: list[int]) -> dict[int, int]:
+        """row id -> seq of its latest change."""
+        c = s.vector_changes.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(c.row_id, func.max(c.seq)).where(c.row_id.in_([int(r) for r in row_ids])).group_by(c.row_id)
+            ).all()
+        return {int(r): int(seq) for r, seq in rows}
+
+    def prune_changes(self, before: str) -> int:
+        """Drop shipped changes written before `before` (UTC ISO time); a replica further behind rebuilds."""
+        c = s.vector_changes.c
+        with self.db.write() as conn:
+            return conn.execute(s.vector_changes.delete().where(c.shipped == true(), c.at < before)).rowcount
+
+    def unshipped(self, older_than: str, limit: int = 1000) -> list[Change]:
+        """Changes not yet marked shipped, written before `older_than` (UTC ISO time): their writer
+        crashed, or is still shipping them."""
+        c = s.vector_changes.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(c.seq, c.row_id, c.video_id).where(c.shipped == false(), c.at < older_than).order_by(c.seq).limit(limit)
+            ).all()
+        return [Change(*r) for r in rows]
+
+    def mark_shipped(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        c = s.vector_changes.c
+        with self.db.write() as conn:
+            conn.execute(update(s.vector_changes).where(c.seq.in_([int(x) for x in seqs])).values(shipped=True))
+
+    # --- engagement -------------------------------------------------------
+    def record_engagement(self, events: list[EngagementEvent]) -> tuple[int, int, list[tuple[str, str]]]:
+        """Add events' counters in one transaction. Returns (accepted, duplicates, [(event_id, reason)]).
+
+        Events are deduplicated by id (also across replicas: the event row is the claim), then summed per
+        video, so a batch updates each video's counter row once however many of its events it carries."""
+        if not events:
+            return 0, 0, []
+        rejected: list[tuple[str, str]] = []
+        first: dict[str, EngagementEvent] = {}
+        for e in events:
+            first.setdefault(e.event_id, e)
+        duplicates = len(events) - len(first)
+        with self.db.write() as conn:
+            ids = sorted({e.video_id for e in first.values()})
+            known = set()
+            for i in range(0, len(ids), 1000):
+                known |= set(conn.execute(select(s.videos.c.video_id).where(s.videos.c.video_id.in_(ids[i : i + 1000]))).scalars())
+            fresh = []
+            for e in first.values():
+                if e.video_id not in known:
+                    rejected.append((e.event_id, f"video {e.video_id!r} is not indexed; ingest it before its engagement"))
+                else:
+                    fresh.append(e)
+            claimed: set[str] = set()
+            for i in range(0, len(fresh), 1000):
+                part = fresh[i : i + 1000]
+                claimed |= set(conn.execute(
+                    self._insert(s.engagement_events)
+                    .values([dict(event_id=e.event_id, video_id=e.video_id, at=e.at) for e in part])
+                    .on_conflict_do_nothing(index_elements=[s.engagement_events.c.event_id])
+                    .returning(s.engagement_events.c.event_id)
+                ).scalars())
+            duplicates += len(fresh) - len(claimed)
+            sums: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0.0, 0, 0, 0, 0, ""])
+            for e in fresh:
+                if e.event_id in claimed:
+                    total, c = sums[e.video_id], e.counters
+                    for k, value in enumerate((c.impressions, c.plays, c.completions, c.watch_time_s, c.likes,
+                                               c.comments, c.shares, c.follows)):
+                        total[k] += value
+                    total[8] = max(total[8], e.at)
+            for video_id, total in sorted(sums.items()):  # sorted: replicas lock counter rows in one order
+                row = dict(zip(COUNTER_NAMES, (min(x, COUNTER_CAP) for x in total[:8])), last_event_at=total[8])
+                stmt = self._insert(s.engagement).values(video_id=video_id, **row)
+                ex, cur = stmt.excluded, s.engagement.c
+                conn.execute(stmt.on_conflict_do_update(
+                    index_elements=[cur.video_id],
+                    set_={
+                        **{n: self._least(getattr(cur, n) + getattr(ex, n), COUNTER_CAP) for n in COUNTER_NAMES},
+                        "last_event_at": self._greatest(cur.last_event_at, ex.last_event_at),
+                    },
+                ))
+        return len(claimed), duplicates, rejected
+
+    def all_counters(self) -> dict[int, Counters]:
+        e, v = s.engagement.c, s.videos.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(v.row_id, *(getattr(e, n) for n in COUNTER_NAMES), e.last_event_at)
+                .select_from(s.engagement.join(s.videos, e.video_id == v.video_id))
+            ).all()
+        return {int(r[0]): _counters(r[1:]) for r in rows}
+
+    def counters(self, row: int) -> Counters | None:
+        e, v = s.engagement.c, s.videos.c
+        with self.db.read() as conn:
+            r = conn.execute(
+                select(*(getattr(e, n) for n in COUNTER_NAMES), e.last_event_at)
+                .select_from(s.engagement.join(s.videos, e.video_id == v.video_id)).where(v.row_id == row)
+            ).first()
+        return None if r is None else _counters(r)
+
+    # --- the published pool (server/pool.py) ---------------------------------
+    def publish_pool(self, prior: float, threshold: float, members: dict[int, float]) -> str:
+        """Replace the published pool; returns its new version."""
+        version = uuid.uuid4().hex
+        with self.db.write() as conn:
+            if not self.db.is_sqlite:  # replicas publish one at a time
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POOL_LOCK})")
+            conn.execute(s.pool_members.delete())
+            rows = [dict(row_id=int(r), score=float(x)) for r, x in members.items()]
+            for i in range(0, len(rows), 10_000):
+                conn.execute(s.pool_members.insert(), rows[i : i + 10_000])
+            threshold_text = "inf" if math.isinf(threshold) else repr(float(threshold))
+            self._set_meta(conn, "pool", json.dumps({"version": version, "prior": prior, "threshold": threshold_text}))
+        return version
+
+    def pool_version(self) -> str | None:
+        with self.db.read() as conn:
+            value = self._meta(conn, "pool")
+        return None if value is None else json.loads(value)["version"]
+
+    def published_pool(self) -> tuple[str, float, float, dict[int, float]] | None:
+        """(version, prior, threshold, {row: score}) as last published, read in one transaction."""
+        with self.db.snapshot() as conn:
+            value = self._meta(conn, "pool")
+            if value is None:
+                return None
+            members = {int(r): float(x) for r, x in conn.execute(select(s.pool_members.c.row_id, s.pool_members.c.score))}
+        head = json.loads(value)
+        return head["version"], float(head["prior"]), float(head["threshold"]), members
+
+    def profiles(self, row_ids: list[int]) -> list[Profile]:
+        """What routing needs to know about each existing row: embeddings, creator, sound, language."""
+        v = s.videos.c
+        out = []
+        for i in range(0, len(row_ids), 10_000):
+            part = [int(r) for r in row_ids[i : i + 10_000]]
+            with self.db.read() as conn:
+                rows = conn.execute(
+                    select(v.row_id, v.video_id, v.creator_id, v.sound_id, v.language, v.embedding,
+                           v.caption_embedding, v.transcript_embedding).where(v.row_id.in_(part))
+                ).all()
+            out += [
+                Profile(
+                    row=int(r[0]), video_id=r[1], creator_id=r[2], sound_id=r[3], language=r[4] or "",
+                    visual=np.frombuffer(r[5], dtype=np.float32),
+                    caption=np.frombuffer(r[6], dtype=np.float32) if r[6] is not None else None,
+                    spoken=np.frombuffer(r[7], dtype=np.float32) if r[7] is not None else None,
+                )
+                for r in rows
+            ]
+        return out
+
+    def embedding(self, video_id: str, modality: str = "visual") -> np.ndarray | None:
+        """A video's embedding of one modality; None for an unknown video or one without that content."""
+        column = s.videos.c[EMBEDDING_COLUMNS[modality]]
+        with self.db.read() as conn:
+            blob = conn.execute(select(column).where(s.videos.c.video_id == video_id)).scalar()
+        return None if blob is None else np.frombuffer(blob, dtype=np.float32).copy()
+
+    def iter_embeddings(self, modality: str = "visual", batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All (row ids, embeddings) of one modality in batches, for rebuilding its index."""
+        v = s.videos.c
+        column = v[EMBEDDING_COLUMNS[modality]]
+        last = 0
+        while True:
+            with self.db.read() as conn:
+                rows = conn.execute(
+                    select(v.row_id, column).where(and_(v.row_id > last, column.is_not(None))).order_by(v.row_id).limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield np.array([r[0] for r in rows], dtype=np.int64), np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+            last = int(rows[-1][0])
+
+    # --- sounds -----------------------------------------------------------
+    def lookup_postings(self, hashes: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Postings (uint32 hash, sound, frame) of the given hashes.
+
+        Hashes holding `cap` or more postings are left out (a hash that many sounds share identifies none
+        of them, and gets no more postings); they are returned as the fourth value."""
+        keys = np.unique(hashes.astype(np.uint32)).view(np.int32)
+        if keys.size == 0:
+            return _NO_INT, _NO_INT, _NO_INT, _NO_INT
+        # The hot path of sound matching, written per engine: thousands of keys travel as one JSON text
+        # (SQLite's json_each) or one int4 array (PostgreSQL's = ANY), not as thousands of bind parameters.
+        with self.db.read() as conn:
+            if self.db.is_sqlite:
+                rows = conn.exec_driver_sql(
+                    "SELECT hash, sound, t FROM sound_postings WHERE hash IN (SELECT value FROM json_each(?))",
+                    (json.dumps(keys.tolist()),),
+                ).all()
+            else:
+                rows = conn.exec_driver_sql(
+                    "SELECT hash, sound, t FROM sound_postings WHERE hash = ANY(%s::int4[])", (keys.tolist(),)
+                ).all()
+        if not rows:
+            return _NO_INT, _NO_INT, _NO_INT, _NO_INT
+        post = np.array(rows, dtype=np.int64)
+        values, counts = np.unique(post[:, 0], return_counts=True)
+        common = values[counts >= cap]
+        if common.size:
+            post = post[~np.isin(post[:, 0], common)]
+        unsigned = post[:, 0].astype(np.int32).view(np.uint32).astype(np.int64)
+        return unsigned, post[:, 1], post[:, 2], common.astype(np.int32).view(np.uint32).astype(np.int64)
+
+    @contextmanager
+    def new_sound_lock(self) -> Iterator[None]:
+        """Held by a replica from its last check for a matching sound until its new sound is committed, so
+        two replicas never both start a sound for one audio (server/sounds/identity.py). A session-level
+        PostgreSQL advisory lock on a connection of its own; on SQLite the service's write lock suffices."""
+        if self.db.is_sqlite:
+            yield
+            return
+        with self.db.read() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_NEW_SOUND_LOCK})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_NEW_SOUND_LOCK})")
+                conn.commit()
+
+    def recent_postings(self, hashes: np.ndarray, since: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Postings (uint32 hash, sound, frame) of the given hashes whose sound was created at or after `since`."""
+        keys = np.unique(hashes.astype(np.uint32)).view(np.int32)
+        if keys.size == 0 or self.db.is_sqlite:
+            return _NO_INT, _NO_INT, _NO_INT
+        with self.db.read() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT p.hash, p.sound, p.t FROM sound_postings p JOIN sounds s ON s.id = p.sound "
+                "WHERE p.hash = ANY(%s::int4[]) AND s.created_at >= %s", (keys.tolist(), since),
+            ).all()
+        if not rows:
+            return _NO_INT, _NO_INT, _NO_INT
+        post = np.array(rows, dtype=np.int64)
+        return post[:, 0].astype(np.int32).view(np.uint32).astype(np.int64), post[:, 1], post[:, 2]
+
+    def sound_extent(self, sound_id: int) -> tuple[int, int] | None:
+        """(first, last) anchor frame the sound's postings cover, or None for an unknown sound."""
+        c = s.sounds.c
+        with self.db.read() as conn:
+            row = conn.execute(select(c.first_frame, c.last_frame).where(c.id == sound_id)).first()
+        if row is None or row[0] is None:
+            return None
+        return int(row[0]), int(row[1])
+
+    def sound_postings_total(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.coalesce(func.sum(s.sounds.c.postings), 0))).scalar_one())
+
+    def videos_of_sounds(
+        self, spans: list[tuple[int, int, int]], limit: int, exclude_row: int | None = None
+    ) -> dict[int, list[tuple[int, str, int]]]:
+        """sound -> [(row, video_id, sound_offset)] of the videos linked to it whose span overlaps (first, last)
+        on its timeline, oldest first, at most `limit` per sound."""
+        v = s.videos.c
+        out: dict[int, list[tuple[int, str, int]]] = {}
+        with self.db.read() as conn:
+            for sound_id, first, last in spans:
+                query = select(v.row_id, v.video_id, v.sound_offset).where(
+                    v.sound_id == sound_id, v.sound_first <= last, v.sound_last >= first
+                )
+                if exclude_row is not None:
+                    query = query.where(v.row_id != exclude_row)
+                rows = conn.execute(query.order_by(v.ingested_at, v.row_id).limit(limit)).all()
+                out[sound_id] = [(int(r[0]), r[1], int(r[2] or 0)) for r in rows]
+        return out
+
+    def fingerprint(self, video_id: str) -> tuple[int, Fingerprint | None] | None:
+        """(row id, stored fingerprint or None when the clip had no audio), or None for an unknown video."""
+        v = s.videos.c
+        with self.db.read() as conn:
+            row = conn.execute(select(v.row_id, v.fingerprint).where(v.video_id == video_id)).first()
+        if row is None:
+            return None
+        return int(row[0]), (_fingerprint_from_blob(row[1]) if row[1] is not None else None)
+
+    def sound_stats(self, since: str, sound_id: int | None = None, limit: int = 100) -> list[SoundStats]:
+        """Per sound: videos using it, and how many of those were ingested at or after `since` (UTC ISO time)."""
+        so, v = s.sounds.c, s.videos.c
+        videos = func.count(v.video_id)
+        recent = func.coalesce(func.sum(case((v.ingested_at >= since, 1), else_=0)), 0)
+        query = (
+            select(so.id, so.created_at, so.first_video, videos, recent)
+            .select_from(s.sounds.join(s.videos, v.sound_id == so.id))
+            .group_by(so.id, so.created_at, so.first_video)
+            .order_by(recent.desc(), videos.desc(), so.id)
+            .limit(limit)
+        )
+        if sound_id is not None:
+            query = query.where(v.sound_id == sound_id)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        return [SoundStats(int(r[0]), r[1], r[2], int(r[3]), int(r[4])) for r in rows]
+
+    def sound_exists(self, sound_id: int) -> bool:
+        with self.db.read() as conn:
+            return conn.execute(select(s.sounds.c.id).where(s.sounds.c.id == sound_id)).first() is not None
+
+    def videos_of_sound(self, sound_id: int, limit: int) -> list[str]:
+        v = s.videos.c
+        with self.db.read() as conn:
+            return list(conn.execute(
+                select(v.video_id).where(v.sound_id == sound_id).order_by(v.ingested_at.desc()).limit(limit)
+            ).scalars())
+
+    # --- reads ------------------------------------------------------------
+    def row_id(self, video_id: str) -> int | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(s.videos.c.row_id).where(s.videos.c.video_id == video_id)).scalar()
+        return None if row is None else int(row)
+
+    def summaries(self, row_ids: list[int]) -> dict[int, tuple[str, str, str, float]]:
+        """row id -> (video_id, creator_id, caption, duration_s) for search results."""
+        if not row_ids:
+            return {}
+        v = s.videos.c
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(v.row_id, v.video_id, v.creator_id, v.caption, v.media).where(v.row_id.in_([int(i) for i in row_ids]))
+            ).all()
+        return {int(r[0]): (r[1], r[2], r[3], float(json.loads(r[4])["duration_s"])) for r in rows}
+
+    def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord | None:
+        v, f = s.videos.c, s.frames.c
+        with self.db.read() as conn:
+            row = conn.execute(
+                select(v.video_id, v.creator_id, v.caption, v.hashtags, v.language_hint, v.media, v.frames_sampled,
+                       v.embedding_model, v.embedding, v.transcript, v.timings, v.ingested_at, v.sound_id,
+                       func.length(v.fingerprint)).where(v.video_id == video_id)
+            ).first()
+            frames = []
+            if row is not None and include_embeddings:
+                frames = conn.execute(select(f.t_s, f.embedding).where(f.video_id == video_id).order_by(f.idx)).all()
+        if row is None:
+            return None
+        (vid, creator, caption, hashtags, hint, media, n_frames, model, emb, transcript, timings, at, sound, fp_len) = row
+        t = json.loads(transcript)
+        embedding = np.frombuffer(emb, dtype=np.float32).copy()
+        extraction = Extraction(
+            media=MediaInfo(**json.loads(media)),
+            frames_sampled=int(n_frames),
+            embedding_model=model,
+            embedding_dim=int(embedding.shape[0]),
+            transcript=Transcript(
+                text=t["text"],
+                language=t["language"],
+                language_probability=t["language_probability"],
+                model=t["model"],
+                segments=[Segment(**seg) for seg in t["segments"]],
+            ),
+            timings_ms=json.loads(timings),
+            sound_id=sound,
+            landmarks=max(0, ((fp_len or 4) - 4) // 8),
+        )
+        record = VideoRecord(
+            metadata=VideoMetadata(vid, creator, caption, tuple(json.loads(hashtags)), hint),
+            extraction=extraction,
+            ingested_at=at,
+        )
+        if include_embeddings:
+            record = dataclasses.replace(
+                record,
+                embedding=embedding,
+                frame_times_s=[float(fr[0]) for fr in frames],
+                frame_embeddings=(
+                    np.stack([np.frombuffer(fr[1], dtype=np.float32) for fr in frames])
+                    if frames
+                    else np.zeros((0, embedding.shape[0]), dtype=np.float32)
+                ),
+            )
+        return record
+
+
+def _counters(values) -> Counters:
+    """Stored counters as the API's types, whatever an older version left: counts that overflowed into
+    floats are clamped into int64, non-finite or NULL values read as 0."""
+
+    def count(v) -> int:
+        v = float(v or 0)
+        return int(min(max(v, 0.0), COUNTER_CAP)) if math.isfinite(v) else 0
+
+    impressions, plays, completions, watch, likes, comments, shares, follows, last = values
+    watch = float(watch or 0.0)
+    return Counters(
+        count(impressions), count(plays), count(completions), watch if math.isfinite(watch) else 0.0,
+        count(likes), count(comments), count(shares), count(follows), str(last or ""),
+    )
+
+
+def _fingerprint_blob(fp: Fingerprint) -> bytes:
+    """The index side of a fingerprint (the query side is recomputed from audio, never stored)."""
+    return np.concatenate([fp.index_hashes.astype(np.uint32).view(np.int32), fp.index_times.astype(np.int32)]).tobytes() + np.float32(
+        fp.duration_s
+    ).tobytes()
+
+
+def _fingerprint_from_blob(blob: bytes) -> Fingerprint:
+    data = np.frombuffer(blob[:-4], dtype=np.int32)
+    n = data.shape[0] // 2
+    return Fingerprint.stored(
+        data[:n].view(np.uint32).copy(), data[n:].copy(), float(np.frombuffer(blob[-4:], dtype=np.float32)[0])
+    )
+
+
+_NO_INT = np.zeros(0, np.int64)
+_NEW_SOUND_LOCK = 0x_C01D_5001  # pg_advisory_lock key: one new sound at a time across replicas
+_POOL_LOCK = 0x_C01D_9001  # pg_advisory_xact_lock key for publishing the pool
+_PG_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+
+
+def _blob(v: np.ndarray) -> bytes:
+    return np.ascontiguousarray(v, dtype=np.float32).tobytes()

@@ -1,0 +1,119 @@
+"""Connections to the catalog's SQL engine: SQLite (a file under the data dir) or PostgreSQL.
+
+SQLite has one writer: write transactions start with BEGIN IMMEDIATE on a single connection behind
+a lock, and reads go through separate read-only connections in autocommit mode, so they run beside
+the writer (WAL) instead of queueing behind it. PostgreSQL uses one pooled engine for both, and its
+own row locks and ON CONFLICT clauses for concurrent writers (replicas included).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy.engine import make_url
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key: replicas starting together run migrations one at a time.
+_MIGRATION_LOCK = 0x_C01D_0FE7
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+def normalise_url(url: str) -> str:
+    """postgresql:// and postgres:// mean psycopg 3 (SQLAlchemy's own default driver is psycopg2)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(self, url: str, pool_size: int = 8):
+        self.url = normalise_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ValueError(f"database URL {make_url(url)!r} is neither sqlite:/// nor postgresql://; use one of those")
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        if self.dialect == "sqlite":
+            self._writer = create_engine(self.url, pool_size=1, max_overflow=0)
+            event.listen(self._writer, "connect", _sqlite_writer_connect)
+            event.listen(self._writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            path = make_url(self.url).database
+            self._reader = create_engine(
+                f"sqlite:///file:{path}?mode=ro&uri=true", pool_size=32, max_overflow=32,
+                execution_options={"isolation_level": "AUTOCOMMIT"},
+            )
+            event.listen(self._reader, "connect", _sqlite_reader_connect)
+        else:
+            self._writer = create_engine(self.url, pool_size=pool_size, max_overflow=4 * pool_size, pool_pre_ping=True)
+            self._reader = self._writer
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        if self._write_lock is None:
+            with self._writer.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self._writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self._reader.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """Several reads that must see one state: a REPEATABLE READ transaction on PostgreSQL; on SQLite a
+        write transaction (reads on SQLite's autocommit readers are one statement each)."""
+        if self.is_sqlite:
+            with self.write() as conn:
+                yield conn
+            return
+        with self._reader.connect() as conn:
+            with conn.execution_options(isolation_level="REPEATABLE READ").begin():
+                yield conn
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision (a no-op when it is there)."""
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        with self.write() as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.read() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def dispose(self) -> None:
+        self._writer.dispose()
+        if self._reader is not self._writer:
+            self._reader.dispose()
+
+
+def _sqlite_writer_connect(dbapi_conn, _record) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event emits BEGIN IMMEDIATE itself
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
+        dbapi_conn.execute(f"PRAGMA {pragma}")  # synchronous=FULL: an acknowledged ingest survives power loss
+
+
+def _sqlite_reader_connect(dbapi_conn, _record) -> None:
+    dbapi_conn.execute("PRAGMA busy_timeout=30000")

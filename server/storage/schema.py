@@ -1,0 +1,143 @@
+"""The catalog's tables, one schema for SQLite (the embedded default) and PostgreSQL (scale-out).
+
+Keys are chosen so the tables can be distributed with Citus: every primary key starts with the table's
+distribution column, and tables that are joined share it (videos, frames and engagement by `video_id`;
+sound_postings by `hash`; sounds by `id`; engagement_events by `event_id`; meta is a reference table).
+So the int64 `row_id` the vector indexes use is not a key: it comes from a sequence (PostgreSQL) or the
+`id_counters` table (SQLite), which never reuse a value, and it is indexed for lookups by row.
+
+Alembic migrations (server/storage/migrations/versions) create these tables; a test checks that the
+migrated database and this module agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, Sequence, String, Table,
+    Text, false,
+)
+
+metadata = MetaData()
+
+# PostgreSQL sequences (SQLite uses id_counters rows of the same names).
+VIDEO_ROWS = Sequence("video_rows", metadata=metadata)
+SOUND_IDS = Sequence("sound_ids", metadata=metadata)
+
+meta = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# SQLite only: the last value handed out per id space ('video_rows', 'sound_ids'); values are never reused.
+id_counters = Table(
+    "id_counters", metadata,
+    Column("name", String(32), primary_key=True),
+    Column("last", BigInteger, nullable=False),
+)
+
+videos = Table(
+    "videos", metadata,
+    Column("video_id", String(256), primary_key=True),
+    Column("row_id", BigInteger, nullable=False),     # the vector indexes' id; stable across re-ingests
+    Column("creator_id", Text, nullable=False),
+    Column("caption", Text, nullable=False),
+    Column("hashtags", Text, nullable=False),      # JSON list
+    Column("language_hint", Text, nullable=False),
+    Column("language", Text, nullable=False),      # detected by Whisper ('' without speech)
+    Column("media", Text, nullable=False),         # JSON MediaInfo
+    Column("frames_sampled", Integer, nullable=False),
+    Column("embedding_model", Text, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+    Column("transcript", Text, nullable=False),    # JSON Transcript
+    Column("timings", Text, nullable=False),       # JSON stage -> ms
+    Column("ingested_at", String(32), nullable=False),  # UTC ISO text: sorts as time
+    Column("sound_id", BigInteger),                # no foreign key: sounds are distributed by their own id
+    Column("sound_offset", Integer),               # sound frame = video frame + sound_offset
+    Column("sound_first", Integer),                # the video's span on the sound's timeline
+    Column("sound_last", Integer),
+    Column("fingerprint", LargeBinary),            # index side only (models/fingerprint.py)
+    Column("caption_embedding", LargeBinary),      # caption + hashtags; NULL when both are empty
+    Column("transcript_embedding", LargeBinary),   # NULL without speech
+    Index("videos_by_row", "row_id"),
+    Index("videos_by_sound", "sound_id", "ingested_at"),
+)
+
+frames = Table(
+    "frames", metadata,
+    Column("video_id", String(256), ForeignKey("videos.video_id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("t_s", Float, nullable=False),
+    Column("embedding", LargeBinary, nullable=False),
+)
+
+engagement_events = Table(
+    "engagement_events", metadata,
+    # Idempotency: an event id is counted once, even after its video is deleted.
+    Column("event_id", String(256), primary_key=True),
+    Column("video_id", String(256), nullable=False),
+    Column("at", String(32), nullable=False),
+)
+
+engagement = Table(
+    "engagement", metadata,
+    Column("video_id", String(256), ForeignKey("videos.video_id", ondelete="CASCADE"), primary_key=True),
+    Column("impressions", BigInteger, nullable=False, server_default="0"),
+    Column("plays", BigInteger, nullable=False, server_default="0"),
+    Column("completions", BigInteger, nullable=False, server_default="0"),
+    Column("watch_time_s", Float, nullable=False, server_default="0"),
+    Column("likes", BigInteger, nullable=False, server_default="0"),
+    Column("comments", BigInteger, nullable=False, server_default="0"),
+    Column("shares", BigInteger, nullable=False, server_default="0"),
+    Column("follows", BigInteger, nullable=False, server_default="0"),
+    Column("last_event_at", String(32), nullable=False, server_default=""),
+)
+
+sounds = Table(
+    "sounds", metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),  # never reused: valid after its videos go
+    Column("created_at", String(32), nullable=False),
+    Column("first_video", String(256), nullable=False),
+    Column("first_frame", Integer),
+    Column("last_frame", Integer),
+    Column("postings", BigInteger, nullable=False, server_default="0"),
+)
+
+# The sound index: one row per index-side landmark hash of each sound, keyed by hash, so a lookup is a
+# batch of key seeks whose cost is set by the query and nothing is rebuilt at start. Hashes are stored as
+# signed 32-bit values. A clip that reuses a known sound adds rows only for the part of it the sound did
+# not cover yet (server/sounds/identity.py).
+sound_postings = Table(
+    "sound_postings", metadata,
+    Column("hash", Integer, primary_key=True, autoincrement=False),
+    Column("sound", BigInteger, primary_key=True, autoincrement=False),
+    Column("t", Integer, primary_key=True, autoincrement=False),  # anchor frame on the sound's timeline
+    sqlite_with_rowid=False,
+)
+
+# The change feed: one row per committed write of a video's vectors (ingest, re-ingest, delete), written in
+# the write's own transaction. Replicas with in-process indexes follow it to see each other's writes, and it
+# is the outbox for an external vector store: `shipped` turns true once the write reached it, and rows left
+# unshipped by a crash are shipped by any replica (server/storage/feed.py). `txid` (PostgreSQL's
+# pg_current_xact_id) lets a follower read without gaps although sequence values commit out of order.
+vector_changes = Table(
+    "vector_changes", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("row_id", BigInteger, nullable=False),
+    Column("video_id", String(256), nullable=False),
+    Column("at", String(32), nullable=False),
+    Column("shipped", Boolean, nullable=False, server_default=false()),
+    Index("vector_changes_by_txid", "txid"),
+    Index("vector_changes_unshipped", "shipped", "seq"),
+    Index("vector_changes_by_row", "row_id", "seq"),
+)
+
+# The published performs-well pool (server/pool.py): its members and their scores; the prior, the threshold
+# and the version live in meta under 'pool'. Small (the top percentile of engaged videos): a reference table
+# under Citus.
+pool_members = Table(
+    "pool_members", metadata,
+    Column("row_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("score", Float, nullable=False),
+)

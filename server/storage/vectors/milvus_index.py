@@ -1,0 +1,108 @@
+"""Milvus as the vector store shared by every replica (pymilvus' MilvusClient): a Milvus server or
+cluster (`http://host:19530`), or embedded Milvus Lite (a local `*.db` path).
+
+One collection per modality, keyed by the catalog's row id, with scalar fields for filtering (creator,
+language, sound). Writes are upserts and deletes by row id, so shipping a change twice is harmless:
+the catalog's change feed (server/storage/feed.py) is the outbox that replays writes a crash cut off.
+Index type and parameters come from settings; build parameters are passed nested under "params", the
+form every Milvus (Lite included) reads.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+
+from server.errors import ModelLoadError
+
+_COUNT_TTL_S = 1.0  # len() is asked on every search; the row count is re-read at most this often
+
+
+class MilvusIndex:
+    shared = True
+
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        dim: int,
+        index_type: str = "HNSW",
+        build_params: dict | None = None,
+        search_params: dict | None = None,
+    ):
+        from pymilvus import DataType, MilvusClient
+
+        self.dim = dim
+        self.collection = collection
+        self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
+        self._client = MilvusClient(uri=uri)
+        self._lock = threading.Lock()
+        self._count: tuple[float, int] | None = None
+        if not self._client.has_collection(collection):
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("row_id", DataType.INT64, is_primary=True)
+            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+            schema.add_field("creator", DataType.VARCHAR, max_length=256)
+            schema.add_field("language", DataType.VARCHAR, max_length=16)
+            schema.add_field("sound", DataType.INT64)
+            index = self._client.prepare_index_params()
+            index.add_index(
+                field_name="vector", index_type=index_type, metric_type="IP", params={"params": dict(build_params or {})}
+            )
+            self._client.create_collection(collection, schema=schema, index_params=index, consistency_level="Strong")
+        else:
+            have = next(f for f in self._client.describe_collection(collection)["fields"] if f["name"] == "vector")
+            if int(have["params"]["dim"]) != dim:
+                raise ModelLoadError(
+                    f"Milvus collection {collection!r} holds {have['params']['dim']}-d vectors but this server makes "
+                    f"{dim}-d ones; use the same models, or another --milvus-collection-prefix"
+                )
+        self._client.load_collection(collection)  # again after every reopen: Milvus serves loaded collections only
+        self.description = f"milvus {index_type} {json.dumps(build_params or {})} dim={dim} collection={collection} at {uri}"
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, attrs: list[dict] | None = None) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        ids = np.asarray(ids, dtype=np.int64)
+        attrs = attrs or [{}] * len(ids)
+        rows = [
+            {"row_id": int(i), "vector": v.tolist(), "creator": a.get("creator", "")[:256],
+             "language": a.get("language", "")[:16], "sound": int(a.get("sound") or 0)}
+            for i, v, a in zip(ids.tolist(), vectors, attrs)
+        ]
+        if rows:
+            self._client.upsert(self.collection, rows)
+            self._count = None
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = [int(i) for i in np.asarray(ids, dtype=np.int64).tolist()]
+        if ids:
+            self._client.delete(self.collection, ids=ids)
+            self._count = None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        hits = self._client.search(
+            self.collection, data=[q.tolist() for q in queries], limit=k, search_params=self._search_params,
+            consistency_level="Strong",
+        )
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        ids = np.full((len(queries), k), -1, dtype=np.int64)
+        for qi, row in enumerate(hits):
+            for j, hit in enumerate(list(row)[:k]):
+                ids[qi, j] = int(hit["row_id"])
+                scores[qi, j] = float(hit["distance"])
+        return scores, ids
+
+    def __len__(self) -> int:
+        with self._lock:
+            now = time.monotonic()
+            if self._count is None or now - self._count[0] > _COUNT_TTL_S:
+                rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
+                self._count = (now, int(rows[0]["count(*)"]))
+            return self._count[1]
+
+    def close(self) -> None:
+        self._client.close()

@@ -1,0 +1,178 @@
+"""Two replicas on one PostgreSQL catalog, in this process: what one acknowledges, the other serves
+(Search, GetVideo, Route, sound matching, the performs-well pool, deletes) within the stated bound."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from coldopen.v1 import coldopen_pb2 as pb
+from tests.conftest import upload
+
+pytestmark = pytest.mark.slow
+
+VISIBLE_WITHIN_S = 2.0  # the README's bound for a shared catalog (replica_poll_s is 0.25 s by default)
+
+
+def _until(check, within: float = VISIBLE_WITHIN_S) -> float:
+    """Seconds until check() is true; fails past `within`."""
+    started = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            pytest.fail(f"not visible on the other replica within {within} s")
+        time.sleep(0.01)
+
+
+def _searchable(server, video_id: str, embedding) -> bool:
+    reply = server.stub.Search(pb.SearchRequest(embedding=pb.EmbeddingQuery(values=embedding), k=20), timeout=10)
+    return video_id in [n.video_id for n in reply.neighbours]
+
+
+def test_what_one_replica_acknowledges_the_other_serves(start_server, postgres, clips, tmp_path):
+    url = postgres.new_database()
+    a = start_server(data_dir=tmp_path / "a", database_url=url, pool_min_impressions=100, pool_percentile=50.0)
+    b = start_server(data_dir=tmp_path / "b", database_url=url, pool_min_impressions=100, pool_percentile=50.0)
+    lags = []
+    for name in ("fox", "coffee", "rocket"):
+        a.ingest(clips[name], name, creator_id=f"c-{name}")
+        video = a.stub.GetVideo(pb.GetVideoRequest(video_id=name, include_embeddings=True))
+        lags.append(_until(lambda: _searchable(b, name, video.embedding)))
+        assert b.stub.GetVideo(pb.GetVideoRequest(video_id=name)).metadata.creator_id == f"c-{name}"
+    # B ingests A's clip again under another id: its sound is A's sound, and A finds it by sound at once.
+    r = b.ingest(clips["fox"], "fox-copy")
+    assert not r.new_sound and r.extraction.sound_id == a.stub.GetVideo(pb.GetVideoRequest(video_id="fox")).extraction.sound_id
+    hits = a.stub.SearchBySound(iter([pb.SoundSearchRequest(query=pb.SoundQuery(video_id="fox", limit=5))]))
+    assert "fox-copy" in [n.video_id for n in hits.matches]
+    copy = b.stub.GetVideo(pb.GetVideoRequest(video_id="fox-copy", include_embeddings=True))
+    lags.append(_until(lambda: _searchable(a, "fox-copy", copy.embedding)))
+
+    # Engagement recorded on A moves the pool B routes to.
+    events = [pb.EngagementEvent(event_id=f"e-{n}", video_id=n, impressions=1000, likes=likes)
+              for n, likes in (("fox", 400), ("coffee", 10), ("rocket", 300))]
+    assert a.stub.RecordEngagement(iter(events)).pool_size == 2
+
+    def routed() -> set[str]:
+        reply = b.stub.Route(iter([pb.RouteRequest(query=pb.RouteQuery(video_id="fox-copy", k=10))]))
+        return {n.video_id for n in reply.neighbours}
+
+    lags.append(_until(lambda: routed() == {"fox", "rocket"}))
+    assert b.stub.GetVideo(pb.GetVideoRequest(video_id="fox")).performance.in_pool
+
+    # A delete on B disappears from A.
+    b.stub.DeleteVideo(pb.DeleteVideoRequest(video_id="coffee"))
+    coffee_gone = lambda: "coffee" not in [  # noqa: E731
+        n.video_id for n in a.stub.Search(pb.SearchRequest(text="anything", k=20)).neighbours]
+    lags.append(_until(coffee_gone))
+    with pytest.raises(grpc.RpcError) as e:
+        a.stub.GetVideo(pb.GetVideoRequest(video_id="coffee"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    print(f"\nvisible on the other replica after (s): {[round(x, 3) for x in lags]}")
+
+
+def test_one_video_ingested_on_both_replicas_at_once_is_one_video(start_server, postgres, clips, tmp_path):
+    import threading
+
+    url = postgres.new_database()
+    servers = [start_server(data_dir=tmp_path / n, database_url=url) for n in ("a", "b")]
+    data = clips["rocket"].read_bytes()
+    replies: list = []
+    threads = [threading.Thread(target=lambda s=s: replies.append(s.stub.Ingest(upload(data, "same"), timeout=120)))
+               for s in servers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.replaced for r in replies) == [False, True]
+    assert len({r.extraction.sound_id for r in replies}) == 1
+    for s in servers:
+        _until(lambda s=s: s.stub.Search(pb.SearchRequest(text="anything", k=5)).index_size == 1)
+
+
+def test_kill_9_one_of_two_replicas_mid_ingest_loses_nothing(tiny_clip, clips, tmp_path, postgres, milvus):
+    """Two `coldopen serve` processes on one PostgreSQL + one Milvus server; concurrent ingests through
+    both; kill -9 one mid-ingest. The other keeps serving; after the restart every acknowledged video is
+    found by Search, GetVideo and sound matching on both replicas, none is half-present, none lost."""
+    import itertools
+    import signal
+    import threading
+
+    from tests.test_faults import ServeProcess, stack_flags, stored_rows
+
+    stack = {"database_url": postgres.new_database(), "vector_store": milvus.uri,
+             "milvus_collection_prefix": f"kill{time.time_ns()}"}
+    flags = [*stack_flags(stack), "--max-concurrent-ingests", "4"]
+    replicas = {n: ServeProcess(tiny_clip, tmp_path / n, tmp_path / f"{n}.log", *flags) for n in ("a", "b")}
+    names = ["fox", "coffee", "rocket", "cat", "hubble"]
+    blobs = {n: clips[n].read_bytes() for n in names}
+    acknowledged: dict[str, str] = {}  # video_id -> source clip
+    attempted: set[str] = set()
+    counter = itertools.count()
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def uploader(replica: str) -> None:
+        while not stop.is_set():
+            i = next(counter)
+            name = names[i % len(names)]
+            vid = f"{replica}{i}-{name}"
+            with lock:
+                attempted.add(vid)
+            try:
+                replicas[replica].stub.Ingest(upload(blobs[name], vid), timeout=60)
+            except grpc.RpcError as e:
+                with lock:
+                    attempted.discard(vid) if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+                if replica == "a" and e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    return  # a is gone
+                time.sleep(0.1)
+                continue
+            with lock:
+                acknowledged[vid] = name
+
+    threads = [threading.Thread(target=uploader, args=(r,)) for r in ("a", "a", "a", "b", "b", "b")]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 120
+    while sum(v.startswith("a") for v in acknowledged) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    replicas["a"].proc.send_signal(signal.SIGKILL)
+    killed_at = len(acknowledged)
+    # b keeps serving: ingests through it still succeed, and it serves what a acknowledged.
+    while len(acknowledged) < killed_at + 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for t in threads:
+        t.join(90)
+    replicas["a"].close()
+    in_flight = attempted - set(acknowledged)
+    assert sum(v.startswith("a") for v in acknowledged) >= 6 and len(acknowledged) >= killed_at + 3
+    assert any(v.startswith("a") for v in in_flight), "nothing was in flight on a at the kill; the test proved nothing"
+
+    replicas["a"] = ServeProcess(tiny_clip, tmp_path / "a", tmp_path / "a.log", *flags)
+    try:
+        rows = stored_rows(stack, tmp_path)
+        assert set(acknowledged) <= {r[0] for r in rows}, "an acknowledged video was lost"
+        assert all(length and transcript for _, length, transcript in rows), "a stored video is half-present"
+        sounds: dict[str, set[str]] = {}
+        for replica in replicas.values():
+            # every stored video reaches the shared index (the outbox ships what the kill cut off)
+            _until(lambda: replica.stub.Search(pb.SearchRequest(text="x", k=1)).index_size == len(rows), within=30)
+            for vid, name in sorted(acknowledged.items()):
+                video = replica.stub.GetVideo(pb.GetVideoRequest(video_id=vid, include_embeddings=True), timeout=30)
+                assert video.extraction.frames_sampled > 0
+                assert _searchable(replica, vid, video.embedding), f"{vid} acknowledged but not searchable"
+                if name != "cat":  # the clips with audio: one sound per source clip, whichever replica took it
+                    sounds.setdefault(name, set()).add(video.extraction.sound_id)
+            some = next(v for v, n in sorted(acknowledged.items()) if n == "fox")
+            hits = replica.stub.SearchBySound(iter([pb.SoundSearchRequest(query=pb.SoundQuery(video_id=some, limit=100))]))
+            assert {h.video_id for h in hits.matches} >= {v for v, n in acknowledged.items() if n == "fox"} - {some}
+        assert all(len(ids) == 1 and "" not in ids for ids in sounds.values()), sounds
+    finally:
+        for replica in replicas.values():
+            replica.close()
+    print(f"\n2 replicas, kill -9 of one: {len(acknowledged)} acknowledged, {len(in_flight)} in flight at the kill, "
+          f"{len(rows)} stored, 0 lost")

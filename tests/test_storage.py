@@ -1,0 +1,129 @@
+"""The SQL catalog on both stacks: migrations agree with the schema, a store written before Alembic is
+imported whole, and two catalogs on one database (two replicas) keep ids unique and events counted once."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from models.whisper import Transcript
+from server.domain import EngagementEvent, Extraction, VideoMetadata
+from server.engagement import Counters
+from server.media import MediaInfo
+from server.storage import Catalog, Database, SoundLink, open_catalog
+from server.storage.schema import metadata
+
+LEGACY = Path(__file__).parent / "data" / "legacy" / "store-before-alembic.sqlite3"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_url(request) -> str:
+    return "" if request.param == "sqlite" else request.getfixturevalue("postgres").new_database()
+
+
+def _catalog(url: str, tmp_path: Path) -> Catalog:
+    return open_catalog(url, tmp_path)
+
+
+def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
+    catalog = _catalog(catalog_url, tmp_path)
+    try:
+        with catalog.db.read() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == [], f"server/storage/schema.py and the Alembic revisions disagree: {diff}"
+        assert catalog.db.revision() == "0001"
+    finally:
+        catalog.close()
+    again = _catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
+    assert again.db.revision() == "0001"
+    again.close()
+
+
+def test_a_store_written_before_alembic_is_imported_whole(tmp_path):
+    """tests/data/legacy holds a data dir written by the SQLite-only store (`coldopen demo`, 8 sample clips)."""
+    path = tmp_path / "coldopen.sqlite3"
+    shutil.copy(LEGACY, path)
+    old = sqlite3.connect(LEGACY)
+    videos = old.execute("SELECT id, video_id, sound_id, caption, length(fingerprint) FROM videos ORDER BY id").fetchall()
+    frames = dict(old.execute("SELECT v.video_id, count(*) FROM frames f JOIN videos v ON v.id = f.video GROUP BY v.video_id"))
+    impressions = dict(old.execute("SELECT video, impressions FROM engagement"))
+    postings = sorted(old.execute("SELECT hash, sound, t FROM sound_postings"))
+    sounds = old.execute("SELECT id, first_video FROM sounds ORDER BY id").fetchall()
+    old.close()
+
+    catalog = open_catalog("", tmp_path)
+    assert catalog.embedding_space() == ("ViT-B-32/none", 512)
+    for row, video_id, sound_id, caption, fp_bytes in videos:
+        assert catalog.row_id(video_id) == row
+        record = catalog.get(video_id, include_embeddings=True)
+        assert record.metadata.caption == caption and record.extraction.sound_id == sound_id
+        assert len(record.frame_embeddings) == frames.get(video_id, 0)
+        assert (catalog.fingerprint(video_id)[1] is None) == (fp_bytes is None)
+    assert {row: c.impressions for row, c in catalog.all_counters().items()} == impressions
+    with catalog.db.read() as conn:
+        assert sorted(conn.exec_driver_sql("SELECT hash, sound, t FROM sound_postings").all()) == postings
+    assert [(s.sound_id, s.first_video) for s in sorted(catalog.sound_stats("2000"), key=lambda s: s.sound_id)] == sounds
+    # The routing profile's language came out of the transcript JSON.
+    assert {p.language for p in catalog.profiles([r for r, *_ in videos])} >= {"en"}
+    # New ids continue after the old ones: vector ids and sound ids are never handed out twice.
+    written = catalog.upsert(*_video("new-one"), sound=_new_sound())
+    assert (written.row, written.replaced, written.sound_id) == (len(videos) + 1, False, len(sounds) + 1)
+    catalog.close()
+
+
+def _video(video_id: str, dim: int = 512):
+    media = MediaInfo(5.0, 320, 180, 30.0, True, "mp4", "h264", "aac")
+    extraction = Extraction(media, 1, "ViT-B-32/none", dim, Transcript("hello", "en", 0.9, "tiny.en"))
+    v = np.ones(dim, np.float32) / np.sqrt(dim)
+    return VideoMetadata(video_id), extraction, v, [0.0], v[None, :]
+
+
+def _new_sound(n: int = 3) -> SoundLink:
+    return SoundLink(None, 0, 0, 100, np.arange(n, dtype=np.uint32) * 7919, np.arange(n))
+
+
+@pytest.mark.parametrize("stack", ["postgresql"])
+def test_two_replicas_writing_at_once_keep_ids_unique_and_count_events_once(stack, postgres, tmp_path):
+    url = postgres.new_database()
+    replicas = [Catalog(Database(url)), Catalog(Database(url))]
+    results: list = []
+    errors: list = []
+
+    def work(catalog: Catalog, k: int) -> None:
+        try:
+            for i in range(12):
+                # Every video twice (once per replica), and a new sound each time.
+                results.append((f"v{i}", catalog.upsert(*_video(f"v{i}", 8), sound=_new_sound())))
+            catalog.record_engagement([
+                EngagementEvent(f"e{i}", f"v{i}", Counters(impressions=10), "2026-11-23T00:00:00.000Z")
+                for i in range(12)
+            ])
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(c, k)) for k, c in enumerate(replicas)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    rows: dict[str, set[int]] = {}
+    for video_id, (row, *_) in results:
+        rows.setdefault(video_id, set()).add(row)
+    assert all(len(r) == 1 for r in rows.values()), "a video got two row ids"
+    assert len({next(iter(r)) for r in rows.values()}) == 12, "two videos share a row id"
+    sounds = [w.sound_id for _, w in results]
+    assert len(set(sounds)) == len(sounds) == 24, "two new sounds got one id"
+    replaced = sorted(r[1] for _, r in results)
+    assert replaced.count(False) == 12 and replaced.count(True) == 12
+    counters = replicas[1].all_counters()
+    assert sorted(c.impressions for c in counters.values()) == [10] * 12, "an event was counted twice"
+    for c in replicas:
+        c.close()
