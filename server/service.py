@@ -191,6 +191,8 @@ class ColdOpenService:
         if self._feed is not None:
             self._feed.close()
         self.pipeline.close()
+        for index in self._indexes.values():
+            index.close()
         self._store.close()
         if self._lock_file is not None:
             self._lock_file.release()

@@ -40,6 +40,8 @@ class VectorIndex(Protocol):
 
     def __len__(self) -> int: ...
 
+    def close(self) -> None: ...
+
 
 def build_index(dim: int, device: str) -> VectorIndex:
     """FAISS on GPU when it can; torch on CUDA when FAISS cannot; FAISS on CPU otherwise."""

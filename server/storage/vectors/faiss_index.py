@@ -60,3 +60,6 @@ class FaissFlatIndex:
 
     def __len__(self) -> int:
         return int(self._cpu.ntotal)
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process's memory."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from server.errors import ModelLoadError
 
+_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 _COUNT_TTL_S = 1.0  # len() is asked on every search; the row count is re-read at most this often
 
 
@@ -38,7 +39,10 @@ class MilvusIndex:
         self.dim = dim
         self.collection = collection
         self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
-        self._client = MilvusClient(uri=uri)
+        # pymilvus pings every 10 s, even between calls; gRPC servers written in Python (Milvus Lite's) answer
+        # pings more frequent than every 5 minutes without data with GOAWAY "too_many_pings", which breaks
+        # the channel for every client of that address. Ping only during calls, at most every 5 minutes.
+        self._client = MilvusClient(uri=uri, grpc_options=_GRPC_OPTIONS)
         self._lock = threading.Lock()
         self._count: tuple[float, int] | None = None
         if not self._client.has_collection(collection):
@@ -103,6 +107,16 @@ class MilvusIndex:
                 rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
                 self._count = (now, int(rows[0]["count(*)"]))
             return self._count[1]
+
+    def flush(self) -> None:
+        """Seal what was written so it is searched through the index (growing segments are brute-forced)."""
+        self._client.flush(self.collection)
+        self._client.release_collection(self.collection)
+        self._client.load_collection(self.collection)
+
+    def index_params(self) -> dict:
+        """The index as the server holds it (build parameters it silently dropped would be missing here)."""
+        return self._client.describe_index(self.collection, "vector")
 
     def close(self) -> None:
         self._client.close()

@@ -85,3 +85,6 @@ class TorchExactIndex:
 
     def __len__(self) -> int:
         return self._n
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in this process's memory."""
