@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 
@@ -23,8 +24,14 @@ from server.storage.vectors import FaissFlatIndex, VectorIndex
 
 
 class PerformancePool:
-    def __init__(self, settings: Settings, store: Catalog, visual_dim: int, text_dim: int):
+    def __init__(
+        self, settings: Settings, store: Catalog, visual_dim: int, text_dim: int,
+        on_publish: Callable[[list[int], list[int]], None] | None = None,
+    ):
+        """`on_publish(rows that joined or left, their change seqs)`: set when an external vector store holds
+        pool membership (the caller ships those rows)."""
         self._settings = settings
+        self._on_publish = on_publish
         self._store = store
         self._dims = (visual_dim, text_dim)
         self._lock = threading.Lock()
@@ -75,8 +82,10 @@ class PerformancePool:
             scores = {row: engagement.score(c, self._settings, prior, now) for row, c in counters.items()}
             members, threshold = engagement.pool(scores, counters, self._settings)
             published = {r: scores[r] for r in members}
-            version = self._store.publish_pool(prior, threshold, published)
+            version, moved, changes = self._store.publish_pool(prior, threshold, published, ship=self._on_publish is not None)
             self._install(version, prior, threshold, published)
+        if self._on_publish is not None and moved:
+            self._on_publish(moved, changes)
 
     def sync(self) -> bool:
         """Load the published pool when another replica changed it; False when none was ever published."""

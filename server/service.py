@@ -108,8 +108,11 @@ class ColdOpenService:
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
         self._sounds = SoundIdentity(store)
-        # Recomputed after every engagement batch (server/pool.py).
-        self._pool = PerformancePool(settings, store, models.clip.dim, models.text.dim)
+        # Recomputed after every engagement batch and published in the catalog (server/pool.py).
+        self._ships = any(index.shared for index in indexes.values())
+        self._pool = PerformancePool(
+            settings, store, models.clip.dim, models.text.dim, on_publish=self._ship_rows if self._ships else None
+        )
         self._write_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         self._in_flight = 0  # changed only while holding a slot; read for monitoring and tests
@@ -117,7 +120,6 @@ class ColdOpenService:
         # On a shared catalog other replicas write too: follow their writes into this replica's indexes.
         # A shared vector store (Milvus) gets each write from its writer, after the catalog commit; the feed
         # is its outbox, shipping what a crash left unshipped.
-        self._ships = any(index.shared for index in indexes.values())
         self._feed: Follower | None = None
         if store.shared or self._ships:
             cursor = store.feed_position() if feed_cursor is None else feed_cursor
@@ -308,8 +310,8 @@ class ColdOpenService:
                     have = [r for r in rows if r in current and current[r].vectors[modality] is not None]
                     if have:
                         index.add(np.array(have, dtype=np.int64), np.stack([current[r].vectors[modality] for r in have]))
-        if any(r in self._pool for r in rows):
-            self._pool.refresh()  # a member's embedding changed, or it was deleted
+        # The pool needs nothing here: the writing replica republishes it when a member changes, and this
+        # replica loads the new version after the poll.
         if rows:
             log.info("applied %d changes from other replicas (%d rows)", len(changes), len(rows))
 
@@ -457,9 +459,14 @@ class ColdOpenService:
             if not np.isfinite(norm) or norm == 0.0:
                 raise InvalidInput("embedding must be finite and non-zero")
             vector = vector / norm
-        index = self._pool.index(target) if query.performing_only else self._indexes[target]
-        fetch = min(k + (1 if exclude is not None else 0), max(len(index), 1))
-        scores, ids = index.search(vector[None, :], fetch)
+        shared = self._indexes[target] if self._indexes[target].shared else None
+        index = self._pool.index(target) if query.performing_only and shared is None else self._indexes[target]
+        size = len(self._pool) if query.performing_only and shared is not None else len(index)
+        fetch = min(k + (1 if exclude is not None else 0), max(size, 1))
+        if shared is not None:  # the shared store filters on its pool-membership field
+            scores, ids = shared.search(vector[None, :], fetch, performing_only=query.performing_only)
+        else:
+            scores, ids = index.search(vector[None, :], fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
         info = self._store.summaries([i for i, _ in hits])
         neighbours = [
@@ -467,7 +474,7 @@ class ColdOpenService:
             for i, s in hits
             if i in info  # deleted between the index lookup and this read
         ]
-        return SearchResult(neighbours, model_name, len(index))
+        return SearchResult(neighbours, model_name, size)
 
     # --- routing ------------------------------------------------------------
     def route(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
@@ -215,8 +216,14 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     def redacted(self) -> dict:
-        """Settings as a dict for the start-up log line. Secrets live in files; only their paths are shown."""
-        return {f.name: str(getattr(self, f.name)) for f in fields(self)}
+        """Settings as a dict for the start-up log line. Secrets live in files, and only their paths are
+        shown; a password inside a URL (--database-url, --vector-store) is masked."""
+        return {f.name: _mask_password(str(getattr(self, f.name))) for f in fields(self)}
+
+
+def _mask_password(value: str) -> str:
+    """scheme://user:secret@host -> scheme://user:***@host; anything else unchanged."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@/]*@", r"\1:***@", value)
 
 
 def kind(f: dataclasses.Field) -> str:

@@ -26,3 +26,9 @@ def test_invalid_values_are_reported_with_their_name():
 def test_settings_are_frozen():
     with pytest.raises(Exception):
         Settings().max_frames = 3  # type: ignore[misc]
+
+
+def test_the_start_up_log_masks_a_database_password():
+    shown = Settings(database_url="postgresql://coldopen:s3cret@db:5432/coldopen").redacted()
+    assert shown["database_url"] == "postgresql://coldopen:***@db:5432/coldopen"
+    assert "s3cret" not in str(shown)

@@ -61,7 +61,7 @@ class Written(NamedTuple):
 
 class RowVectors(NamedTuple):
     vectors: dict[str, np.ndarray | None]   # modality -> embedding
-    attrs: dict                              # creator, language, sound: filter fields of an external store
+    attrs: dict                              # creator, language, sound, in_pool: filter fields of an external store
     change: int                              # the row's latest change seq when read
 
 
@@ -296,15 +296,16 @@ class Catalog:
             part = [int(r) for r in row_ids[i : i + 10_000]]
             with self.db.snapshot() as conn:
                 rows = conn.execute(
-                    select(v.row_id, v.creator_id, v.language, v.sound_id, latest.c.seq,
+                    select(v.row_id, v.creator_id, v.language, v.sound_id, latest.c.seq, s.pool_members.c.row_id,
                            *(v[col] for col in EMBEDDING_COLUMNS.values()))
-                    .select_from(s.videos.outerjoin(latest, latest.c.row_id == v.row_id))
+                    .select_from(s.videos.outerjoin(latest, latest.c.row_id == v.row_id)
+                                 .outerjoin(s.pool_members, s.pool_members.c.row_id == v.row_id))
                     .where(v.row_id.in_(part))
                 ).all()
             for r in rows:
                 out[int(r[0])] = RowVectors(
-                    {m: (np.frombuffer(b, np.float32) if b is not None else None) for m, b in zip(EMBEDDING_COLUMNS, r[5:])},
-                    {"creator": r[1], "language": r[2], "sound": r[3] or 0},
+                    {m: (np.frombuffer(b, np.float32) if b is not None else None) for m, b in zip(EMBEDDING_COLUMNS, r[6:])},
+                    {"creator": r[1], "language": r[2], "sound": r[3] or 0, "in_pool": r[5] is not None},
                     int(r[4] or 0),
                 )
         return out
@@ -415,19 +416,33 @@ class Catalog:
         return None if r is None else _counters(r)
 
     # --- the published pool (server/pool.py) ---------------------------------
-    def publish_pool(self, prior: float, threshold: float, members: dict[int, float]) -> str:
-        """Replace the published pool; returns its new version."""
+    def publish_pool(
+        self, prior: float, threshold: float, members: dict[int, float], ship: bool = False
+    ) -> tuple[str, list[int], list[int]]:
+        """Replace the published pool. Returns (its new version, rows that joined or left, change seqs).
+
+        `ship`: an external vector store holds pool membership as a field, so a change is logged for each
+        row that joined or left (shipped by the caller, or by the outbox sweeper after a crash)."""
         version = uuid.uuid4().hex
         with self.db.write() as conn:
             if not self.db.is_sqlite:  # replicas publish one at a time
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POOL_LOCK})")
+            before = set(conn.execute(select(s.pool_members.c.row_id)).scalars())
+            moved = sorted(before.symmetric_difference(int(r) for r in members))
             conn.execute(s.pool_members.delete())
             rows = [dict(row_id=int(r), score=float(x)) for r, x in members.items()]
             for i in range(0, len(rows), 10_000):
                 conn.execute(s.pool_members.insert(), rows[i : i + 10_000])
             threshold_text = "inf" if math.isinf(threshold) else repr(float(threshold))
             self._set_meta(conn, "pool", json.dumps({"version": version, "prior": prior, "threshold": threshold_text}))
-        return version
+            changes = []
+            if ship and moved:
+                v = s.videos.c
+                now = utc_text()
+                for i in range(0, len(moved), 10_000):
+                    for row, video_id in conn.execute(select(v.row_id, v.video_id).where(v.row_id.in_(moved[i : i + 10_000]))):
+                        changes.append(self._log_change(conn, int(row), video_id, now, shipped=False))
+        return version, moved, changes
 
     def pool_version(self) -> str | None:
         with self.db.read() as conn:

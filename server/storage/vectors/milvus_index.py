@@ -2,7 +2,7 @@
 cluster (`http://host:19530`), or embedded Milvus Lite (a local `*.db` path).
 
 One collection per modality, keyed by the catalog's row id, with scalar fields for filtering (creator,
-language, sound). Writes are upserts and deletes by row id, so shipping a change twice is harmless:
+language, sound, and membership of the performs-well pool, which performing-only searches filter on). Writes are upserts and deletes by row id, so shipping a change twice is harmless:
 the catalog's change feed (server/storage/feed.py) is the outbox that replays writes a crash cut off.
 Index type and parameters come from settings; build parameters are passed nested under "params", the
 form every Milvus (Lite included) reads.
@@ -52,6 +52,7 @@ class MilvusIndex:
             schema.add_field("creator", DataType.VARCHAR, max_length=256)
             schema.add_field("language", DataType.VARCHAR, max_length=16)
             schema.add_field("sound", DataType.INT64)
+            schema.add_field("in_pool", DataType.BOOL)
             index = self._client.prepare_index_params()
             index.add_index(
                 field_name="vector", index_type=index_type, metric_type="IP", params={"params": dict(build_params or {})}
@@ -73,7 +74,8 @@ class MilvusIndex:
         attrs = attrs or [{}] * len(ids)
         rows = [
             {"row_id": int(i), "vector": v.tolist(), "creator": a.get("creator", "")[:256],
-             "language": a.get("language", "")[:16], "sound": int(a.get("sound") or 0)}
+             "language": a.get("language", "")[:16], "sound": int(a.get("sound") or 0),
+             "in_pool": bool(a.get("in_pool", False))}
             for i, v, a in zip(ids.tolist(), vectors, attrs)
         ]
         if rows:
@@ -86,11 +88,13 @@ class MilvusIndex:
             self._client.delete(self.collection, ids=ids)
             self._count = None
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, performing_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """`performing_only`: members of the performs-well pool only (the in_pool field, kept by the pool's
+        publisher through the outbox)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         hits = self._client.search(
             self.collection, data=[q.tolist() for q in queries], limit=k, search_params=self._search_params,
-            consistency_level="Strong",
+            consistency_level="Strong", filter="in_pool == true" if performing_only else "",
         )
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
