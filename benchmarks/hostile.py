@@ -88,19 +88,9 @@ def measure(repo: Path, work: Path) -> dict:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from coldopen.v1 import coldopen_pb2 as pb
-    from tests import audiogen, mediagen
-    from tests.conftest import TINY_CLIP_CONFIG
+    from tests import audiogen, mediagen, tinyclip
 
-    import open_clip
-    import torch
-
-    config = work / "coldopen-test-tiny.json"
-    config.write_text(json.dumps(TINY_CLIP_CONFIG))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    checkpoint = work / "tiny.pt"
-    torch.save({"state_dict": open_clip.create_model("coldopen-test-tiny", pretrained=None).state_dict()}, checkpoint)
-    clip = (config, checkpoint)
+    clip = tinyclip.save(work)
     fox = mediagen.make_clip(work / "fox.mp4", "astronaut", seconds=5, size=(320, 180), speech_name="fox").read_bytes()
     long = mediagen.write_clip(work / "long.mp4", [np.full((36, 64, 3), i % 255, np.uint8) for i in range(400)], fps=1,
                                gop=1).read_bytes()

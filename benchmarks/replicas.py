@@ -30,27 +30,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_CLIP = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 112, "layers": 2, "width": 128, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
-}
-
-
-def tiny_clip(root: Path) -> tuple[Path, Path]:
-    import open_clip
-    import torch
-
-    config = root / "bench-tiny.json"
-    config.write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    model = open_clip.create_model("bench-tiny", pretrained=None)
-    checkpoint = root / "bench-tiny.pt"
-    torch.save({"state_dict": model.state_dict()}, checkpoint)
-    return config, checkpoint
-
-
 class Serve:
     def __init__(self, clip: tuple[Path, Path], data_dir: Path, *flags: str):
         import grpc
@@ -147,7 +126,7 @@ def run_stack(name: str, servers: list[Serve], clips: list[bytes], args) -> dict
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from tests import milvusserver, pgserver
+    from tests import milvusserver, pgserver, tinyclip
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--uploads", type=int, default=40)
@@ -160,7 +139,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="coldopen-replicas-") as tmp:
         root = Path(tmp)
-        clip = tiny_clip(root)
+        clip = tinyclip.save(root)
         common = ["--decode-workers", "1", "--max-concurrent-ingests", str(2 * args.clients)]
         embedded = Serve(clip, root / "embedded", *common)
         try:

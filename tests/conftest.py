@@ -3,21 +3,19 @@ production path, the bundled Whisper, and real gRPC servers on port 0."""
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
 
 import grpc
 import pytest
-import torch
 
 from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.app import create_server
 from server.service import ColdOpenService, Models
 from server.settings import MAX_CHUNK_BYTES, Settings
-from tests import mediagen, milvusserver, pgserver
+from tests import mediagen, milvusserver, pgserver, tinyclip
 
 # Every process this test session starts inherits this mark, so the session can check at its end that it
 # left none behind (servers killed with SIGKILL included: their decode workers must exit by themselves).
@@ -48,28 +46,10 @@ def no_process_left_behind():
         pytest.fail(f"the test session left {len(described)} processes running: {described}")
 
 
-# A small CLIP architecture so CPU tests are quick; same code path as ViT-B-32.
-TINY_CLIP_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 112, "layers": 2, "width": 128, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
-}
-
-
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> tuple[Path, Path]:
     """(model config JSON, checkpoint): a seeded random-init open_clip written to disk."""
-    import open_clip
-
-    root = tmp_path_factory.mktemp("clip")
-    config = root / "coldopen-test-tiny.json"
-    config.write_text(json.dumps(TINY_CLIP_CONFIG))
-    open_clip.add_model_config(config)
-    torch.manual_seed(0)
-    model = open_clip.create_model("coldopen-test-tiny", pretrained=None)
-    checkpoint = root / "tiny-random.pt"
-    torch.save({"state_dict": model.state_dict()}, checkpoint)
-    return config, checkpoint
+    return tinyclip.save(tmp_path_factory.mktemp("clip"))
 
 
 @pytest.fixture(scope="session")
