@@ -140,8 +140,8 @@ def test_kill_9_during_concurrent_ingests_loses_nothing_acknowledged(tiny_clip, 
           f"{len(rows)} stored after restart, 0 acknowledged lost")
 
 
-def test_sigterm_drains_in_flight_uploads_and_exits_cleanly(tiny_clip, clips, tmp_path):
-    server = ServeProcess(tiny_clip, tmp_path / "data", tmp_path / "serve.log")
+def test_sigterm_drains_in_flight_uploads_and_exits_cleanly(tiny_clip, clips, tmp_path, stack):
+    server = ServeProcess(tiny_clip, tmp_path / "data", tmp_path / "serve.log", *stack_flags(stack))
     data = clips["fox"].read_bytes()
     sent_first = threading.Event()
 
@@ -168,17 +168,17 @@ def test_sigterm_drains_in_flight_uploads_and_exits_cleanly(tiny_clip, clips, tm
     log = server.log.read_text()
     assert "draining: health NOT_SERVING" in log and "stopped cleanly" in log
     # what was acknowledged during the drain is there after a restart
-    again = ServeProcess(tiny_clip, tmp_path / "data", tmp_path / "serve2.log")
+    again = ServeProcess(tiny_clip, tmp_path / "data", tmp_path / "serve2.log", *stack_flags(stack))
     try:
         assert again.stub.GetVideo(pb.GetVideoRequest(video_id="in-flight"), timeout=30).metadata.video_id == "in-flight"
     finally:
         again.close()
 
 
-def test_load_64_uploaders_and_searchers_see_only_backpressure_and_memory_stays_bounded(start_server, clips):
+def test_load_64_uploaders_and_searchers_see_only_backpressure_and_memory_stays_bounded(start_server, clips, stack):
     import psutil
 
-    server = start_server(max_concurrent_ingests=4, grpc_workers=80, max_streams_per_caller=64)
+    server = start_server(max_concurrent_ingests=4, grpc_workers=80, max_streams_per_caller=64, **stack)
     names = ["fox", "coffee", "rocket", "cat", "hubble"]
     blobs = {n: clips[n].read_bytes() for n in names}
     for n in names:  # warm-up, and something to search

@@ -150,10 +150,10 @@ def test_long_audio_is_fingerprinted_in_bounded_windows_that_match_the_whole(mod
 
 
 # --- 2. engagement validation -----------------------------------------------------------------
-def test_bad_engagement_is_rejected_before_commit_and_cannot_stop_a_restart(start_server, clips):
+def test_bad_engagement_is_rejected_before_commit_and_cannot_stop_a_restart(start_server, clips, stack):
     """Before: a naive `at` under a half-life was committed, answered INTERNAL, and the server then
     could not start (TypeError in engagement.score)."""
-    server = start_server(score_half_life_h=24, pool_min_impressions=1, max_event_count=10**9)
+    server = start_server(score_half_life_h=24, pool_min_impressions=1, max_event_count=10**9, **stack)
     server.ingest(clips["fox"], "fox")
     future = (datetime.now(timezone.utc) + timedelta(days=3)).isoformat()
     events = [
@@ -177,7 +177,8 @@ def test_bad_engagement_is_rejected_before_commit_and_cannot_stop_a_restart(star
     assert (retry.accepted, retry.duplicates, len(retry.rejected)) == (0, 0, 1)
     settings = server.settings
     server.stop()
-    again = start_server(**{k: getattr(settings, k) for k in ("score_half_life_h", "pool_min_impressions", "data_dir")})
+    again = start_server(**{k: getattr(settings, k) for k in ("score_half_life_h", "pool_min_impressions", "data_dir")},
+                         **stack)
     assert again.stub.GetVideo(pb.GetVideoRequest(video_id="fox"), timeout=10).performance.impressions == 100
 
 
@@ -300,8 +301,8 @@ def test_caller_key_is_the_token_name_or_a_trusted_proxy_header():
                 pass
 
 
-def test_engagement_streams_are_applied_in_batches_up_to_a_cap(start_server, clips):
-    server = start_server(max_events_per_stream=5)
+def test_engagement_streams_are_applied_in_batches_up_to_a_cap(start_server, clips, stack):
+    server = start_server(max_events_per_stream=5, **stack)
     server.ingest(clips["fox"], "fox")
     events = [pb.EngagementEvent(event_id=f"e{i}", video_id="fox", impressions=1) for i in range(7)]
     err = _rpc_error(server.stub.RecordEngagement, iter(events), timeout=30)
