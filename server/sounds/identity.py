@@ -17,9 +17,9 @@ Deciding and writing happen under the service's write lock and stay cheap:
   start a new sound takes the catalog's new-sound lock (a PostgreSQL advisory lock, held until its
   write commits), and is matched once more against the postings of sounds created since its lookup
   began (by any replica), fetched for its index-side hashes only (~1k for 30 s, so the lock is held
-  for ~8 ms of lookup plus the commit; measured on PostgreSQL with 10.6 M postings). New sounds are
-  thus created one at a time across replicas (~80 per second fleet-wide); clips that reuse a known
-  sound never take the lock.
+  for 8-10 ms of lookup plus the commit: benchmarks/postgres_postings.py). New sounds are thus
+  created one at a time across replicas (roughly 70-100 per second fleet-wide); clips that reuse a
+  known sound never take the lock.
 """
 
 from __future__ import annotations
