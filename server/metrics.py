@@ -130,6 +130,19 @@ class _LiveCollector:
             sizes.add_metric([name], size)
         yield sizes
         yield GaugeMetricFamily("coldopen_pool_size", "videos in the performs-well pool", value=service.pool_size)
+        replication = service.replication()
+        if replication is not None:  # replicas on a shared catalog or vector store
+            yield GaugeMetricFamily(
+                "coldopen_feed_seconds_since_poll", "seconds since this replica last read the change feed",
+                value=replication["seconds_since_poll"],
+            )
+            yield CounterMetricFamily(
+                "coldopen_feed_changes_read", "changes read from the change feed", value=replication["changes_read"]
+            )
+            yield GaugeMetricFamily(
+                "coldopen_vector_changes_unshipped", "committed writes not yet in the shared vector store",
+                value=replication["unshipped"],
+            )
         yield from _gpu_metrics(service)
 
 

@@ -567,6 +567,17 @@ class ColdOpenService:
         """Vectors per index: the three modalities, the pool's visual index, and sound-index postings."""
         return {**{m: len(i) for m, i in self._indexes.items()}, "pool": len(self._pool), "sound_postings": self._sounds.postings}
 
+    def replication(self) -> dict[str, float] | None:
+        """For metrics, on a shared catalog or vector store: seconds since the change feed was last read (how
+        stale this replica's view may be), changes read, and changes not yet shipped to the vector store."""
+        if self._feed is None:
+            return None
+        return {
+            "seconds_since_poll": time.monotonic() - self._feed.last_poll,
+            "changes_read": self._feed.read,
+            "unshipped": self._store.unshipped_count() if self._ships else 0,
+        }
+
     @property
     def pool_size(self) -> int:
         return len(self._pool)

@@ -10,6 +10,7 @@ import pytest
 
 from coldopen.v1 import coldopen_pb2 as pb
 from tests.conftest import upload
+from tests.test_observability import scrape
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,8 @@ def _searchable(server, video_id: str, embedding) -> bool:
 def test_what_one_replica_acknowledges_the_other_serves(start_server, postgres, clips, tmp_path):
     url = postgres.new_database()
     a = start_server(data_dir=tmp_path / "a", database_url=url, pool_min_impressions=100, pool_percentile=50.0)
-    b = start_server(data_dir=tmp_path / "b", database_url=url, pool_min_impressions=100, pool_percentile=50.0)
+    b = start_server(data_dir=tmp_path / "b", database_url=url, pool_min_impressions=100, pool_percentile=50.0,
+                     metrics_listen="127.0.0.1:0")
     lags = []
     for name in ("fox", "coffee", "rocket"):
         a.ingest(clips[name], name, creator_id=f"c-{name}")
@@ -70,6 +72,9 @@ def test_what_one_replica_acknowledges_the_other_serves(start_server, postgres, 
     with pytest.raises(grpc.RpcError) as e:
         a.stub.GetVideo(pb.GetVideoRequest(video_id="coffee"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    m = scrape(b.server.metrics_port)  # how far behind b may be, for alerting
+    assert m[("coldopen_feed_seconds_since_poll", ())] < VISIBLE_WITHIN_S
+    assert m[("coldopen_feed_changes_read_total", ())] >= 4 and m[("coldopen_vector_changes_unshipped", ())] == 0
     print(f"\nvisible on the other replica after (s): {[round(x, 3) for x in lags]}")
 
 

@@ -335,6 +335,11 @@ class Catalog:
             ).all()
         return [Change(*r) for r in rows]
 
+    def unshipped_count(self) -> int:
+        c = s.vector_changes.c
+        with self.db.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.vector_changes).where(c.shipped == false())).scalar_one())
+
     def mark_shipped(self, seqs: list[int]) -> None:
         if not seqs:
             return

@@ -51,8 +51,8 @@ class Follower:
         self._own: set[int] = set()
         self._own_lock = threading.Lock()
         self._stop = threading.Event()
-        self.applied = 0            # changes from other replicas applied here
-        self.last_poll = 0.0        # time.monotonic() of the last successful poll
+        self.read = 0               # changes read from the feed (this replica's own included)
+        self.last_poll = time.monotonic()  # of the last successful poll
         self._thread = threading.Thread(target=self._run, name="coldopen-feed", daemon=True)
 
     def start(self) -> "Follower":
@@ -76,6 +76,7 @@ class Follower:
         changes, cursor = self._catalog.changes_after(self.cursor)
         if changes:
             self._apply(changes)
+            self.read += len(changes)
         if self._after_poll is not None:
             self._after_poll()
         self.cursor = cursor
