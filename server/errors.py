@@ -38,6 +38,10 @@ class NotReady(ColdOpenError):
     """Models or index are still loading."""
 
 
+class StorageUnavailable(ColdOpenError):
+    """The catalog database or the vector store did not answer; retrying is safe (writes are idempotent)."""
+
+
 class ModelLoadError(RuntimeError):
     """A model could not be loaded at start-up; the message says how to fix it."""
 

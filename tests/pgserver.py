@@ -53,11 +53,13 @@ class PostgresServer:
         self.data = root / "data"
 
     def start(self) -> "PostgresServer":
-        subprocess.run(
-            [*self._as, _binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8",
-             "--no-sync", "--no-instructions"],
-            check=True, capture_output=True,
-        )
+        """Create the cluster (the first time) and start the server."""
+        if not (self.data / "PG_VERSION").exists():
+            subprocess.run(
+                [*self._as, _binary("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "-E", "UTF8",
+                 "--no-sync", "--no-instructions"],
+                check=True, capture_output=True,
+            )
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=300"
         subprocess.run(
             [*self._as, _binary("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"],

@@ -17,12 +17,17 @@ pytestmark = pytest.mark.slow
 VISIBLE_WITHIN_S = 2.0  # the README's bound for a shared catalog (replica_poll_s is 0.25 s by default)
 
 
-def _until(check, within: float = VISIBLE_WITHIN_S) -> float:
-    """Seconds until check() is true; fails past `within`."""
+def _until(check, within: float = VISIBLE_WITHIN_S, retry_unavailable: bool = False) -> float:
+    """Seconds until check() is true; fails past `within`. `retry_unavailable`: a check answered
+    UNAVAILABLE counts as not yet (a client retrying while a backing service comes back)."""
     started = time.monotonic()
     while True:
-        if check():
-            return time.monotonic() - started
+        try:
+            if check():
+                return time.monotonic() - started
+        except grpc.RpcError as e:
+            if not retry_unavailable or e.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
         if time.monotonic() - started > within:
             pytest.fail(f"not visible on the other replica within {within} s")
         time.sleep(0.01)
@@ -181,3 +186,43 @@ def test_kill_9_one_of_two_replicas_mid_ingest_loses_nothing(tiny_clip, clips, t
             replica.close()
     print(f"\n2 replicas, kill -9 of one: {len(acknowledged)} acknowledged, {len(in_flight)} in flight at the kill, "
           f"{len(rows)} stored, 0 lost")
+
+
+def test_an_outage_of_the_database_or_the_vector_store_is_unavailable_and_loses_nothing(start_server, clips, tmp_path):
+    """Own PostgreSQL and Milvus servers, stopped and started under a running replica: calls answer
+    UNAVAILABLE naming what is down; a video committed while Milvus was down reaches it afterwards."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tests import milvusserver, pgserver
+
+    pg_root = Path(tempfile.mkdtemp(prefix="coldopen-pg-"))
+    pg = pgserver.PostgresServer(pg_root).start()
+    milvus = milvusserver.MilvusLiteServer(tmp_path / "milvus").start()
+    try:
+        server = start_server(database_url=pg.new_database(), vector_store=milvus.uri)
+        server.ingest(clips["fox"], "fox")
+
+        milvus.stop()
+        with pytest.raises(grpc.RpcError) as e:
+            server.stub.Search(pb.SearchRequest(text="a fox", k=3), timeout=30)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "vector store" in e.value.details()
+        with pytest.raises(grpc.RpcError) as e:  # stored in the catalog, not yet in Milvus
+            server.ingest(clips["coffee"], "coffee")
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "retrying is safe" in e.value.details()
+        milvus.start()
+        coffee = server.stub.GetVideo(pb.GetVideoRequest(video_id="coffee", include_embeddings=True))
+        # the outbox sweeper ships it once the client library has reconnected
+        _until(lambda: _searchable(server, "coffee", coffee.embedding), within=60, retry_unavailable=True)
+
+        pg.stop()
+        with pytest.raises(grpc.RpcError) as e:
+            server.stub.GetVideo(pb.GetVideoRequest(video_id="fox"), timeout=30)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "catalog database" in e.value.details()
+        pg.start()
+        assert server.stub.GetVideo(pb.GetVideoRequest(video_id="fox"), timeout=30).metadata.video_id == "fox"
+    finally:
+        milvus.stop()
+        pg.stop()
+        shutil.rmtree(pg_root, ignore_errors=True)

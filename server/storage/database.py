@@ -15,8 +15,10 @@ from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Connection, create_engine, event, exc
 from sqlalchemy.engine import make_url
+
+from server.errors import StorageUnavailable
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key: replicas starting together run migrations one at a time.
@@ -63,17 +65,30 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        if self._write_lock is None:
-            with self._writer.begin() as conn:
+        with self._unavailable():
+            if self._write_lock is None:
+                with self._writer.begin() as conn:
+                    yield conn
+                return
+            with self._write_lock, self._writer.begin() as conn:
                 yield conn
-            return
-        with self._write_lock, self._writer.begin() as conn:
-            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self._reader.connect() as conn:
+        with self._unavailable(), self._reader.connect() as conn:
             yield conn
+
+    @contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """The engine's connection failures as the one domain error the servicer maps to UNAVAILABLE."""
+        try:
+            yield
+        except (exc.OperationalError, exc.InterfaceError) as e:
+            where = make_url(self.url).render_as_string(hide_password=True)
+            raise StorageUnavailable(
+                f"the catalog database {where} failed: {str(e.orig or e).strip().splitlines()[0]}; nothing was "
+                f"half-written (each write is one transaction): retry with backoff, and check that the database is up"
+            ) from e
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from server.errors import ModelLoadError
+from server.errors import ModelLoadError, StorageUnavailable
 
 _GRPC_OPTIONS = {"grpc.keepalive_time_ms": 300_000, "grpc.keepalive_permit_without_calls": False}
 _COUNT_TTL_S = 1.0  # len() is asked on every search; the row count is re-read at most this often
@@ -38,6 +38,7 @@ class MilvusIndex:
 
         self.dim = dim
         self.collection = collection
+        self._uri = uri
         self._search_params = {"metric_type": "IP", "params": dict(search_params or {})}
         # pymilvus pings every 10 s, even between calls; gRPC servers written in Python (Milvus Lite's) answer
         # pings more frequent than every 5 minutes without data with GOAWAY "too_many_pings", which breaks
@@ -79,23 +80,23 @@ class MilvusIndex:
             for i, v, a in zip(ids.tolist(), vectors, attrs)
         ]
         if rows:
-            self._client.upsert(self.collection, rows)
+            self._call("writing to", lambda: self._client.upsert(self.collection, rows))
             self._count = None
 
     def remove(self, ids: np.ndarray) -> None:
         ids = [int(i) for i in np.asarray(ids, dtype=np.int64).tolist()]
         if ids:
-            self._client.delete(self.collection, ids=ids)
+            self._call("deleting from", lambda: self._client.delete(self.collection, ids=ids))
             self._count = None
 
     def search(self, queries: np.ndarray, k: int, performing_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """`performing_only`: members of the performs-well pool only (the in_pool field, kept by the pool's
         publisher through the outbox)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        hits = self._client.search(
+        hits = self._call("searching", lambda: self._client.search(
             self.collection, data=[q.tolist() for q in queries], limit=k, search_params=self._search_params,
             consistency_level="Strong", filter="in_pool == true" if performing_only else "",
-        )
+        ))
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         ids = np.full((len(queries), k), -1, dtype=np.int64)
         for qi, row in enumerate(hits):
@@ -108,9 +109,31 @@ class MilvusIndex:
         with self._lock:
             now = time.monotonic()
             if self._count is None or now - self._count[0] > _COUNT_TTL_S:
-                rows = self._client.query(self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong")
+                rows = self._call("counting", lambda: self._client.query(
+                    self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+                ))
                 self._count = (now, int(rows[0]["count(*)"]))
             return self._count[1]
+
+    def _call(self, doing: str, call):
+        """A pymilvus call. A collection the server no longer has loaded (it restarted) is loaded again and
+        the call retried once; other failures become the domain error the servicer maps to UNAVAILABLE."""
+        from pymilvus.exceptions import MilvusException
+
+        for attempt in range(2):
+            try:
+                return call()
+            except MilvusException as e:
+                if attempt == 0 and "load" in e.message.lower():
+                    try:
+                        self._client.load_collection(self.collection)
+                        continue
+                    except MilvusException:
+                        pass
+                raise StorageUnavailable(
+                    f"{doing} the vector store ({self.collection} at {self._uri}) failed: {e.message}; committed "
+                    f"writes reach it when it is back (the change feed ships them), so retrying is safe"
+                ) from e
 
     def flush(self) -> None:
         """Seal what was written so it is searched through the index (growing segments are brute-forced)."""
