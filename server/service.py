@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,9 +44,9 @@ from server.sounds.identity import SoundIdentity
 from server.sounds.vote import SoundMatch
 from server.storage import EMBEDDING_COLUMNS, Catalog, open_catalog
 from server.storage.catalog import Change
-from server.storage.feed import Follower
+from server.storage.feed import KEEP_CHANGES_S, Follower
 from server.storage.vectors import VectorIndex, open_indexes
-from server.timing import timed
+from server.timing import timed, utc_text
 from server.validation import (
     MAX_TEXT_CHARS,
     check_event,
@@ -170,6 +170,11 @@ class ColdOpenService:
                 for ids, vectors in store.iter_embeddings(modality):
                     index.add(ids, vectors)
         index = indexes["visual"]
+        # The change feed only matters for a while (replicas follow it, the outbox ships from it): drop old
+        # shipped entries at start too, so a single server that never follows it does not grow it forever.
+        pruned = store.prune_changes(utc_text(datetime.now(timezone.utc) - timedelta(seconds=KEEP_CHANGES_S)))
+        if pruned:
+            log.info("dropped %d shipped change-feed entries older than %d h", pruned, KEEP_CHANGES_S // 3600)
         if store.stale_fingerprints:
             log.warning(
                 "%d stored fingerprints were made by an older landmark format and were dropped; those videos keep "

@@ -160,3 +160,18 @@ def test_milvus_hnsw_recall_at_10_against_exact_search(milvus):
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
     assert len(index) == n and recall >= 0.95, recall
     index.close()
+
+
+def test_the_change_feed_keeps_unshipped_changes_and_prunes_old_shipped_ones(tmp_path):
+    catalog = open_catalog("", tmp_path)
+    shipped = catalog.upsert(*_video("a", 8)).change
+    waiting = catalog.upsert(*_video("b", 8), ship=True).change  # for an external store that was down
+    assert [c.seq for c in catalog.unshipped("9999")] == [waiting]
+    with catalog.db.write() as conn:
+        conn.exec_driver_sql("UPDATE vector_changes SET at = '2026-01-01T00:00:00.000Z'")
+    assert catalog.prune_changes("2026-06-01T00:00:00.000Z") == 1
+    changes, _ = catalog.changes_after(0)
+    assert [c.seq for c in changes] == [waiting] and shipped not in [c.seq for c in changes]
+    catalog.mark_shipped([waiting])
+    assert catalog.unshipped("9999") == [] and catalog.unshipped_count() == 0
+    catalog.close()
