@@ -258,7 +258,7 @@ class ColdOpenService:
                 with timed(timings, "store"):
                     written = self._store.upsert(
                         meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, link,
-                        a.text_embeddings, ship=self._ships,
+                        a.text_embeddings, ship=self._ships, frame_dtype=self.settings.frame_embeddings,
                     )
                 rowid, replaced, sound_id = written.row, written.replaced, written.sound_id
                 if self._feed is not None:

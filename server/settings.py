@@ -68,6 +68,10 @@ class Settings:
         ("uniform", "keyframes", "auto"),
     )
     max_frames: int = _s(64, "cap on sampled frames per clip; longer clips are sampled evenly")
+    frame_embeddings: str = _s(
+        "fp16", "per-frame embeddings kept for GetVideo: fp16 (half the bytes), fp32, or none (not stored)",
+        ("fp16", "fp32", "none"),
+    )
     max_decoded_frames: int = _s(
         7200, "auto sampling: most frames decoded per clip; clips needing more take the keyframes path"
     )

@@ -102,7 +102,8 @@ def test_get_video_returns_embeddings_and_search_by_raw_embedding(populated, mod
     assert [f.t_s for f in video.frames] == pytest.approx([0, 1, 2, 3, 4], abs=0.1)
     frames = np.array([f.values for f in video.frames])
     mean = frames.mean(axis=0)
-    assert np.allclose(emb, mean / np.linalg.norm(mean), atol=1e-5)
+    # frames are kept as fp16 by default (--frame-embeddings; fp32 is exact, tests/test_storage.py)
+    assert np.allclose(emb, mean / np.linalg.norm(mean), atol=1e-3)
     # A raw embedding query (scaled: the server normalises) finds the video it came from first.
     reply = server.stub.Search(pb.SearchRequest(embedding=pb.EmbeddingQuery(values=(emb * 3).tolist()), k=2))
     assert reply.neighbours[0].video_id == "rocket" and reply.neighbours[0].score == pytest.approx(1.0, abs=1e-4)

@@ -175,3 +175,23 @@ def test_the_change_feed_keeps_unshipped_changes_and_prunes_old_shipped_ones(tmp
     catalog.mark_shipped([waiting])
     assert catalog.unshipped("9999") == [] and catalog.unshipped_count() == 0
     catalog.close()
+
+
+@pytest.mark.parametrize("dtype, bytes_per_value", [("fp16", 2), ("fp32", 4), ("none", 0)])
+def test_frame_embeddings_are_kept_as_set(tmp_path, dtype, bytes_per_value):
+    """30 frames of a 512-d CLIP (a 30-s clip at 1 fps): 30 KB in fp16, 60 KB in fp32, nothing with none."""
+    catalog = open_catalog("", tmp_path)
+    meta, extraction, video, _, _ = _video("v", 512)
+    rng = np.random.default_rng(0)
+    frames = rng.standard_normal((30, 512)).astype(np.float32)
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    catalog.upsert(meta, extraction, video, [float(i) for i in range(30)], frames, frame_dtype=dtype)
+    with catalog.db.read() as conn:
+        stored = conn.exec_driver_sql("SELECT coalesce(sum(length(embedding)), 0) FROM frames").scalar_one()
+    assert stored == 30 * 512 * bytes_per_value
+    got = catalog.get("v", include_embeddings=True).frame_embeddings
+    if dtype == "none":
+        assert got.shape == (0, 512)
+    else:
+        assert np.allclose(got, frames, atol=0 if dtype == "fp32" else 2**-11, rtol=0)
+    catalog.close()

@@ -157,12 +157,14 @@ class Catalog:
         sound: SoundLink | None = None,
         text_embeddings: dict[str, np.ndarray | None] | None = None,
         ship: bool = False,
+        frame_dtype: str = "fp16",
     ) -> Written:
         """Insert or atomically replace a video, its frames, its audio fingerprint and its link to a sound
         (with the postings the link adds), and log the change of its vectors, all in one transaction.
 
         A `sound` with sound_id None starts a new sound. `ship`: the change must still reach an external
-        vector store (it stays unshipped until mark_shipped).
+        vector store (it stays unshipped until mark_shipped). `frame_dtype`: per-frame embeddings are kept as
+        fp16 or fp32, or not at all ("none").
         """
         now = utc_text()
         text = text_embeddings or {}
@@ -206,10 +208,11 @@ class Catalog:
             if replaced:
                 conn.execute(update(s.videos).where(v.video_id == meta.video_id).values(sound_id=sound_id, **values))
                 conn.execute(s.frames.delete().where(s.frames.c.video_id == meta.video_id))
-            if len(frame_times_s):
+            if len(frame_times_s) and frame_dtype != "none":
+                dtype = np.float16 if frame_dtype == "fp16" else np.float32
                 conn.execute(
                     s.frames.insert(),
-                    [dict(video_id=meta.video_id, idx=i, t_s=float(t), embedding=_blob(e))
+                    [dict(video_id=meta.video_id, idx=i, t_s=float(t), embedding=_blob(e, dtype))
                      for i, (t, e) in enumerate(zip(frame_times_s, frame_embeddings))],
                 )
             change = self._log_change(conn, int(rowid), meta.video_id, now, shipped=not ship)
@@ -699,7 +702,7 @@ class Catalog:
                 embedding=embedding,
                 frame_times_s=[float(fr[0]) for fr in frames],
                 frame_embeddings=(
-                    np.stack([np.frombuffer(fr[1], dtype=np.float32) for fr in frames])
+                    np.stack([_frame_vector(fr[1], embedding.shape[0]) for fr in frames])
                     if frames
                     else np.zeros((0, embedding.shape[0]), dtype=np.float32)
                 ),
@@ -744,5 +747,11 @@ _POOL_LOCK = 0x_C01D_9001  # pg_advisory_xact_lock key for publishing the pool
 _PG_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
 
 
-def _blob(v: np.ndarray) -> bytes:
-    return np.ascontiguousarray(v, dtype=np.float32).tobytes()
+def _blob(v: np.ndarray, dtype=np.float32) -> bytes:
+    return np.ascontiguousarray(v, dtype=dtype).tobytes()
+
+
+def _frame_vector(blob: bytes, dim: int) -> np.ndarray:
+    """A stored frame embedding as float32: fp16 blobs are 2 bytes per value, fp32 ones (older rows, or
+    --frame-embeddings fp32) 4."""
+    return np.frombuffer(blob, dtype=np.float16 if len(blob) == 2 * dim else np.float32).astype(np.float32)
