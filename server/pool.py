@@ -109,5 +109,5 @@ class PerformancePool:
                 indexes[modality].add(view.rows[has], matrix[has])
         with self._lock:
             self.version, self._prior, self.threshold = version, prior, threshold
-            self._scores = {r: s for r, s in members.items() if r in set(view.rows.tolist())}
+            self._scores = {int(r): members[int(r)] for r in view.rows}  # members whose video still exists
             self._indexes, self._view = indexes, view

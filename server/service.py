@@ -332,7 +332,7 @@ class ColdOpenService:
         shared = {m: i for m, i in self._indexes.items() if i.shared}
         pending = list(rows)
         for _ in range(rounds):
-            seen = self._store.latest_changes(pending)  # for rows that are gone (deleted)
+            before = self._store.latest_changes(pending)  # then the state: it is at least as new as `before`
             current = self._store.vectors(pending)
             for modality, index in shared.items():
                 have = [r for r in pending if r in current and current[r].vectors[modality] is not None]
@@ -342,8 +342,8 @@ class ColdOpenService:
                               [current[r].attrs for r in have])
                 if gone:
                     index.remove(np.array(gone, dtype=np.int64))
-            latest = self._store.latest_changes(pending)
-            pending = [r for r in pending if latest.get(r, 0) != (current[r].change if r in current else seen.get(r, 0))]
+            after = self._store.latest_changes(pending)
+            pending = [r for r in pending if after.get(r) != before.get(r)]
             if not pending:
                 break
         self._store.mark_shipped(changes)
@@ -464,14 +464,15 @@ class ColdOpenService:
             if not np.isfinite(norm) or norm == 0.0:
                 raise InvalidInput("embedding must be finite and non-zero")
             vector = vector / norm
-        shared = self._indexes[target] if self._indexes[target].shared else None
-        index = self._pool.index(target) if query.performing_only and shared is None else self._indexes[target]
-        size = len(self._pool) if query.performing_only and shared is not None else len(index)
+        index = self._indexes[target]
+        if index.shared:  # one store for every replica: it filters on its pool-membership field
+            size = len(self._pool) if query.performing_only else len(index)
+            search = lambda q, n: index.search(q, n, performing_only=query.performing_only)  # noqa: E731
+        else:  # in process: the pool has its own indexes
+            index = self._pool.index(target) if query.performing_only else index
+            size, search = len(index), index.search
         fetch = min(k + (1 if exclude is not None else 0), max(size, 1))
-        if shared is not None:  # the shared store filters on its pool-membership field
-            scores, ids = shared.search(vector[None, :], fetch, performing_only=query.performing_only)
-        else:
-            scores, ids = index.search(vector[None, :], fetch)
+        scores, ids = search(vector[None, :], fetch)
         hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0 and i != exclude][:k]
         info = self._store.summaries([i for i, _ in hits])
         neighbours = [

@@ -28,12 +28,8 @@ def catalog_url(request) -> str:
     return "" if request.param == "sqlite" else request.getfixturevalue("postgres").new_database()
 
 
-def _catalog(url: str, tmp_path: Path) -> Catalog:
-    return open_catalog(url, tmp_path)
-
-
 def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
-    catalog = _catalog(catalog_url, tmp_path)
+    catalog = open_catalog(catalog_url, tmp_path)
     try:
         with catalog.db.read() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -41,7 +37,7 @@ def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
         assert catalog.db.revision() == "0001"
     finally:
         catalog.close()
-    again = _catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
+    again = open_catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
     assert again.db.revision() == "0001"
     again.close()
 

@@ -62,7 +62,6 @@ class Written(NamedTuple):
 class RowVectors(NamedTuple):
     vectors: dict[str, np.ndarray | None]   # modality -> embedding
     attrs: dict                              # creator, language, sound, in_pool: filter fields of an external store
-    change: int                              # the row's latest change seq when read
 
 
 class Change(NamedTuple):
@@ -290,26 +289,22 @@ class Catalog:
         return [Change(*r[:3]) for r in rows], xmin
 
     def vectors(self, row_ids: list[int]) -> dict[int, "RowVectors"]:
-        """The current vectors (None where the video has none) and filter attributes of the rows that exist,
-        with each row's latest change seq, read in one snapshot."""
-        v, c = s.videos.c, s.vector_changes.c
-        latest = select(c.row_id, func.max(c.seq).label("seq")).group_by(c.row_id).subquery()
+        """The current vectors (None where the video has none) and filter attributes of the rows that exist."""
+        v = s.videos.c
         out: dict[int, RowVectors] = {}
         for i in range(0, len(row_ids), 10_000):
             part = [int(r) for r in row_ids[i : i + 10_000]]
-            with self.db.snapshot() as conn:
+            with self.db.read() as conn:
                 rows = conn.execute(
-                    select(v.row_id, v.creator_id, v.language, v.sound_id, latest.c.seq, s.pool_members.c.row_id,
+                    select(v.row_id, v.creator_id, v.language, v.sound_id, s.pool_members.c.row_id,
                            *(v[col] for col in EMBEDDING_COLUMNS.values()))
-                    .select_from(s.videos.outerjoin(latest, latest.c.row_id == v.row_id)
-                                 .outerjoin(s.pool_members, s.pool_members.c.row_id == v.row_id))
+                    .select_from(s.videos.outerjoin(s.pool_members, s.pool_members.c.row_id == v.row_id))
                     .where(v.row_id.in_(part))
                 ).all()
             for r in rows:
                 out[int(r[0])] = RowVectors(
-                    {m: (np.frombuffer(b, np.float32) if b is not None else None) for m, b in zip(EMBEDDING_COLUMNS, r[6:])},
-                    {"creator": r[1], "language": r[2], "sound": r[3] or 0, "in_pool": r[5] is not None},
-                    int(r[4] or 0),
+                    {m: (np.frombuffer(b, np.float32) if b is not None else None) for m, b in zip(EMBEDDING_COLUMNS, r[5:])},
+                    {"creator": r[1], "language": r[2], "sound": r[3] or 0, "in_pool": r[4] is not None},
                 )
         return out
 
