@@ -42,6 +42,12 @@ class Performance:
     pool_threshold: float
 
 
+def counter_weights(s: Settings) -> dict[str, float]:
+    """Counter name -> weight in `weighted` (for computing it in SQL)."""
+    return {"likes": s.weight_like, "comments": s.weight_comment, "shares": s.weight_share,
+            "follows": s.weight_follow, "completions": s.weight_completion}
+
+
 def weighted(c: Counters, s: Settings) -> float:
     return (
         s.weight_like * c.likes

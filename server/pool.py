@@ -1,80 +1,279 @@
 """Performance scores and the performs-well pool, computed from the catalog's engagement counters and
 published in the catalog, so every replica on a shared catalog serves the same pool.
 
-The replica that records engagement recomputes the pool and publishes it (members with their scores,
-the prior and the threshold, under a new version); other replicas see the version change on their next
-feed poll and load the published members instead of recomputing from every video. The pool has its own
-vector indexes (one per modality) and a routing view, so performing-only searches and routes never scan
-the whole corpus. A refresh builds everything aside and swaps it in under a lock, so readers always see
-one consistent snapshot.
+One server on its own catalog (SQLite) keeps every engaged video's score in a `ScoreBook`
+(server/scorebook.py): an engagement batch re-scores only the videos it touched, and only the members
+that joined or left are published, added to or removed from the pool's vector indexes and routing view.
+Scores decay on read, so the pool needs no timer; a drift of the corpus-mean prior is absorbed by a
+rebase (every key recomputed), in a background thread once the book is large.
+
+On a shared catalog (PostgreSQL) other replicas record engagement too, and no replica sees every
+counter change, so the replica that records a batch recomputes the pool from every engaged video's
+counters and publishes it (members, prior, threshold, under a new version); the others load the
+published version after their next feed poll.
+
+Readers take the view under the pool's lock (`reading()`), so a route never sees a half-applied batch.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from server import engagement, routing
+from server.scorebook import Moves, ScoreBook
 from server.settings import Settings
 from server.storage import Catalog
-from server.storage.vectors import FaissFlatIndex, VectorIndex
+
+log = logging.getLogger(__name__)
+
+REBASE_INLINE_MAX = 50_000   # a book this small is rebased on the request path (a few ms)
+MODALITY_COLUMNS = ("visual", "spoken", "caption")
 
 
 class PerformancePool:
     def __init__(
         self, settings: Settings, store: Catalog, visual_dim: int, text_dim: int,
         on_publish: Callable[[list[int], list[int]], None] | None = None,
+        vectors: Callable[[str, np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None,
+        background: bool = False,
     ):
         """`on_publish(rows that joined or left, their change seqs)`: set when an external vector store holds
-        pool membership (the caller ships those rows)."""
+        pool membership (the caller ships those rows). `vectors(modality, rows)`: (found mask, vectors) from
+        the service's in-process indexes, or None where it has none; members' embeddings then come from
+        memory instead of the catalog (at start, 10^5 members' blobs take seconds to read).
+        `background`: one server loads its scores and pool in a thread (seconds at 10^6 engaged videos),
+        so the server serves searches and ingests meanwhile; calls that need the pool wait for it."""
+        self._vectors = vectors
         self._settings = settings
         self._on_publish = on_publish
         self._store = store
         self._dims = (visual_dim, text_dim)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._refresh_lock = threading.Lock()
+        self._rebaser: threading.Thread | None = None
         self.version: str | None = None
         self._prior = 0.0
-        self._scores: dict[int, float] = {}   # members only
-        self.threshold = float("inf")
-        self._indexes: dict[str, VectorIndex] = {}
-        self._view = routing.PoolView.build([], {}, visual_dim, text_dim)
-        if not self.sync():   # a published pool: load it; none yet (a new catalog, or one from before pools
-            self.refresh()    # were published): compute and publish it
+        self._scores: dict[int, float] = {}   # members only (shared catalog)
+        self._threshold = float("inf")
+        self._view = routing.PoolView(visual_dim, text_dim)
+        self._book: ScoreBook | None = None
+        self._incremental = not store.shared
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self.loaded_s: float | None = None
+        if self._incremental:
+            if background:
+                threading.Thread(target=self._load, name="coldopen-pool-load", daemon=True).start()
+            else:
+                self._load()
+                self._raise_if_failed()
+        else:
+            if not self.sync():   # a published pool: load it; none yet (a new catalog, or one from before
+                self.refresh()    # pools were published): compute and publish it
+            self._ready.set()
 
+    def _load(self) -> None:
+        """Scores of every engaged video, and the pool from them (one server)."""
+        started = time.perf_counter()
+        try:
+            with self._refresh_lock:
+                book = ScoreBook.from_arrays(
+                    self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings)))
+                published = self._store.published_pool()
+                members = set(book.members().tolist())
+                same = published is not None and set(published[3]) == members
+                self._book = book
+                self._apply(Moves(sorted(members), [], []), publish="no" if same else "all")
+            self.loaded_s = time.perf_counter() - started
+            log.info("performs-well pool ready: %d of %d engaged videos, loaded in %.1f s", book.pool_size, len(book),
+                     self.loaded_s)
+        except BaseException as e:  # surfaced to every call that needs the pool
+            self._load_error = e
+            log.exception("loading the performs-well pool failed")
+        finally:
+            self._ready.set()
+
+    def _wait(self) -> None:
+        if not self._ready.is_set():
+            self._ready.wait()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._load_error is not None:
+            raise RuntimeError(
+                f"the performs-well pool could not be loaded at start ({type(self._load_error).__name__}: "
+                f"{self._load_error}); the server log has the traceback; restart the server once the catalog is readable"
+            )
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def _dim(self, modality: str) -> int:
+        return self._dims[0] if modality == "visual" else self._dims[1]
+
+    # --- reads ------------------------------------------------------------------
     def __len__(self) -> int:
+        """Members; 0 while the pool is loading (never waits: metrics read it)."""
+        if self._incremental:
+            return self._book.pool_size if self._book is not None and self._ready.is_set() else 0
         return len(self._scores)
 
     def __contains__(self, row: int) -> bool:
-        return row in self._scores
+        self._wait()
+        return row in self._book if self._incremental else row in self._scores
 
-    def index(self, modality: str) -> VectorIndex:
-        with self._lock:
-            return self._indexes[modality]
+    @property
+    def threshold(self) -> float:
+        self._wait()
+        if self._incremental:
+            return self._book.threshold(datetime.now(timezone.utc))
+        return self._threshold
 
-    def view(self) -> routing.PoolView:
+    def index(self, modality: str) -> "PoolIndex":
+        """Performing-only search of one modality: exact, over the routing view's own dense matrix."""
+        self._wait()
+        return PoolIndex(self, modality)
+
+    @contextmanager
+    def reading(self) -> Iterator[routing.PoolView]:
+        """The routing view, held still while the caller reads it."""
+        self._wait()
         with self._lock:
-            return self._view
+            yield self._view
+
+    def scores_now(self, rows: np.ndarray) -> np.ndarray:
+        """Current (decayed) scores of rows, for routing's neighbour performance."""
+        if self._incremental:
+            return self._book.scores(rows, datetime.now(timezone.utc))
+        return np.array([self._scores.get(int(r), 0.0) for r in rows])
 
     def performance(self, row: int) -> engagement.Performance:
+        self._wait()
         c = self._store.counters(row) or engagement.Counters()
-        with self._lock:
-            score = self._scores.get(row)
-            if score is None:
-                score = engagement.score(c, self._settings, self._prior, datetime.now(timezone.utc))
-            return engagement.Performance(
-                counters=c,
-                score=score,
-                completion_rate=c.completions / c.plays if c.plays else 0.0,
-                in_pool=row in self._scores,
-                pool_threshold=self.threshold,
-            )
+        now = datetime.now(timezone.utc)
+        if self._incremental:
+            score = self._book.score(row, now)
+            score = self._book.prior if score is None else score
+            in_pool, threshold = row in self._book, self._book.threshold(now)
+        else:
+            with self._lock:
+                score = self._scores.get(row)
+                if score is None:
+                    score = engagement.score(c, self._settings, self._prior, now)
+                in_pool, threshold = row in self._scores, self._threshold
+        return engagement.Performance(
+            counters=c,
+            score=score,
+            completion_rate=c.completions / c.plays if c.plays else 0.0,
+            in_pool=in_pool,
+            pool_threshold=threshold,
+        )
 
+    # --- writes: one server (incremental) -----------------------------------------
+    def apply(self, counters: dict[int, engagement.Counters]) -> None:
+        """An engagement batch changed these rows' counters: re-score them (one server) or recompute (shared)."""
+        self._wait()
+        if not self._incremental:
+            self.refresh()
+            return
+        with self._refresh_lock:
+            moves = self._book.update(counters)
+            if self._book.drifted():
+                if len(self._book) <= REBASE_INLINE_MAX:
+                    moves = _compose(moves, self._book.rebase())
+                else:
+                    self._rebase_in_background()
+            self._apply(moves)
+
+    def forget(self, row: int) -> None:
+        """A video was deleted: its counters went with it."""
+        self._video_changed(row, lambda: self._book.update({row: None}))
+
+    def reprofile(self, row: int) -> None:
+        """A video was re-ingested: a member's embeddings changed."""
+        self._video_changed(row, lambda: Moves([row], [], []) if row in self._book else Moves([], [], []))
+
+    def _video_changed(self, row: int, moves: Callable[[], Moves]) -> None:
+        self._wait()
+        if not self._incremental:  # shared catalog: recompute when a member changed
+            if row in self._scores:
+                self.refresh()
+            return
+        with self._refresh_lock:
+            self._apply(moves())
+
+    def _profiles(self, rows: list[int]) -> tuple[list, dict[str, np.ndarray] | None]:
+        """Members' routing profiles, with their embeddings from memory when the service has them."""
+        if not rows:
+            return [], None
+        if self._vectors is None:
+            return self._store.profiles(rows), None
+        profiles = self._store.profiles(rows, vectors=False)
+        ids = np.array([p.row for p in profiles], np.int64)
+        vectors: dict[str, np.ndarray] = {}
+        for modality in MODALITY_COLUMNS:
+            got = self._vectors(modality, ids)
+            if got is None:  # no in-process index for this modality: read the blobs after all
+                return self._store.profiles(rows), None
+            found, matrix = got
+            if modality == "visual" and not found.all():  # rows whose index entry is missing: read them
+                return self._store.profiles(rows), None
+            full = np.zeros((len(ids), self._dim(modality)), np.float32)
+            full[found] = matrix
+            vectors[modality] = full
+        return profiles, vectors
+
+    def _rebase_in_background(self) -> None:
+        if self._rebaser is not None and self._rebaser.is_alive():
+            return
+
+        def run() -> None:
+            try:
+                with self._refresh_lock:  # batches arriving meanwhile wait for the re-key (~0.3 s at 10^6)
+                    self._apply(self._book.rebase())
+            except Exception:
+                log.exception("rebasing the pool's prior failed; the previous prior stays in force")
+
+        self._rebaser = threading.Thread(target=run, name="coldopen-pool-rebase", daemon=True)
+        self._rebaser.start()
+
+    def _apply(self, moves: Moves, publish: str = "moves") -> None:
+        """Publish moves ("moves"; at start "all" or "no") and bring the view and the pool's indexes along
+        (the caller holds _refresh_lock)."""
+        book = self._book
+        now = datetime.now(timezone.utc)
+        members_changed = [r for r in moves.changed if r in book and r not in moves.joined]
+        scores = dict(zip(moves.joined + members_changed,
+                          book.scores(np.array(moves.joined + members_changed, np.int64), now).tolist()))
+        if publish == "no":
+            version, moved, changes = self._store.pool_version(), [], []
+        elif publish == "all":
+            version, moved, changes = self._store.publish_pool(
+                book.prior, book.threshold(now), {r: scores[r] for r in moves.joined}, ship=self._on_publish is not None)
+        elif moves.joined or moves.left or members_changed:
+            version, moved, changes = self._store.publish_pool_moves(
+                book.prior, book.threshold(now), scores, moves.left, ship=self._on_publish is not None)
+        else:
+            version, moved, changes = self.version, [], []
+        profiles, vectors = self._profiles(sorted(moves.joined))
+        with self._lock:
+            self._view.remove(moves.left)
+            self._view.add(profiles, scores, vectors)
+            self._view.set_scores({r: scores[r] for r in members_changed})
+            self.version, self._prior = version, book.prior
+        if self._on_publish is not None and moved:
+            self._on_publish(moved, changes)
+
+    # --- writes: shared catalog (full recompute) ---------------------------------
     def refresh(self) -> None:
-        """Recompute from every engaged video's counters and publish the result."""
+        """Recompute from every engaged video's counters and publish the result (shared catalog)."""
         with self._refresh_lock:  # serialised, so an older snapshot never overwrites a newer one
             counters = self._store.all_counters()
             prior = engagement.prior_rate(list(counters.values()), self._settings)
@@ -89,6 +288,8 @@ class PerformancePool:
 
     def sync(self) -> bool:
         """Load the published pool when another replica changed it; False when none was ever published."""
+        if self._incremental:
+            return True  # one server: the book is the source of truth
         version = self._store.pool_version()
         if version is None:
             return False
@@ -101,13 +302,46 @@ class PerformancePool:
 
     def _install(self, version: str, prior: float, threshold: float, members: dict[int, float]) -> None:
         view = routing.PoolView.build(self._store.profiles(sorted(members)), members, *self._dims)
-        indexes: dict[str, VectorIndex] = {}
-        for modality, matrix in (("visual", view.visual), ("spoken", view.spoken), ("caption", view.caption)):
-            indexes[modality] = FaissFlatIndex(matrix.shape[1])
-            has = np.abs(matrix).sum(axis=1) > 0
-            if has.any():
-                indexes[modality].add(view.rows[has], matrix[has])
         with self._lock:
-            self.version, self._prior, self.threshold = version, prior, threshold
+            self.version, self._prior, self._threshold = version, prior, threshold
             self._scores = {int(r): members[int(r)] for r in view.rows}  # members whose video still exists
-            self._indexes, self._view = indexes, view
+            self._view = view
+
+
+class PoolIndex:
+    """One modality of the pool as a read-only vector index (`Search --performing-only`): an exact inner
+    product over the routing view's dense matrix, under the pool's lock. The pool is the performing
+    subset, so a matrix product over it is what a flat index would do, without a second copy of every
+    member's vectors to keep in step (and to grow, a copy of all of them, under the lock)."""
+
+    shared = False
+
+    def __init__(self, pool: PerformancePool, modality: str):
+        self._pool, self._modality = pool, modality
+
+    def __len__(self) -> int:
+        with self._pool.reading() as view:
+            return int(view.has(self._modality).sum())
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.asarray(queries, dtype=np.float32).reshape(len(queries), -1)
+        out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_i = np.full((len(queries), k), -1, dtype=np.int64)
+        with self._pool.reading() as view:
+            have = np.flatnonzero(view.has(self._modality))
+            if not len(have):
+                return out_s, out_i
+            scores = queries @ getattr(view, self._modality)[have].T
+            take = min(k, len(have))
+            top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            out_s[:, :take] = np.take_along_axis(top_scores, order, axis=1)
+            out_i[:, :take] = view.rows[have][np.take_along_axis(top, order, axis=1)]
+        return out_s, out_i
+
+
+def _compose(first: Moves, then: Moves) -> Moves:
+    """The net moves of two steps: a row that joined and then left (or the reverse) did not move."""
+    j1, l1, j2, l2 = set(first.joined), set(first.left), set(then.joined), set(then.left)
+    return Moves(sorted((j1 - l2) | (j2 - l1)), sorted((l1 - j2) | (l2 - j1)), first.changed)

@@ -14,6 +14,7 @@ its uncertainty.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -21,44 +22,107 @@ MODALITIES = ("visual", "spoken", "caption", "sound")
 DEFAULT_WEIGHTS = {"visual": 0.35, "spoken": 0.3, "caption": 0.2, "sound": 0.15}
 
 
-@dataclass(frozen=True)
 class PoolView:
-    """The performs-well pool as dense arrays (row order is arbitrary but shared)."""
+    """The performs-well pool as dense arrays, in an arbitrary but shared row order, changed in place by
+    `add` and `remove` (a removed row's slot takes the last row), so a pool update costs what moved,
+    not the pool's size. The owner serialises changes with reads (server/pool.py holds a lock)."""
 
-    rows: np.ndarray          # int64 store rows
-    video_ids: list[str]
-    creators: list[str]
-    sounds: np.ndarray        # int64 sound id, -1 for none
-    languages: list[str]
-    scores: np.ndarray        # performance scores
-    visual: np.ndarray        # (P, Dv)
-    spoken: np.ndarray        # (P, Dt), zero rows where there is no transcript
-    caption: np.ndarray       # (P, Dt), zero rows where there is no caption
+    def __init__(self, visual_dim: int, text_dim: int):
+        self._n = 0
+        self._rows = np.zeros(0, np.int64)
+        self._sounds = np.zeros(0, np.int64)       # sound id, -1 for none
+        self._scores = np.zeros(0, np.float64)     # performance scores as published
+        self._visual = np.zeros((0, visual_dim), np.float32)
+        self._spoken = np.zeros((0, text_dim), np.float32)   # zero rows where there is no transcript
+        self._caption = np.zeros((0, text_dim), np.float32)  # zero rows where there is no caption
+        self._has_spoken = np.zeros(0, bool)
+        self._has_caption = np.zeros(0, bool)
+        self.video_ids: list[str] = []
+        self.creators: list[str] = []
+        self.languages: list[str] = []
+        self._at: dict[int, int] = {}              # row -> slot
 
     @classmethod
     def build(cls, profiles: list, scores: dict[int, float], visual_dim: int, text_dim: int) -> "PoolView":
-        def stack(attr: str, dim: int) -> np.ndarray:
-            out = np.zeros((len(profiles), dim), dtype=np.float32)
-            for i, p in enumerate(profiles):
-                v = getattr(p, attr)
-                if v is not None:
-                    out[i] = v
-            return out
+        view = cls(visual_dim, text_dim)
+        view.add(profiles, scores)
+        return view
 
-        return cls(
-            rows=np.array([p.row for p in profiles], dtype=np.int64),
-            video_ids=[p.video_id for p in profiles],
-            creators=[p.creator_id for p in profiles],
-            sounds=np.array([p.sound_id if p.sound_id is not None else -1 for p in profiles], dtype=np.int64),
-            languages=[p.language for p in profiles],
-            scores=np.array([scores.get(p.row, 0.0) for p in profiles], dtype=np.float64),
-            visual=stack("visual", visual_dim),
-            spoken=stack("spoken", text_dim),
-            caption=stack("caption", text_dim),
-        )
+    rows = property(lambda self: self._rows[: self._n])
+    sounds = property(lambda self: self._sounds[: self._n])
+    scores = property(lambda self: self._scores[: self._n])
+    visual = property(lambda self: self._visual[: self._n])
+    spoken = property(lambda self: self._spoken[: self._n])
+    caption = property(lambda self: self._caption[: self._n])
 
     def __len__(self) -> int:
-        return int(self.rows.shape[0])
+        return self._n
+
+    def __contains__(self, row: int) -> bool:
+        return int(row) in self._at
+
+    def has(self, modality: str) -> np.ndarray:
+        """Which members have this modality (visual: all; spoken, caption: a non-zero row)."""
+        if modality == "visual":
+            return np.ones(self._n, bool)
+        return (self._has_spoken if modality == "spoken" else self._has_caption)[: self._n]
+
+    def add(self, profiles: list, scores: dict[int, float], vectors: dict[str, np.ndarray] | None = None) -> None:
+        """Add (or refresh) members from their profiles; `vectors`: their (n, dim) embeddings per modality
+        (zero rows where absent) when the profiles were read without them."""
+        if not profiles:
+            return
+        self.remove([p.row for p in profiles if p.row in self._at])
+        if vectors is None:
+            vectors = {m: np.stack([getattr(p, m) if getattr(p, m) is not None else np.zeros(a.shape[1], np.float32)
+                                    for p in profiles]) for m, a in (("visual", self._visual), ("spoken", self._spoken),
+                                                                     ("caption", self._caption))}
+        n, m = self._n, len(profiles)
+        if n + m > len(self._rows):
+            # headroom: growing copies every member's vectors (~1 s for 180k) under the pool's lock
+            cap = max(n + m + (n + m) // 8, len(self._rows) * 3 // 2, 64)
+            for name in ("_rows", "_sounds", "_scores", "_visual", "_spoken", "_caption", "_has_spoken", "_has_caption"):
+                a = getattr(self, name)
+                grown = np.zeros((cap, *a.shape[1:]), a.dtype)
+                grown[:n] = a[:n]
+                setattr(self, name, grown)
+        rows = [int(p.row) for p in profiles]
+        self._rows[n : n + m] = rows
+        self._sounds[n : n + m] = [p.sound_id if p.sound_id is not None else -1 for p in profiles]
+        self._scores[n : n + m] = [scores.get(r, 0.0) for r in rows]
+        self._visual[n : n + m] = vectors["visual"]
+        self._spoken[n : n + m] = vectors["spoken"]
+        self._caption[n : n + m] = vectors["caption"]
+        self._has_spoken[n : n + m] = np.any(vectors["spoken"] != 0, axis=1)
+        self._has_caption[n : n + m] = np.any(vectors["caption"] != 0, axis=1)
+        self.video_ids += [p.video_id for p in profiles]
+        self.creators += [p.creator_id for p in profiles]
+        self.languages += [p.language for p in profiles]
+        self._at.update(zip(rows, range(n, n + m)))
+        self._n = n + m
+
+    def remove(self, rows) -> None:
+        for row in rows:
+            i = self._at.pop(int(row), None)
+            if i is None:
+                continue
+            last = self._n - 1
+            if i != last:
+                for a in (self._rows, self._sounds, self._scores, self._visual, self._spoken, self._caption,
+                          self._has_spoken, self._has_caption):
+                    a[i] = a[last]
+                for names in (self.video_ids, self.creators, self.languages):
+                    names[i] = names[last]
+                self._at[int(self._rows[i])] = i
+            for names in (self.video_ids, self.creators, self.languages):
+                names.pop()
+            self._n = last
+
+    def set_scores(self, scores: dict[int, float]) -> None:
+        for row, score in scores.items():
+            i = self._at.get(int(row))
+            if i is not None:
+                self._scores[i] = score
 
 
 @dataclass(frozen=True)
@@ -115,7 +179,11 @@ def effective_weights(requested: dict[str, float], query: RouteQuery) -> dict[st
     return {m: v / total for m, v in w.items()}
 
 
-def route(pool: PoolView, query: RouteQuery, options: RouteOptions) -> RouteResult:
+def route(
+    pool: PoolView, query: RouteQuery, options: RouteOptions,
+    performance: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> RouteResult:
+    """`performance(rows)`: the chosen neighbours' current scores (decayed to now); default: as published."""
     weights = effective_weights(options.weights, query)
     n = len(pool)
     sims = {m: np.zeros(n, dtype=np.float64) for m in MODALITIES}
@@ -152,6 +220,7 @@ def route(pool: PoolView, query: RouteQuery, options: RouteOptions) -> RouteResu
             per_sound[sound] = per_sound.get(sound, 0) + 1
         if len(chosen) == options.k:
             break
+    perf = performance(pool.rows[chosen]) if performance is not None and chosen else pool.scores[chosen]
     neighbours = [
         RoutedNeighbour(
             video_id=pool.video_ids[i],
@@ -160,9 +229,9 @@ def route(pool: PoolView, query: RouteQuery, options: RouteOptions) -> RouteResu
             fused=float(fused[i]),
             contributions={m: float(weights[m] * sims[m][i]) for m in MODALITIES},
             similarities={m: float(sims[m][i]) for m in MODALITIES},
-            performance=float(pool.scores[i]),
+            performance=float(p),
         )
-        for i in chosen
+        for i, p in zip(chosen, perf)
     ]
     prior, spread = _prior([max(nb.fused, 0.0) for nb in neighbours], [nb.performance for nb in neighbours])
     return RouteResult(neighbours, prior, spread, weights, n)

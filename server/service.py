@@ -45,7 +45,8 @@ from server.sounds.vote import SoundMatch
 from server.storage import EMBEDDING_COLUMNS, Catalog, open_catalog
 from server.storage.catalog import Change
 from server.storage.feed import KEEP_CHANGES_S, Follower
-from server.storage.vectors import VectorIndex, open_indexes
+from server.storage import snapshots
+from server.storage.vectors import FaissIndex, VectorIndex, open_indexes
 from server.timing import timed, utc_text
 from server.validation import (
     MAX_TEXT_CHARS,
@@ -90,6 +91,17 @@ class Models:
         )
 
 
+def refresh_rows(store: Catalog, indexes: dict[str, VectorIndex], rows: list[int]) -> None:
+    """Bring in-process indexes to the catalog's current state of `rows` (idempotent)."""
+    current = store.vectors(rows)
+    ids = np.array(rows, dtype=np.int64)
+    for modality, index in indexes.items():
+        index.remove(ids)
+        have = [r for r in rows if r in current and current[r].vectors[modality] is not None]
+        if have:
+            index.add(np.array(have, dtype=np.int64), np.stack([current[r].vectors[modality] for r in have]))
+
+
 class ColdOpenService:
     def __init__(
         self,
@@ -99,6 +111,8 @@ class ColdOpenService:
         indexes: dict[str, VectorIndex],
         lock: DataDirLock | None = None,
         feed_cursor: int | None = None,
+        snapshot_key: snapshots.SnapshotKey | None = None,
+        snapshot_due: bool = False,
     ):
         self.settings = settings
         self.models = models
@@ -108,12 +122,14 @@ class ColdOpenService:
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
         self._sounds = SoundIdentity(store)
-        # Recomputed after every engagement batch and published in the catalog (server/pool.py).
+        # Updated by each engagement batch and published in the catalog (server/pool.py).
         self._ships = any(index.shared for index in indexes.values())
         self._pool = PerformancePool(
-            settings, store, models.clip.dim, models.text.dim, on_publish=self._ship_rows if self._ships else None
+            settings, store, models.clip.dim, models.text.dim, on_publish=self._ship_rows if self._ships else None,
+            vectors=self._stored_vectors, background=True,
         )
         self._write_lock = threading.Lock()
+        self._engagement_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
         self._in_flight = 0  # changed only while holding a slot; read for monitoring and tests
         self._tmp_dir = settings.data_dir / "tmp"
@@ -127,6 +143,25 @@ class ColdOpenService:
                 store, cursor, self._apply_changes, settings.replica_poll_s,
                 ship=self._ship if self._ships else None, after_poll=self._pool.sync,
             ).start()
+        # In-process FAISS indexes are snapshotted in the background (server/storage/snapshots.py).
+        self._snapshot_key = snapshot_key
+        self._dirty = 0  # writes applied to the in-process indexes since the last snapshot
+        self._snapshot_write = threading.Lock()
+        self._snapshot_stop = threading.Event()
+        self._snapshotter: threading.Thread | None = None
+        if snapshot_key is not None and settings.snapshot_interval_s > 0 and any(
+            isinstance(i, FaissIndex) for i in indexes.values()
+        ):
+            first_now = snapshot_due and len(indexes["visual"]) > 0  # a full rebuild: keep its result at once
+            self._snapshotter = threading.Thread(
+                target=self._snapshot_loop, args=(first_now,), name="coldopen-snapshot", daemon=True
+            )
+            self._snapshotter.start()
+
+    def _stored_vectors(self, modality: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Vectors of rows from this process's index of `modality`, for the pool; None without one."""
+        index = self._indexes.get(modality)
+        return index.get(rows) if isinstance(index, FaissIndex) else None
 
     @classmethod
     def open(cls, settings: Settings, models: Models, lock: DataDirLock | None = None) -> "ColdOpenService":
@@ -158,17 +193,14 @@ class ColdOpenService:
                 f"or use a new --data-dir (or --database-url)"
             )
         started = time.perf_counter()
-        cursor = store.feed_position()  # before reading: writes committed during the build come again from the feed
         dims = {m: clip.dim if m == "visual" else models.text.dim for m in EMBEDDING_COLUMNS}
         try:
             indexes = open_indexes(settings, dims)
+            key = snapshots.SnapshotKey(store.catalog_id(), clip.name, clip.dim, settings.index_type)
+            cursor, how = cls._build_indexes(store, indexes, settings.data_dir / "snapshots", key)
         except Exception:
             store.close()
             raise
-        for modality, index in indexes.items():
-            if not index.shared:  # an in-process view: built from the catalog (a shared store keeps its own)
-                for ids, vectors in store.iter_embeddings(modality):
-                    index.add(ids, vectors)
         index = indexes["visual"]
         # The change feed only matters for a while (replicas follow it, the outbox ships from it): drop old
         # shipped entries at start too, so a single server that never follows it does not grow it forever.
@@ -181,22 +213,86 @@ class ColdOpenService:
                 "their sound ids, and re-ingesting them makes their sounds matchable again", store.stale_fingerprints
             )
         log.info(
-            "index ready: %d videos (%s), %d transcripts, %d captions, rebuilt in %.0f ms (sound postings stay in the store)",
+            "index ready: %d videos (%s), %d transcripts, %d captions, %s in %.0f ms (sound postings stay in the store)",
             len(index),
             index.description,
             len(indexes["spoken"]),
             len(indexes["caption"]),
+            how,
             (time.perf_counter() - started) * 1000,
         )
         try:
-            return cls(settings, models, store, indexes, lock, cursor)
+            return cls(settings, models, store, indexes, lock, cursor, snapshot_key=key, snapshot_due=how.startswith("rebuilt"))
         except BaseException:
             store.close()
             raise
 
+    @staticmethod
+    def _build_indexes(
+        store: Catalog, indexes: dict[str, VectorIndex], directory: Path, key: snapshots.SnapshotKey
+    ) -> tuple[int, str]:
+        """Fill the in-process indexes: from the snapshot plus the changes committed after it when there is
+        a usable one, else from every row of the catalog. Returns the change-feed cursor they are current
+        to, and how they were filled (for the log)."""
+        local = {m: i for m, i in indexes.items() if not i.shared}  # a shared store keeps its own vectors
+        if not local:
+            return store.feed_position(), "vectors kept by the shared vector store"
+        from_snapshot = {m: i for m, i in local.items() if isinstance(i, FaissIndex)}
+        cursor = snapshots.load(directory, key, from_snapshot) if from_snapshot else None
+        if cursor is None:
+            cursor = store.feed_position()  # before reading: writes committed meanwhile come again from the feed
+            for modality, index in local.items():
+                for ids, vectors in store.iter_embeddings(modality):
+                    index.add(ids, vectors)
+            return cursor, "rebuilt from the catalog"
+        for modality, index in local.items():
+            if modality not in from_snapshot:  # e.g. torch's exact index on CUDA: not snapshotted
+                for ids, vectors in store.iter_embeddings(modality):
+                    index.add(ids, vectors)
+        changes = rows = 0
+        while True:
+            batch, after = store.changes_after(cursor)
+            if batch:
+                touched = sorted({c.row_id for c in batch})
+                refresh_rows(store, local, touched)
+                changes, rows = changes + len(batch), rows + len(touched)
+            if not batch or after == cursor:
+                return after, f"loaded from the snapshot + {changes} newer changes ({rows} rows) replayed"
+            cursor = after
+
+    def write_snapshot(self) -> dict | None:
+        """Snapshot the in-process FAISS indexes now (the snapshot thread and close() call this)."""
+        local = {m: i for m, i in self._indexes.items() if isinstance(i, FaissIndex)}
+        if not local or self._snapshot_key is None:
+            return None
+        with self._snapshot_write:
+            with self._write_lock:  # every change up to the cursor is in the indexes; later ones may be too
+                cursor = self._feed.cursor if self._feed is not None else self._store.feed_position()
+                self._dirty = 0
+            return snapshots.write(self.settings.data_dir / "snapshots", self._snapshot_key, cursor, local)
+
+    def _snapshot_loop(self, first_now: bool) -> None:
+        wait = 0.0 if first_now else self.settings.snapshot_interval_s
+        while not self._snapshot_stop.wait(wait):
+            wait = self.settings.snapshot_interval_s
+            if self._dirty or first_now:
+                first_now = False
+                try:
+                    self.write_snapshot()
+                except Exception:  # e.g. the disk is full: the previous snapshot stays, starts replay more
+                    log.exception("writing the index snapshot failed; retrying in %.0f s", wait)
+
     def close(self) -> None:
         if self._feed is not None:
             self._feed.close()
+        if self._snapshotter is not None:
+            self._snapshot_stop.set()
+            self._snapshotter.join(timeout=60)
+            if self._dirty:
+                try:
+                    self.write_snapshot()
+                except Exception:
+                    log.exception("writing the index snapshot at shutdown failed; the next start replays or rebuilds")
         self.pipeline.close()
         for index in self._indexes.values():
             index.close()
@@ -275,12 +371,13 @@ class ColdOpenService:
                             index.remove(ids)
                         if vector is not None:
                             index.add(ids, vector[None, :])
+                    self._dirty += 1
             if self._ships:
                 with timed(timings, "ship_vectors"):
                     self._ship_rows([rowid], [written.change])
         matches = self._neighbours(found, exclude_row=rowid, limit=5)
-        if replaced and rowid in self._pool:
-            self._pool.refresh()  # its pool entry holds the old embedding
+        if replaced:
+            self._pool.reprofile(rowid)  # a member's pool entry holds the old embedding
         self.observer.stages(timings)
         new_sound = link is not None and link.sound_id is None
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
@@ -308,13 +405,8 @@ class ColdOpenService:
             rows = sorted({c.row_id for c in self._feed.foreign(changes)})
             local = {m: i for m, i in self._indexes.items() if not i.shared}
             if rows and local:
-                current = self._store.vectors(rows)
-                ids = np.array(rows, dtype=np.int64)
-                for modality, index in local.items():
-                    index.remove(ids)
-                    have = [r for r in rows if r in current and current[r].vectors[modality] is not None]
-                    if have:
-                        index.add(np.array(have, dtype=np.int64), np.stack([current[r].vectors[modality] for r in have]))
+                refresh_rows(self._store, local, rows)
+                self._dirty += 1
         # The pool needs nothing here: the writing replica republishes it when a member changes, and this
         # replica loads the new version after the poll.
         if rows:
@@ -360,9 +452,10 @@ class ColdOpenService:
                 rejected.append((e.event_id, problem))
             else:
                 valid.append(checked)
-        accepted, duplicates, unknown = self._store.record_engagement(valid)
-        if accepted:
-            self._pool.refresh()
+        with self._engagement_lock:  # the pool gets batches' counters in commit order
+            accepted, duplicates, unknown, counters = self._store.record_engagement(valid)
+            if accepted:
+                self._pool.apply(counters)
         log.info("engagement accepted=%d duplicates=%d rejected=%d pool=%d", accepted, duplicates,
                  len(rejected) + len(unknown), len(self._pool))
         return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool.threshold)
@@ -524,19 +617,21 @@ class ColdOpenService:
             query = routing.RouteQuery(
                 a.embedding, a.text_embeddings["spoken"], a.text_embeddings["caption"], {}, meta.creator_id
             )
-        view = self._pool.view()
+        confidence = {}
         if fingerprint is not None and len(fingerprint):
             confidence = {m.sound: m.confidence for m in self._sounds.match(fingerprint, limit=100)}
-            shared = {
-                int(row): confidence[int(sound)]
-                for row, sound in zip(view.rows.tolist(), view.sounds.tolist())
-                if int(sound) in confidence and row != query.exclude_row
-            }
-            query = dataclasses.replace(query, sound_confidence=shared)
-        try:
-            return routing.route(view, query, options), ingested
-        except ValueError as e:
-            raise InvalidInput(str(e)) from None
+        with self._pool.reading() as view:  # held still against a concurrent engagement batch
+            if confidence:
+                shared = {
+                    int(row): confidence[int(sound)]
+                    for row, sound in zip(view.rows.tolist(), view.sounds.tolist())
+                    if int(sound) in confidence and row != query.exclude_row
+                }
+                query = dataclasses.replace(query, sound_confidence=shared)
+            try:
+                return routing.route(view, query, options, performance=self._pool.scores_now), ingested
+            except ValueError as e:
+                raise InvalidInput(str(e)) from None
 
     def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord:
         validate_video_id(video_id)
@@ -558,11 +653,11 @@ class ColdOpenService:
             for index in self._indexes.values():
                 if not index.shared:
                     index.remove(np.array([rowid]))
+            self._dirty += 1
         if self._ships:
             self._ship_rows([rowid], [change])
             # The video's sound and its postings stay: the sound id remains valid for other videos and re-ingests.
-        if rowid in self._pool:
-            self._pool.refresh()
+        self._pool.forget(rowid)
         log.info("deleted video_id=%s", video_id)
 
     @property
@@ -570,7 +665,7 @@ class ColdOpenService:
         return len(self._indexes["visual"])
 
     def index_sizes(self) -> dict[str, int]:
-        """Vectors per index: the three modalities, the pool's visual index, and sound-index postings."""
+        """Vectors per index: the three modalities, the pool, and sound-index postings."""
         return {**{m: len(i) for m, i in self._indexes.items()}, "pool": len(self._pool), "sound_postings": self._sounds.postings}
 
     def replication(self) -> dict[str, float] | None:

@@ -37,6 +37,17 @@ class Settings:
         "", "vector indexes: empty = FAISS in this process; http://host:19530 = Milvus (shared by replicas); "
         "a path ending in .db = embedded Milvus Lite"
     )
+    index_type: str = _s(
+        "flat", "in-process FAISS index: flat (exact), hnsw (HNSW32 graph), ivf (IVF, trained once 10k vectors are "
+        "in; exact until then), or a FAISS index_factory string such as HNSW32,SQ8"
+    )
+    index_search_params: str = _s(
+        "", "FAISS search parameters for index_type, e.g. efSearch=64 (hnsw) or nprobe=64 (ivf); empty = the type's default"
+    )
+    snapshot_interval_s: float = _s(
+        300.0, "in-process indexes: snapshot them under data_dir this often when anything changed, and at shutdown, "
+        "so a start loads the snapshot and replays only newer changes; 0 = never (every start rebuilds)"
+    )
     vector_index: str = _s("HNSW", "Milvus index type (HNSW, IVF_FLAT, FLAT, ...)")
     vector_index_params: str = _s('{"M": 16, "efConstruction": 200}', "Milvus index build parameters (JSON)")
     vector_search_params: str = _s('{"ef": 64}', "Milvus search parameters (JSON)")
@@ -168,7 +179,8 @@ class Settings:
                 problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
         if not 0.0 <= self.pool_percentile <= 100.0:
             problems.append(f"pool_percentile must be within 0..100 (got {self.pool_percentile})")
-        for name in ("prior_impressions", "prior_rate", "score_half_life_h", "max_event_future_s", "batch_max_wait_ms"):
+        for name in ("prior_impressions", "prior_rate", "score_half_life_h", "max_event_future_s", "batch_max_wait_ms",
+                     "snapshot_interval_s"):
             if not getattr(self, name) >= 0:
                 problems.append(f"{name} must be >= 0 (got {getattr(self, name)})")
         for name in ("weight_like", "weight_comment", "weight_share", "weight_follow", "weight_completion"):
@@ -195,6 +207,12 @@ class Settings:
                     raise ValueError("not an object")
             except ValueError as e:
                 problems.append(f"{name} must be a JSON object such as {{\"ef\": 64}} (got {getattr(self, name)!r}: {e})")
+        if self.index_type != "flat" or self.index_search_params:
+            from server.storage.vectors.faiss_index import check_index_type  # faiss only when it is asked for
+
+            problem = check_index_type(self.index_type, self.index_search_params)
+            if problem:
+                problems.append(problem)
         if problems:
             raise ValueError("invalid settings: " + "; ".join(problems))
 

@@ -120,3 +120,56 @@ def test_cli_loads_engagement_from_jsonl(start_server, clips, tmp_path):
     assert main(["engagement", "--server", server.server.address, str(path)]) == 1  # two unreadable lines
     perf = server.stub.GetVideo(pb.GetVideoRequest(video_id="fox")).performance
     assert (perf.impressions, perf.likes, perf.shares) == (1000, 50, 3)
+
+
+def test_incremental_pool_equals_a_full_recompute_batch_by_batch_and_after_restart(start_server, clips):
+    """One server keeps the pool incrementally (server/scorebook.py): after every batch, a delete and a
+    re-ingest, its members equal a pool computed from scratch from the catalog's counters."""
+    import numpy as np
+
+    from server.scorebook import ScoreBook
+    from server.storage import open_catalog
+
+    names = ["fox", "coffee", "rocket", "cat", "hubble"]
+    server = start_server(pool_min_impressions=100, pool_percentile=40.0, score_half_life_h=12.0)
+    for name in names:
+        server.ingest(clips[name], name, creator_id=f"c-{name}")
+    settings = server.settings
+    rng = np.random.default_rng(4)
+
+    def members_now() -> set[str]:
+        return {v for v in names if v in alive and server.stub.GetVideo(pb.GetVideoRequest(video_id=v)).performance.in_pool}
+
+    def recomputed() -> set[str]:
+        store = open_catalog("", settings.data_dir)
+        try:
+            book = ScoreBook.from_arrays(settings, *store.engagement_arrays(engagement.counter_weights(settings)))
+            rows = set(book.members().tolist())
+            return {v for v in alive if store.row_id(v) in rows}
+        finally:
+            store.close()
+
+    alive = set(names)
+    n = 0
+    for step in range(8):
+        batch = []
+        for v in rng.choice(sorted(alive), 3, replace=False):
+            n += 1
+            batch.append(_event(f"b{n}", str(v), impressions=int(rng.integers(50, 400)), likes=int(rng.integers(0, 60)),
+                                shares=int(rng.integers(0, 10))))
+        assert server.stub.RecordEngagement(iter(batch)).accepted == 3
+        if step == 4:
+            gone = sorted(members_now() or alive)[0]
+            server.stub.DeleteVideo(pb.DeleteVideoRequest(video_id=gone))
+            alive.discard(gone)
+        if step == 6:
+            server.ingest(clips["fox"], sorted(alive)[-1])  # a re-ingest keeps counters, changes embeddings
+        assert members_now() == recomputed(), f"after batch {step}"
+    before = members_now()
+    assert before, "the test should leave a non-empty pool"
+    pool_search = server.stub.Search(pb.SearchRequest(text="anything", k=10, performing_only=True))
+    assert {x.video_id for x in pool_search.neighbours} == before
+    server.stop()
+    again = start_server(pool_min_impressions=100, pool_percentile=40.0, score_half_life_h=12.0)
+    server = again
+    assert members_now() == before

@@ -34,11 +34,11 @@ def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
         with catalog.db.read() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"server/storage/schema.py and the Alembic revisions disagree: {diff}"
-        assert catalog.db.revision() == "0001"
+        assert catalog.db.revision() == "0002"
     finally:
         catalog.close()
     again = open_catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
-    assert again.db.revision() == "0001"
+    assert again.db.revision() == "0002"
     again.close()
 
 
@@ -131,7 +131,7 @@ def test_milvus_hnsw_recall_at_10_against_exact_search(milvus):
     import json as _json
 
     from server.settings import Settings
-    from server.storage.vectors import FaissFlatIndex
+    from server.storage.vectors import FaissIndex
     from server.storage.vectors.milvus_index import MilvusIndex
 
     rng = np.random.default_rng(7)
@@ -149,7 +149,7 @@ def test_milvus_hnsw_recall_at_10_against_exact_search(milvus):
     index.flush()  # sealed: searched through HNSW (a growing segment is brute-forced, and would prove nothing)
     held = index.index_params()
     assert held["index_type"] == "HNSW" and held["params"] == _json.loads(defaults.vector_index_params), held
-    exact = FaissFlatIndex(dim)
+    exact = FaissIndex(dim)
     exact.add(ids, vectors)
     _, truth = exact.search(queries, 10)
     _, found = index.search(queries, 10)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import numpy as np
-from sqlalchemy import BigInteger, Connection, Text, and_, case, false, func, select, true, update
+from sqlalchemy import BigInteger, Connection, Text, and_, case, false, func, literal, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.fingerprint import FORMAT as FINGERPRINT_FORMAT, Fingerprint
@@ -50,6 +50,13 @@ class Profile:
     visual: np.ndarray
     caption: np.ndarray | None
     spoken: np.ndarray | None
+
+
+class EngagementWrite(NamedTuple):
+    accepted: int
+    duplicates: int
+    rejected: list[tuple[str, str]]    # (event_id, reason)
+    counters: dict[int, Counters]      # row id -> counters after the batch, for the videos it changed
 
 
 class Written(NamedTuple):
@@ -90,6 +97,33 @@ class Catalog:
         self._least = func.min if db.is_sqlite else func.least        # two-argument scalar forms
         self._greatest = func.max if db.is_sqlite else func.greatest
         self.stale_fingerprints = self._retire_old_fingerprints()
+        # Statements run once per engagement batch, built once (building one costs ~2 ms) and executed
+        # with many parameter sets (SQLAlchemy's insertmanyvalues: still one round trip per ~1000 rows).
+        self._claim_events = (
+            self._insert(s.engagement_events).on_conflict_do_nothing(index_elements=[s.engagement_events.c.event_id])
+            .returning(s.engagement_events.c.event_id)
+        )
+        add = self._insert(s.engagement)
+        ex, cur = add.excluded, s.engagement.c
+        self._add_counters = add.on_conflict_do_update(
+            index_elements=[cur.video_id],
+            set_={
+                **{n: self._least(getattr(cur, n) + getattr(ex, n), COUNTER_CAP) for n in COUNTER_NAMES},
+                "last_event_at": self._greatest(cur.last_event_at, ex.last_event_at),
+            },
+        )
+        if db.is_sqlite:
+            dialect = sqlite.dialect()
+            names = ["video_id", *COUNTER_NAMES, "last_event_at"]
+            compiled = self._add_counters.compile(dialect=dialect, column_keys=names)
+            self._sql_add = (str(compiled), list(compiled.positiontup), dict(compiled.params))
+            self._sql_claim = str(
+                self._insert(s.engagement_events).on_conflict_do_nothing()
+                .compile(dialect=dialect, column_keys=["event_id", "video_id", "at"])
+            )
+            self._sql_seen = "SELECT event_id FROM engagement_events WHERE event_id IN ({marks})"
+            self._sql_counters = f"SELECT video_id, {', '.join(COUNTER_NAMES)}, last_event_at FROM engagement WHERE video_id IN ({{marks}})"
+        self._add_counters = self._add_counters.returning(cur.video_id, *(getattr(cur, n) for n in COUNTER_NAMES), cur.last_event_at)
 
     @property
     def shared(self) -> bool:
@@ -129,6 +163,18 @@ class Catalog:
         stmt = self._insert(s.id_counters).values(name=name, last=1)
         stmt = stmt.on_conflict_do_update(index_elements=[s.id_counters.c.name], set_={"last": s.id_counters.c.last + 1})
         return int(conn.execute(stmt.returning(s.id_counters.c.last)).scalar_one())
+
+    def catalog_id(self) -> str:
+        """A random id given to this catalog the first time it is asked for, so a snapshot of in-process
+        indexes is never loaded against another database than the one it was taken from."""
+        with self.db.write() as conn:
+            value = self._meta(conn, "catalog_id")
+            if value is None:
+                value = uuid.uuid4().hex
+                stmt = self._insert(s.meta).values(key="catalog_id", value=value).on_conflict_do_nothing()
+                conn.execute(stmt)
+                value = self._meta(conn, "catalog_id")
+        return value
 
     # --- embedding space -------------------------------------------------
     def embedding_space(self) -> tuple[str, int] | None:
@@ -346,13 +392,14 @@ class Catalog:
             conn.execute(update(s.vector_changes).where(c.seq.in_([int(x) for x in seqs])).values(shipped=True))
 
     # --- engagement -------------------------------------------------------
-    def record_engagement(self, events: list[EngagementEvent]) -> tuple[int, int, list[tuple[str, str]]]:
-        """Add events' counters in one transaction. Returns (accepted, duplicates, [(event_id, reason)]).
+    def record_engagement(self, events: list[EngagementEvent]) -> "EngagementWrite":
+        """Add events' counters in one transaction. Returns accepted, duplicates, [(event_id, reason)] and
+        the new counters of the videos it changed (by row id, read back by the same statement).
 
         Events are deduplicated by id (also across replicas: the event row is the claim), then summed per
         video, so a batch updates each video's counter row once however many of its events it carries."""
         if not events:
-            return 0, 0, []
+            return EngagementWrite(0, 0, [], {})
         rejected: list[tuple[str, str]] = []
         first: dict[str, EngagementEvent] = {}
         for e in events:
@@ -360,24 +407,18 @@ class Catalog:
         duplicates = len(events) - len(first)
         with self.db.write() as conn:
             ids = sorted({e.video_id for e in first.values()})
-            known = set()
+            known: dict[str, int] = {}
+            v = s.videos.c
             for i in range(0, len(ids), 1000):
-                known |= set(conn.execute(select(s.videos.c.video_id).where(s.videos.c.video_id.in_(ids[i : i + 1000]))).scalars())
+                known.update((vid, row) for vid, row in conn.execute(
+                    select(v.video_id, v.row_id).where(v.video_id.in_(ids[i : i + 1000]))))
             fresh = []
             for e in first.values():
                 if e.video_id not in known:
                     rejected.append((e.event_id, f"video {e.video_id!r} is not indexed; ingest it before its engagement"))
                 else:
                     fresh.append(e)
-            claimed: set[str] = set()
-            for i in range(0, len(fresh), 1000):
-                part = fresh[i : i + 1000]
-                claimed |= set(conn.execute(
-                    self._insert(s.engagement_events)
-                    .values([dict(event_id=e.event_id, video_id=e.video_id, at=e.at) for e in part])
-                    .on_conflict_do_nothing(index_elements=[s.engagement_events.c.event_id])
-                    .returning(s.engagement_events.c.event_id)
-                ).scalars())
+            claimed = self._claim(conn, fresh)
             duplicates += len(fresh) - len(claimed)
             sums: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0.0, 0, 0, 0, 0, ""])
             for e in fresh:
@@ -387,18 +428,50 @@ class Catalog:
                                                c.comments, c.shares, c.follows)):
                         total[k] += value
                     total[8] = max(total[8], e.at)
-            for video_id, total in sorted(sums.items()):  # sorted: replicas lock counter rows in one order
-                row = dict(zip(COUNTER_NAMES, (min(x, COUNTER_CAP) for x in total[:8])), last_event_at=total[8])
-                stmt = self._insert(s.engagement).values(video_id=video_id, **row)
-                ex, cur = stmt.excluded, s.engagement.c
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[cur.video_id],
-                    set_={
-                        **{n: self._least(getattr(cur, n) + getattr(ex, n), COUNTER_CAP) for n in COUNTER_NAMES},
-                        "last_event_at": self._greatest(cur.last_event_at, ex.last_event_at),
-                    },
-                ))
-        return len(claimed), duplicates, rejected
+            rows = [  # sorted: replicas lock counter rows in one order
+                dict(video_id=video_id, last_event_at=total[8], **dict(zip(COUNTER_NAMES, (min(x, COUNTER_CAP) for x in total[:8]))))
+                for video_id, total in sorted(sums.items())
+            ]
+            updated = {int(known[video_id]): c for video_id, c in self._add(conn, rows).items()}
+        return EngagementWrite(len(claimed), duplicates, rejected, updated)
+
+    # The hot path of RecordEngagement: on SQLite (one writer, the write lock held) the claims and counter
+    # upserts go straight to the driver as executemany of statements SQLAlchemy compiled once, because
+    # SQLAlchemy's per-row parameter handling cost ~60 ms per 1,000 events (of ~110 ms). PostgreSQL keeps
+    # the portable path: ON CONFLICT ... RETURNING is how concurrent replicas learn which claims were theirs.
+    def _claim(self, conn: Connection, events: list[EngagementEvent]) -> set[str]:
+        """Insert the events' ids; returns those this transaction inserted (the others were counted before)."""
+        if not self.db.is_sqlite:
+            claimed: set[str] = set()
+            for i in range(0, len(events), 1000):
+                claimed |= set(conn.execute(
+                    self._claim_events, [dict(event_id=e.event_id, video_id=e.video_id, at=e.at) for e in events[i : i + 1000]]
+                ).scalars())
+            return claimed
+        seen: set[str] = set()
+        ids = [e.event_id for e in events]
+        for i in range(0, len(ids), 900):
+            part = ids[i : i + 900]
+            seen |= {r[0] for r in _driver(conn).execute(self._sql_seen.format(marks=",".join("?" * len(part))), part)}
+        new = [e for e in events if e.event_id not in seen]
+        _driver(conn).executemany(self._sql_claim, [(e.event_id, e.video_id, e.at) for e in new])
+        return {e.event_id for e in new}
+
+    def _add(self, conn: Connection, rows: list[dict]) -> dict[str, Counters]:
+        """Add the summed counters; returns video_id -> counters after the addition."""
+        if not rows:
+            return {}
+        if not self.db.is_sqlite:
+            return {r[0]: _counters(r[1:]) for r in conn.execute(self._add_counters, rows)}
+        sql, order, defaults = self._sql_add
+        _driver(conn).executemany(sql, [tuple(row.get(k, defaults.get(k)) for k in order) for row in rows])
+        out: dict[str, Counters] = {}
+        ids = [row["video_id"] for row in rows]
+        for i in range(0, len(ids), 900):
+            part = ids[i : i + 900]
+            for r in _driver(conn).execute(self._sql_counters.format(marks=",".join("?" * len(part))), part):
+                out[r[0]] = _counters(r[1:])
+        return out
 
     def all_counters(self) -> dict[int, Counters]:
         e, v = s.engagement.c, s.videos.c
@@ -408,6 +481,36 @@ class Catalog:
                 .select_from(s.engagement.join(s.videos, e.video_id == v.video_id))
             ).all()
         return {int(r[0]): _counters(r[1:]) for r in rows}
+
+    def engagement_arrays(self, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """Every engaged video's (row ids, impressions, weighted engagement, last_event_at texts), for
+        building scores at start without a Python object per video. `weights`: counter name -> weight.
+        The weighting runs in SQL over counters cleaned as `_counters` cleans them (NULL/NaN -> 0,
+        clamped to 0..COUNTER_CAP), so 10^6 rows come back as four columns."""
+        e, v = s.engagement.c, s.videos.c
+
+        def clean(column):
+            return self._least(self._greatest(func.coalesce(column, 0), 0), COUNTER_CAP)
+
+        weighted = sum((clean(getattr(e, name)) * float(w) for name, w in weights.items()), literal(0.0))
+        stmt = (select(v.row_id, clean(e.impressions), weighted, e.last_event_at)
+                .select_from(s.engagement.join(s.videos, e.video_id == v.video_id))
+                # SQLite's planner prefers the primary key, then reads each ~6 KB video row for its row id
+                .with_hint(s.videos, "INDEXED BY videos_key", dialect_name="sqlite"))
+        with self.db.read() as conn:
+            # The driver's own cursor: SQLAlchemy's row objects cost ~1 s per 10^6 rows here.
+            cursor = conn.connection.driver_connection.cursor()
+            try:
+                cursor.execute(*_inline(stmt, conn.dialect))
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), []
+        ids, imp, w, last = zip(*rows)
+        imp = np.nan_to_num(np.array(imp, dtype=np.float64), nan=0.0, posinf=COUNTER_CAP)
+        w = np.nan_to_num(np.array(w, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        return np.array(ids, dtype=np.int64), np.floor(imp), w, [str(t or "") for t in last]
 
     def counters(self, row: int) -> Counters | None:
         e, v = s.engagement.c, s.videos.c
@@ -436,16 +539,50 @@ class Catalog:
             rows = [dict(row_id=int(r), score=float(x)) for r, x in members.items()]
             for i in range(0, len(rows), 10_000):
                 conn.execute(s.pool_members.insert(), rows[i : i + 10_000])
-            threshold_text = "inf" if math.isinf(threshold) else repr(float(threshold))
-            self._set_meta(conn, "pool", json.dumps({"version": version, "prior": prior, "threshold": threshold_text}))
-            changes = []
-            if ship and moved:
-                v = s.videos.c
-                now = utc_text()
-                for i in range(0, len(moved), 10_000):
-                    for row, video_id in conn.execute(select(v.row_id, v.video_id).where(v.row_id.in_(moved[i : i + 10_000]))):
-                        changes.append(self._log_change(conn, int(row), video_id, now, shipped=False))
+            changes = self._pool_published(conn, version, prior, threshold, moved, ship)
         return version, moved, changes
+
+    def publish_pool_moves(
+        self, prior: float, threshold: float, scores: dict[int, float], left: list[int], ship: bool = False
+    ) -> tuple[str, list[int], list[int]]:
+        """Change the published pool by what moved: `scores` are members that joined or whose score changed,
+        `left` those that left. Returns (new version, rows that joined or left, change seqs); costs what
+        moved, not the pool's size."""
+        version = uuid.uuid4().hex
+        pm = s.pool_members.c
+        touched = sorted({int(r) for r in scores} | {int(r) for r in left})
+        with self.db.write() as conn:
+            if not self.db.is_sqlite:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POOL_LOCK})")
+            before: set[int] = set()
+            for i in range(0, len(touched), 10_000):
+                before |= set(conn.execute(select(pm.row_id).where(pm.row_id.in_(touched[i : i + 10_000]))).scalars())
+            gone = [int(r) for r in left if int(r) in before]
+            for i in range(0, len(gone), 10_000):
+                conn.execute(s.pool_members.delete().where(pm.row_id.in_(gone[i : i + 10_000])))
+            rows = [dict(row_id=int(r), score=float(x)) for r, x in scores.items()]
+            if rows:
+                stmt = self._insert(s.pool_members)
+                conn.execute(stmt.on_conflict_do_update(index_elements=[pm.row_id], set_={"score": stmt.excluded.score}), rows)
+            moved = sorted(gone + [int(r) for r in scores if int(r) not in before])
+            changes = self._pool_published(conn, version, prior, threshold, moved, ship)
+        return version, moved, changes
+
+    def _pool_published(
+        self, conn: Connection, version: str, prior: float, threshold: float, moved: list[int], ship: bool
+    ) -> list[int]:
+        """The pool's new head (version, prior, threshold) and, for an external vector store, a change for
+        each row that joined or left; inside the publishing transaction. Returns the change seqs."""
+        threshold_text = "inf" if math.isinf(threshold) else repr(float(threshold))
+        self._set_meta(conn, "pool", json.dumps({"version": version, "prior": prior, "threshold": threshold_text}))
+        changes = []
+        if ship and moved:
+            v = s.videos.c
+            now = utc_text()
+            for i in range(0, len(moved), 10_000):
+                for row, video_id in conn.execute(select(v.row_id, v.video_id).where(v.row_id.in_(moved[i : i + 10_000]))):
+                    changes.append(self._log_change(conn, int(row), video_id, now, shipped=False))
+        return changes
 
     def pool_version(self) -> str | None:
         with self.db.read() as conn:
@@ -462,23 +599,24 @@ class Catalog:
         head = json.loads(value)
         return head["version"], float(head["prior"]), float(head["threshold"]), members
 
-    def profiles(self, row_ids: list[int]) -> list[Profile]:
-        """What routing needs to know about each existing row: embeddings, creator, sound, language."""
+    def profiles(self, row_ids: list[int], vectors: bool = True) -> list[Profile]:
+        """What routing needs to know about each existing row: embeddings, creator, sound, language.
+        `vectors=False`: without the embeddings (None), for a caller that holds them in memory already."""
         v = s.videos.c
+        blobs = (v.embedding, v.caption_embedding, v.transcript_embedding) if vectors else ()
         out = []
         for i in range(0, len(row_ids), 10_000):
             part = [int(r) for r in row_ids[i : i + 10_000]]
             with self.db.read() as conn:
                 rows = conn.execute(
-                    select(v.row_id, v.video_id, v.creator_id, v.sound_id, v.language, v.embedding,
-                           v.caption_embedding, v.transcript_embedding).where(v.row_id.in_(part))
+                    select(v.row_id, v.video_id, v.creator_id, v.sound_id, v.language, *blobs).where(v.row_id.in_(part))
                 ).all()
             out += [
                 Profile(
                     row=int(r[0]), video_id=r[1], creator_id=r[2], sound_id=r[3], language=r[4] or "",
-                    visual=np.frombuffer(r[5], dtype=np.float32),
-                    caption=np.frombuffer(r[6], dtype=np.float32) if r[6] is not None else None,
-                    spoken=np.frombuffer(r[7], dtype=np.float32) if r[7] is not None else None,
+                    visual=np.frombuffer(r[5], dtype=np.float32) if vectors else None,
+                    caption=np.frombuffer(r[6], dtype=np.float32) if vectors and r[6] is not None else None,
+                    spoken=np.frombuffer(r[7], dtype=np.float32) if vectors and r[7] is not None else None,
                 )
                 for r in rows
             ]
@@ -705,6 +843,20 @@ class Catalog:
         return record
 
 
+def _driver(conn: Connection):
+    """The DB-API connection under a SQLAlchemy connection, inside the same transaction."""
+    return conn.connection.driver_connection
+
+
+def _inline(stmt, dialect) -> tuple:
+    """(SQL text, parameters) for a driver cursor, in the driver's own parameter style."""
+    compiled = stmt.compile(dialect=dialect)
+    params = compiled.construct_params()
+    if compiled.positional:
+        return str(compiled), tuple(params[name] for name in compiled.positiontup)
+    return str(compiled), params
+
+
 def _counters(values) -> Counters:
     """Stored counters as the API's types, whatever an older version left: counts that overflowed into
     floats are clamped into int64, non-finite or NULL values read as 0."""
@@ -714,6 +866,10 @@ def _counters(values) -> Counters:
         return int(min(max(v, 0.0), COUNTER_CAP)) if math.isfinite(v) else 0
 
     impressions, plays, completions, watch, likes, comments, shares, follows, last = values
+    counts = (impressions, plays, completions, likes, comments, shares, follows)
+    if all(type(v) is int and 0 <= v <= COUNTER_CAP for v in counts) and type(watch) is float and math.isfinite(watch):
+        # what this version writes: nothing to clean (the common case, ~3x cheaper)
+        return Counters(impressions, plays, completions, watch, likes, comments, shares, follows, str(last or ""))
     watch = float(watch or 0.0)
     return Counters(
         count(impressions), count(plays), count(completions), watch if math.isfinite(watch) else 0.0,

@@ -59,7 +59,8 @@ videos = Table(
     Column("fingerprint", LargeBinary),            # index side only (models/fingerprint.py)
     Column("caption_embedding", LargeBinary),      # caption + hashtags; NULL when both are empty
     Column("transcript_embedding", LargeBinary),   # NULL without speech
-    Index("videos_by_row", "row_id"),
+    Index("videos_key", "video_id", "row_id"),     # covering: engagement -> row ids at start
+    Index("videos_profile", "row_id", "video_id", "creator_id", "sound_id", "language"),  # covering: pool profiles
     Index("videos_by_sound", "sound_id", "ingested_at"),
 )
 

@@ -4,8 +4,9 @@ Vectors are L2-normalised, so inner product is cosine similarity. Ids are the ca
 the string video_id <-> int64 mapping lives in the catalog. An index is a view built from the catalog,
 so it never holds anything the catalog has not committed.
 
-  faiss_index.py   FAISS in process (the default), on GPU where the FAISS build supports it
-  torch_index.py   exact search in torch, for CUDA hosts whose FAISS has no GPU support
+  faiss_index.py   FAISS in process (the default): flat (exact), HNSW, IVF or any index_factory string,
+                   on GPU where the FAISS build supports it; tombstone deletes, background rebuilds
+  torch_index.py   exact search in torch, for CUDA hosts whose FAISS has no GPU support (flat only)
   milvus_index.py  Milvus, shared by all replicas (`--vector-store http://host:19530` or a Milvus Lite `*.db`)
 """
 
@@ -17,10 +18,12 @@ import json
 
 import numpy as np
 
-from server.storage.vectors.faiss_index import FaissFlatIndex, faiss_gpu_count
+from server.storage.vectors.faiss_index import FaissIndex, check_index_type, faiss_gpu_count
 from server.storage.vectors.torch_index import TorchExactIndex
 
-__all__ = ["VectorIndex", "FaissFlatIndex", "TorchExactIndex", "build_index", "faiss_gpu_count", "open_indexes"]
+__all__ = [
+    "VectorIndex", "FaissIndex", "TorchExactIndex", "build_index", "check_index_type", "faiss_gpu_count", "open_indexes",
+]
 
 
 class VectorIndex(Protocol):
@@ -43,23 +46,23 @@ class VectorIndex(Protocol):
     def close(self) -> None: ...
 
 
-def build_index(dim: int, device: str) -> VectorIndex:
-    """FAISS on GPU when it can; torch on CUDA when FAISS cannot; FAISS on CPU otherwise."""
+def build_index(dim: int, device: str, index_type: str = "flat", search_params: str = "") -> VectorIndex:
+    """FAISS on GPU when it can; for exact search, torch on CUDA when FAISS cannot; FAISS on CPU otherwise."""
     if device in ("auto", "cuda") and faiss_gpu_count() > 0:
-        return FaissFlatIndex(dim, use_gpu=True)
-    if device in ("auto", "cuda"):
+        return FaissIndex(dim, index_type, search_params, use_gpu=True)
+    if device in ("auto", "cuda") and index_type == "flat":
         import torch
 
         if torch.cuda.is_available():
             return TorchExactIndex(dim, "cuda")
-    return FaissFlatIndex(dim)
+    return FaissIndex(dim, index_type, search_params)
 
 
 def open_indexes(settings, dims: dict[str, int]) -> dict[str, VectorIndex]:
     """One index per modality: in-process (FAISS or torch) when settings.vector_store is empty, else
     Milvus collections named <milvus_collection_prefix>_<modality>."""
     if not settings.vector_store:
-        return {m: build_index(dim, settings.device) for m, dim in dims.items()}
+        return {m: build_index(dim, settings.device, settings.index_type, settings.index_search_params) for m, dim in dims.items()}
     from server.storage.vectors.milvus_index import MilvusIndex
 
     return {

@@ -1,0 +1,194 @@
+"""One node at a million videos: start-up (full rebuild vs snapshot + replay), engagement batches
+(incremental pool vs the full recompute it replaced), bytes per video.
+
+    python -m benchmarks.one_node [--videos 1000000] [--index-type flat] [--changes 1000] [--tmp DIR]
+
+1. Bulk-loads N videos into SQLite, each with a 512-d visual, a 384-d transcript and a 384-d caption
+   embedding (clustered, as benchmarks/search.py), and engagement counters for every video.
+2. Opens `ColdOpenService` with no snapshot: every vector is read from the catalog (the old way).
+   Then writes a snapshot (what the background thread does) and deletes --changes videos through the
+   catalog, as writes after the snapshot would be.
+3. Opens it again: the snapshot is loaded and those changes replayed. For both opens: seconds until
+   the service serves (searches, ingests), and until the performs-well pool of N engaged videos, which
+   loads in a background thread, is ready (Route, RecordEngagement and GetVideo's scores wait for it).
+   Models are loaded once, outside the timings.
+4. Engagement: 20 batches of 1,000 events on random videos through `ColdOpenService.record_engagement`
+   (validation, the SQLite transaction, the incremental pool update and its publication), p50/p99 ms;
+   and, on the same catalog, the full recompute each batch used to run (`all_counters` + scores +
+   percentile + publishing every member).
+5. Bytes per video: catalog file, snapshot files, process memory growth; extrapolated linearly to 10M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sqlite3
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.search import make_vectors
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def bulk_load(data_dir: Path, n: int, model_name: str, dims: tuple[int, int]) -> None:
+    from server.storage import open_catalog
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_catalog("", data_dir)
+    store.set_embedding_space(model_name, dims[0])
+    store.close()
+    conn = sqlite3.connect(data_dir / "coldopen.sqlite3")
+    media = json.dumps({"duration_s": 30.0, "width": 1280, "height": 720, "fps": 30.0, "has_audio": True,
+                        "container": "mp4", "video_codec": "h264", "audio_codec": "aac", "rotation": 0})
+    transcript = json.dumps({"text": "words", "language": "en", "language_probability": 1.0, "model": "", "segments": []})
+    rng = np.random.default_rng(5)
+    now = datetime.now(timezone.utc)
+    for start in range(0, n, 100_000):
+        m = min(100_000, n - start)
+        visual = make_vectors(m, dims[0], seed=start + 1)
+        spoken = make_vectors(m, dims[1], seed=start + 2)
+        caption = make_vectors(m, dims[1], seed=start + 3)
+        imp = rng.integers(0, 5000, m)
+        with conn:
+            conn.executemany(
+                "INSERT INTO videos (video_id, row_id, creator_id, caption, hashtags, language_hint, language, media, "
+                "frames_sampled, embedding_model, embedding, transcript, timings, ingested_at, transcript_embedding, "
+                "caption_embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                ((f"v{start + i}", start + i + 1, f"creator-{(start + i) % 50_000}", "a caption", "[]", "", "en", media,
+                  30, model_name, visual[i].tobytes(), transcript, "{}", "2026-11-23T00:00:00.000Z",
+                  spoken[i].tobytes(), caption[i].tobytes()) for i in range(m)),
+            )
+            conn.executemany(
+                "INSERT INTO engagement (video_id, impressions, plays, completions, watch_time_s, likes, comments, "
+                "shares, follows, last_event_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                ((f"v{start + i}", int(imp[i]), int(imp[i]) // 2, int(imp[i]) // 4, 0.0, int(imp[i]) // 20,
+                  0, int(rng.integers(0, 10)), 0,
+                  (now - timedelta(seconds=int(rng.integers(0, 86_400)))).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+                 for i in range(m)),
+            )
+        print(f"  loaded {start + m:,} videos", flush=True)
+    with conn:
+        conn.execute("INSERT INTO id_counters (name, last) VALUES ('video_rows', ?)", (n,))
+    conn.close()
+
+
+def events(n_videos: int, batch: int, seed: int):
+    from server.domain import EngagementEvent
+    from server.engagement import Counters
+
+    rng = np.random.default_rng(seed)
+    at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return [
+        EngagementEvent(event_id=f"e{seed}-{i}", video_id=f"v{int(v)}", at=at,
+                        counters=Counters(impressions=int(rng.integers(1, 50)), likes=int(rng.integers(0, 3)),
+                                          shares=int(rng.integers(0, 2))))
+        for i, v in enumerate(rng.integers(0, n_videos, batch))
+    ]
+
+
+def main() -> None:
+    from server import engagement
+    from server.service import ColdOpenService, Models
+    from server.settings import Settings
+    from server.storage import open_catalog
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", type=int, default=1_000_000)
+    p.add_argument("--index-type", default="flat")
+    p.add_argument("--changes", type=int, default=1000)
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--clip-model", default="ViT-B-32")
+    p.add_argument("--tmp", default=None, help="where the catalog and snapshot go (~6.5 GB per 1M videos)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    args = p.parse_args()
+    out: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "machine": f"{platform.machine()} cores={os.cpu_count()}", "videos": args.videos,
+                 "index_type": args.index_type}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", listen="127.0.0.1:0", clip_model=args.clip_model,
+                            clip_pretrained="none", device="cpu", decode_workers=0, index_type=args.index_type,
+                            snapshot_interval_s=0)
+        t = time.perf_counter()
+        models = Models.load(settings)
+        out["models_load_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        bulk_load(settings.data_dir, args.videos, models.clip.name, (models.clip.dim, models.text.dim))
+        out["bulk_load_s"] = round(time.perf_counter() - t, 1)
+        rss0 = rss_mb()
+
+        t = time.perf_counter()
+        service = ColdOpenService.open(settings, models)
+        out["start_rebuild_s"] = round(time.perf_counter() - t, 2)
+        service._pool.wait_ready()
+        out["start_rebuild_pool_ready_s"] = round(time.perf_counter() - t, 2)
+        out["rss_growth_mb"] = round(rss_mb() - rss0)
+        print(f"start, full rebuild: serving after {out['start_rebuild_s']} s, pool ready after "
+              f"{out['start_rebuild_pool_ready_s']} s, +{out['rss_growth_mb']} MB", flush=True)
+        manifest = service.write_snapshot()
+        out["snapshot_write_s"] = manifest["seconds"]
+        pool = len(service._pool)
+
+        # Engagement batches, incremental (the service) and the full recompute they replaced.
+        lat = []
+        for b in range(args.batches):
+            batch = events(args.videos, 1000, seed=b)
+            t0 = time.perf_counter()
+            r = service.record_engagement(batch)
+            lat.append((time.perf_counter() - t0) * 1000)
+            assert r.accepted == 1000, r
+        out["engagement_batch_ms"] = {"p50": round(float(np.percentile(lat, 50)), 1),
+                                      "p99": round(float(np.percentile(lat, 99)), 1),
+                                      "first": round(lat[0], 1), "after_first_max": round(max(lat[1:]), 1), "pool": pool}
+        print(f"engagement batch of 1,000 events: p50 {out['engagement_batch_ms']['p50']} ms, "
+              f"p99 {out['engagement_batch_ms']['p99']} ms (pool {pool:,})", flush=True)
+        store = service._store
+        t0 = time.perf_counter()
+        counters = store.all_counters()
+        prior = engagement.prior_rate(list(counters.values()), settings)
+        now = datetime.now(timezone.utc)
+        scores = {row: engagement.score(c, settings, prior, now) for row, c in counters.items()}
+        members, threshold = engagement.pool(scores, counters, settings)
+        t1 = time.perf_counter()
+        store.publish_pool(prior, threshold, {r: scores[r] for r in members})
+        out["full_recompute_ms"] = {"score_and_select": round((t1 - t0) * 1000), "publish": round((time.perf_counter() - t1) * 1000)}
+        print(f"the old way, per batch: {out['full_recompute_ms']}", flush=True)
+        service.write_snapshot()  # the state after the batches, then writes the next start must replay
+        for i in range(args.changes):
+            store.delete(f"v{i}")
+        service.close()
+
+        t = time.perf_counter()
+        service = ColdOpenService.open(settings, models)
+        out["start_snapshot_s"] = round(time.perf_counter() - t, 2)
+        service._pool.wait_ready()
+        out["start_snapshot_pool_ready_s"] = round(time.perf_counter() - t, 2)
+        print(f"start, snapshot + {args.changes} changes replayed: serving after {out['start_snapshot_s']} s, "
+              f"pool ready after {out['start_snapshot_pool_ready_s']} s", flush=True)
+        assert len(service._indexes["visual"]) == args.videos - args.changes
+        service.close()
+        db = settings.data_dir / "coldopen.sqlite3"
+        snap = sum(f.stat().st_size for f in (settings.data_dir / "snapshots").iterdir())
+        out["bytes_per_video"] = {"catalog": round(db.stat().st_size / args.videos),
+                                  "snapshot": round(snap / args.videos),
+                                  "memory": round(out["rss_growth_mb"] * 2**20 / args.videos)}
+        out["at_10M_gb"] = {k: round(v * 10_000_000 / 1e9, 1) for k, v in out["bytes_per_video"].items()}
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "one_node.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
