@@ -94,25 +94,21 @@ class ScoreBook:
     def score(self, row: int, now: datetime) -> float | None:
         """The row's current score (decayed to `now`); None for a row with no engagement."""
         slot = self._slot.get(int(row))
-        return None if slot is None else self._decayed(self._key[slot], now)
+        return None if slot is None else float(self._decayed(self._key[slot], now))
 
     def scores(self, rows: np.ndarray, now: datetime) -> np.ndarray:
         """Current scores of rows (the prior for rows with no engagement)."""
         slots = np.fromiter((self._slot.get(r, -1) for r in np.asarray(rows).tolist()), np.int64, len(rows))
         out = np.full(len(rows), self.prior)
         have = slots >= 0
-        keys = self._key[slots[have]]
-        h = self._s.score_half_life_h
-        with np.errstate(over="ignore"):
-            decayed = np.exp(keys - (now.timestamp() * LN2 / (h * 3600) if h > 0 else 0.0))
-        out[have] = np.where(np.isfinite(keys), decayed, 0.0)
+        out[have] = self._decayed(self._key[slots[have]], now)
         return out
 
     def threshold(self, now: datetime) -> float:
         """The lowest member's score now; inf while the pool is empty."""
         with self._lock:
             k = self.pool_size
-            return float("inf") if k == 0 else self._decayed(-self._neg[k - 1], now)
+            return float("inf") if k == 0 else float(self._decayed(-self._neg[k - 1], now))
 
     def drifted(self) -> bool:
         """The corpus mean moved far enough from the prior in force that a rebase is due."""
@@ -250,14 +246,13 @@ class ScoreBook:
             key += max(t, 0.0) * LN2 / (s.score_half_life_h * 3600)
         return key
 
-    def _decayed(self, key: float, now: datetime) -> float:
-        if not math.isfinite(key):
-            return 0.0
+    def _decayed(self, keys, now: datetime) -> np.ndarray:
+        """Scores at `now` from keys (one or many): exp(key - now * ln 2 / half-life); 0 for a -inf key."""
+        keys = np.asarray(keys, dtype=np.float64)
         h = self._s.score_half_life_h
-        if h <= 0:
-            return float(math.exp(key))
-        value = key - now.timestamp() * LN2 / (h * 3600)
-        return float(math.exp(value))
+        with np.errstate(over="ignore"):
+            value = np.exp(keys - (now.timestamp() * LN2 / (h * 3600) if h > 0 else 0.0))
+        return np.where(np.isfinite(keys), value, 0.0)
 
     def _new_slot(self, row: int) -> int:
         if self._n == len(self._row):

@@ -339,12 +339,11 @@ class FaissIndex:
             return None
 
     # --- snapshots (server/storage/snapshots.py writes and reads the files) -----
-    def snapshot_state(self) -> tuple[np.ndarray, dict[str, np.ndarray | str | bool]]:
+    def snapshot_state(self) -> tuple[np.ndarray, dict[str, np.ndarray | bool]]:
         """The serialised FAISS index and the position maps, copied under the lock (about 1 s per 2 GB)."""
         with self._lock:
             blob = faiss.serialize_index(self._index)
-            state = {"ids": self._ids[: self._n].copy(), "dead": self._dead[: self._n].copy(), "staged": self._staged,
-                     "factory": self._factory, "search_params": self._search_params}
+            state = {"ids": self._ids[: self._n].copy(), "dead": self._dead[: self._n].copy(), "staged": self._staged}
         return blob, state
 
     def restore(self, index: faiss.Index, ids: np.ndarray, dead: np.ndarray, staged: bool) -> None:
