@@ -29,7 +29,9 @@ import numpy as np
 from server import engagement, routing
 from server.scorebook import Moves, ScoreBook
 from server.settings import Settings
-from server.storage import Catalog
+from server.domain import EngagementEvent
+from server.storage import Catalog, PoolMoves
+from server.storage.catalog import EngagementWrite
 
 log = logging.getLogger(__name__)
 
@@ -177,20 +179,54 @@ class PerformancePool:
         )
 
     # --- writes: one server (incremental) -----------------------------------------
-    def apply(self, counters: dict[int, engagement.Counters]) -> None:
-        """An engagement batch changed these rows' counters: re-score them (one server) or recompute (shared)."""
+    def record(self, events: list[EngagementEvent]) -> EngagementWrite:
+        """Store a batch of (valid) events and move the pool by them.
+
+        One server: inside the catalog's transaction that adds the counters, the book re-scores the
+        videos they changed and the resulting moves are published by the same commit (one fsync per
+        batch). Should that transaction fail after the book moved, the book is reloaded from the catalog
+        in the background (calls that need the pool wait for it), so it never keeps counters the catalog
+        rolled back. Shared catalog: store, then recompute and publish."""
         self._wait()
         if not self._incremental:
-            self.refresh()
-            return
+            write = self._store.record_engagement(events)
+            if write.accepted:
+                self.refresh()
+            return write
+        plan: dict = {}
         with self._refresh_lock:
-            moves = self._book.update(counters)
-            if self._book.drifted():
-                if len(self._book) <= REBASE_INLINE_MAX:
-                    moves = _compose(moves, self._book.rebase())
-                else:
-                    self._rebase_in_background()
-            self._apply(moves)
+
+            def then(counters: dict[int, engagement.Counters]) -> PoolMoves | None:
+                moves = self._book.update(counters)
+                plan["moves"] = moves
+                if self._book.drifted():
+                    if len(self._book) <= REBASE_INLINE_MAX:
+                        moves = plan["moves"] = _compose(moves, self._book.rebase())
+                    else:
+                        plan["rebase"] = True
+                plan["scores"], plan["members_changed"], publication = self._publication(moves)
+                return publication
+
+            try:
+                write = self._store.record_engagement(events, then=then)
+            except BaseException:
+                if plan:
+                    self._reload()
+                raise
+            if plan:
+                published = write.published or (self.version, [], [])
+                self._install_moves(plan["moves"], plan["scores"], plan["members_changed"], published)
+        if plan.get("rebase"):
+            self._rebase_in_background()
+        return write
+
+    def _reload(self) -> None:
+        """The book holds counters of a transaction that rolled back: load it again from the catalog."""
+        log.error("an engagement batch failed after the pool had applied it; reloading the pool from the catalog")
+        self._ready.clear()
+        with self._lock:
+            self._book, self._view = None, routing.PoolView(*self._dims)
+        threading.Thread(target=self._load, name="coldopen-pool-reload", daemon=True).start()
 
     def forget(self, row: int) -> None:
         """A video was deleted: its counters went with it."""
@@ -248,20 +284,36 @@ class PerformancePool:
         """Publish moves ("moves"; at start "all" or "no") and bring the view and the pool's indexes along
         (the caller holds _refresh_lock)."""
         book = self._book
+        scores, members_changed, publication = self._publication(moves)
+        if publish == "no":
+            published = (self._store.pool_version(), [], [])
+        elif publish == "all":
+            published = self._store.publish_pool(
+                book.prior, book.threshold(datetime.now(timezone.utc)), {r: scores[r] for r in moves.joined},
+                ship=self._on_publish is not None)
+        elif publication is not None:
+            published = self._store.publish_pool_moves(*publication)
+        else:
+            published = (self.version, [], [])
+        self._install_moves(moves, scores, members_changed, published)
+
+    def _publication(self, moves: Moves) -> tuple[dict[int, float], list[int], PoolMoves | None]:
+        """(scores of members that joined or changed, members that changed, what to publish; None if nothing)."""
+        book = self._book
         now = datetime.now(timezone.utc)
         members_changed = [r for r in moves.changed if r in book and r not in moves.joined]
         scores = dict(zip(moves.joined + members_changed,
                           book.scores(np.array(moves.joined + members_changed, np.int64), now).tolist()))
-        if publish == "no":
-            version, moved, changes = self._store.pool_version(), [], []
-        elif publish == "all":
-            version, moved, changes = self._store.publish_pool(
-                book.prior, book.threshold(now), {r: scores[r] for r in moves.joined}, ship=self._on_publish is not None)
-        elif moves.joined or moves.left or members_changed:
-            version, moved, changes = self._store.publish_pool_moves(
-                book.prior, book.threshold(now), scores, moves.left, ship=self._on_publish is not None)
-        else:
-            version, moved, changes = self.version, [], []
+        if not (moves.joined or moves.left or members_changed):
+            return scores, members_changed, None
+        return scores, members_changed, PoolMoves(
+            book.prior, book.threshold(now), scores, list(moves.left), self._on_publish is not None)
+
+    def _install_moves(self, moves: Moves, scores: dict[int, float], members_changed: list[int],
+                       published: tuple[str | None, list[int], list[int]]) -> None:
+        """Bring the routing view (and an external store's pool, through on_publish) to published moves."""
+        book = self._book
+        version, moved, changes = published
         profiles, vectors = self._profiles(sorted(moves.joined))
         with self._lock:
             self._view.remove(moves.left)

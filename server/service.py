@@ -453,9 +453,7 @@ class ColdOpenService:
             else:
                 valid.append(checked)
         with self._engagement_lock:  # the pool gets batches' counters in commit order
-            accepted, duplicates, unknown, counters = self._store.record_engagement(valid)
-            if accepted:
-                self._pool.apply(counters)
+            accepted, duplicates, unknown, *_ = self._pool.record(valid)
         log.info("engagement accepted=%d duplicates=%d rejected=%d pool=%d", accepted, duplicates,
                  len(rejected) + len(unknown), len(self._pool))
         return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool.threshold)

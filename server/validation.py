@@ -82,6 +82,8 @@ def parse_event_time(text: str) -> datetime:
     return t
 
 
+# utc_text's format: a time in it is stored as sent
+_CANONICAL = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
@@ -96,8 +98,9 @@ def check_event(e: EngagementEvent, settings: Settings, now: datetime) -> tuple[
     if not e.video_id or not VIDEO_ID.match(e.video_id):
         return None, f"video_id {e.video_id[:40]!r} is missing or invalid"
     at = e.at or utc_text(now)
+    canonical = _CANONICAL.match(at)  # already what is stored (most senders): no re-formatting
     try:
-        when = parse_event_time(at)
+        when = datetime.fromisoformat(at[:-1] + "+00:00") if canonical else parse_event_time(at)
     except ValueError as err:
         return None, str(err)
     ahead = (when - now).total_seconds()
@@ -108,22 +111,24 @@ def check_event(e: EngagementEvent, settings: Settings, now: datetime) -> tuple[
         )
     if when.year < 2000:
         return None, f"at {at} is before the year 2000; send the time the engagement happened"
-    values = {f: getattr(e.counters, f) for f in _COUNTER_FIELDS}
-    bad = [f for f, v in values.items() if not math.isfinite(v)]
-    if bad:
-        return None, f"counters must be finite numbers (not NaN or infinity: {', '.join(bad)})"
-    negative = [f for f, v in values.items() if v < 0]
-    if negative:
-        return None, f"counters must be >= 0 (negative: {', '.join(negative)})"
-    huge = [f for f, v in values.items() if v > settings.max_event_count]
-    if huge:
+    c = e.counters
+    values = (c.impressions, c.plays, c.completions, c.watch_time_s, c.likes, c.comments, c.shares, c.follows)
+    if not all(0 <= v <= settings.max_event_count for v in values):  # also False for NaN
+        named = dict(zip(_COUNTER_FIELDS, values))
+        bad = [f for f, v in named.items() if not math.isfinite(v)]
+        if bad:
+            return None, f"counters must be finite numbers (not NaN or infinity: {', '.join(bad)})"
+        negative = [f for f, v in named.items() if v < 0]
+        if negative:
+            return None, f"counters must be >= 0 (negative: {', '.join(negative)})"
+        huge = [f for f, v in named.items() if v > settings.max_event_count]
         return None, (
             f"counters over {settings.max_event_count:g} per event (max_event_count): {', '.join(huge)}; "
             f"split the counts over several events"
         )
-    if not any(values.values()):
+    if not any(values):
         return None, "the event carries no counts; set at least one of " + ", ".join(_COUNTER_FIELDS)
-    return dataclasses.replace(e, at=utc_text(when)), ""
+    return (e if canonical and e.at else dataclasses.replace(e, at=utc_text(when))), ""
 
 
 def window_start(window_s: float) -> str:

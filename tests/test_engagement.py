@@ -173,3 +173,38 @@ def test_incremental_pool_equals_a_full_recompute_batch_by_batch_and_after_resta
     again = start_server(pool_min_impressions=100, pool_percentile=40.0, score_half_life_h=12.0)
     server = again
     assert members_now() == before
+
+
+def test_a_batch_that_fails_to_commit_leaves_counters_and_pool_as_they_were(start_server, clips, monkeypatch):
+    """Counters and the pool's moves are one transaction. A database failure while publishing the moves
+    (injected: a stand-in for a full disk or a lost connection, which cannot be caused on demand here)
+    rolls the counters back too; the pool, which had already applied the batch, is reloaded from the
+    catalog, and the retried batch is then counted once."""
+    from server.errors import StorageUnavailable
+    from server.storage.catalog import Catalog
+
+    names = ["fox", "coffee", "rocket"]
+    server = start_server(pool_min_impressions=100, pool_percentile=50.0)
+    for name in names:
+        server.ingest(clips[name], name)
+    first = [_event(f"a{i}", v, impressions=300, likes=10 * (i + 1)) for i, v in enumerate(names)]
+    assert server.stub.RecordEngagement(iter(first)).accepted == 3
+
+    def video(v):
+        return server.stub.GetVideo(pb.GetVideoRequest(video_id=v)).performance
+
+    before = {v: (video(v).impressions, video(v).in_pool) for v in names}
+    publish = Catalog._publish_moves
+
+    def failing_publish(self, conn, moves):  # injected failure inside the engagement transaction
+        raise StorageUnavailable("injected: the catalog database failed mid-transaction")
+
+    monkeypatch.setattr(Catalog, "_publish_moves", failing_publish)
+    second = [_event("b0", "fox", impressions=300, likes=200, shares=40)]
+    with pytest.raises(grpc.RpcError) as err:
+        server.stub.RecordEngagement(iter(second))
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    monkeypatch.setattr(Catalog, "_publish_moves", publish)
+    assert {v: (video(v).impressions, video(v).in_pool) for v in names} == before  # waits for the reload
+    assert server.stub.RecordEngagement(iter(second)).accepted == 1  # the retry: not a duplicate
+    assert video("fox").impressions == before["fox"][0] + 300 and video("fox").in_pool

@@ -7,6 +7,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 
 from server import engagement
 from server.engagement import Counters
@@ -38,19 +39,22 @@ def _expected(book: ScoreBook, counters: dict[int, Counters], first_seen: dict[i
     return set(ranked[: _pool_count(len(ranked), s.pool_percentile)]), scores
 
 
-def test_batches_match_a_full_recompute_with_ties_deletes_and_decay():
+@pytest.mark.parametrize("rows, batch", [(4000, 200), (40000, 60)])
+def test_batches_match_a_full_recompute_with_ties_deletes_and_decay(rows, batch):
+    """(40000, 60): batches small against the order, so moves come from the window around the boundary
+    (ScoreBook._window_moves), not from a scan of every slot."""
     s = Settings(score_half_life_h=6.0, pool_percentile=80.0, pool_min_impressions=500)
     rng = np.random.default_rng(0)
     counters: dict[int, Counters] = {}
     first_seen: dict[int, int] = {}
     seen = iter(range(10**9))
-    for r in range(0, 4000, 3):
+    for r in range(0, rows, 3):
         counters[r] = _counters(rng, tie=r % 7 == 0)
         first_seen[r] = next(seen)
     book = ScoreBook(s, counters)
     for step in range(30):
         changed: dict[int, Counters | None] = {}
-        for r in rng.choice(6000, 200, replace=False).tolist():
+        for r in rng.choice(rows * 3 // 2, batch, replace=False).tolist():
             if r in counters and rng.random() < 0.1:
                 changed[r] = None
                 del counters[r]

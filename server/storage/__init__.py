@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.storage.catalog import EMBEDDING_COLUMNS, TEXT_COLUMNS, Catalog, Profile, SoundLink
+from server.storage.catalog import EMBEDDING_COLUMNS, TEXT_COLUMNS, Catalog, PoolMoves, Profile, SoundLink
 from server.storage.database import Database, sqlite_url
 
-__all__ = ["Catalog", "Database", "EMBEDDING_COLUMNS", "TEXT_COLUMNS", "Profile", "SoundLink", "open_catalog", "sqlite_url"]
+__all__ = ["Catalog", "Database", "EMBEDDING_COLUMNS", "TEXT_COLUMNS", "PoolMoves", "Profile", "SoundLink", "open_catalog", "sqlite_url"]
 
 CATALOG_FILE = "coldopen.sqlite3"
 

@@ -16,7 +16,7 @@ import uuid
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 from sqlalchemy import BigInteger, Connection, Text, and_, case, false, func, literal, select, true, update
@@ -57,6 +57,17 @@ class EngagementWrite(NamedTuple):
     duplicates: int
     rejected: list[tuple[str, str]]    # (event_id, reason)
     counters: dict[int, Counters]      # row id -> counters after the batch, for the videos it changed
+    published: tuple[str, list[int], list[int]] | None = None  # (version, moved, change seqs) of `then`'s moves
+
+
+class PoolMoves(NamedTuple):
+    """A change of the published pool: members that joined or whose score changed, with their scores, and
+    rows that left, under a new head (prior, threshold). `ship`: log changes for an external vector store."""
+    prior: float
+    threshold: float
+    scores: dict[int, float]
+    left: list[int]
+    ship: bool = False
 
 
 class Written(NamedTuple):
@@ -114,15 +125,23 @@ class Catalog:
         )
         if db.is_sqlite:
             dialect = sqlite.dialect()
+            # Written out rather than compiled: SQLAlchemy's compiled form binds the cap once per counter,
+            # and building those ~20 parameters per row in Python cost ~15 ms a batch.
             names = ["video_id", *COUNTER_NAMES, "last_event_at"]
-            compiled = self._add_counters.compile(dialect=dialect, column_keys=names)
-            self._sql_add = (str(compiled), list(compiled.positiontup), dict(compiled.params))
+            self._sql_add_row = f"({', '.join('?' * len(names))})"
+            self._sql_add = (
+                f"INSERT INTO engagement ({', '.join(names)}) VALUES {{values}} "
+                f"ON CONFLICT (video_id) DO UPDATE SET "
+                + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {COUNTER_CAP})" for n in COUNTER_NAMES)
+                + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at) "
+                + f"RETURNING {', '.join(names)}"
+            )
             self._sql_claim = str(
                 self._insert(s.engagement_events).on_conflict_do_nothing()
                 .compile(dialect=dialect, column_keys=["event_id", "video_id", "at"])
             )
             self._sql_seen = "SELECT event_id FROM engagement_events WHERE event_id IN ({marks})"
-            self._sql_counters = f"SELECT video_id, {', '.join(COUNTER_NAMES)}, last_event_at FROM engagement WHERE video_id IN ({{marks}})"
+            self._sql_row_ids = "SELECT video_id, row_id FROM videos INDEXED BY videos_key WHERE video_id IN ({marks})"
         self._add_counters = self._add_counters.returning(cur.video_id, *(getattr(cur, n) for n in COUNTER_NAMES), cur.last_event_at)
 
     @property
@@ -392,12 +411,19 @@ class Catalog:
             conn.execute(update(s.vector_changes).where(c.seq.in_([int(x) for x in seqs])).values(shipped=True))
 
     # --- engagement -------------------------------------------------------
-    def record_engagement(self, events: list[EngagementEvent]) -> "EngagementWrite":
+    def record_engagement(
+        self, events: list[EngagementEvent],
+        then: Callable[[dict[int, Counters]], "PoolMoves | None"] | None = None,
+    ) -> "EngagementWrite":
         """Add events' counters in one transaction. Returns accepted, duplicates, [(event_id, reason)] and
         the new counters of the videos it changed (by row id, read back by the same statement).
 
         Events are deduplicated by id (also across replicas: the event row is the claim), then summed per
-        video, so a batch updates each video's counter row once however many of its events it carries."""
+        video, so a batch updates each video's counter row once however many of its events it carries.
+
+        `then(new counters)`, called inside the transaction when any counter changed, may return the pool
+        moves those counters cause; they are published in the same transaction (one commit, one fsync per
+        batch), and `EngagementWrite.published` is `publish_pool_moves`'s answer for them."""
         if not events:
             return EngagementWrite(0, 0, [], {})
         rejected: list[tuple[str, str]] = []
@@ -407,11 +433,7 @@ class Catalog:
         duplicates = len(events) - len(first)
         with self.db.write() as conn:
             ids = sorted({e.video_id for e in first.values()})
-            known: dict[str, int] = {}
-            v = s.videos.c
-            for i in range(0, len(ids), 1000):
-                known.update((vid, row) for vid, row in conn.execute(
-                    select(v.video_id, v.row_id).where(v.video_id.in_(ids[i : i + 1000]))))
+            known = self._row_ids(conn, ids)
             fresh = []
             for e in first.values():
                 if e.video_id not in known:
@@ -428,12 +450,29 @@ class Catalog:
                                                c.comments, c.shares, c.follows)):
                         total[k] += value
                     total[8] = max(total[8], e.at)
-            rows = [  # sorted: replicas lock counter rows in one order
-                dict(video_id=video_id, last_event_at=total[8], **dict(zip(COUNTER_NAMES, (min(x, COUNTER_CAP) for x in total[:8]))))
-                for video_id, total in sorted(sums.items())
+            rows = [  # (video_id, *counters, last_event_at), sorted: replicas lock counter rows in one order
+                (video_id, *(min(x, COUNTER_CAP) for x in total[:8]), total[8]) for video_id, total in sorted(sums.items())
             ]
             updated = {int(known[video_id]): c for video_id, c in self._add(conn, rows).items()}
-        return EngagementWrite(len(claimed), duplicates, rejected, updated)
+            published = None
+            moves = then(updated) if then is not None and updated else None
+            if moves is not None:
+                published = self._publish_moves(conn, moves)
+        return EngagementWrite(len(claimed), duplicates, rejected, updated, published)
+
+    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, int]:
+        """video_id -> row id for those that exist (from the covering index `videos_key`)."""
+        known: dict[str, int] = {}
+        if self.db.is_sqlite:  # the driver: SQLAlchemy compiling 1,000 bound parameters costs ~10 ms a batch
+            for i in range(0, len(video_ids), 900):
+                part = video_ids[i : i + 900]
+                known.update(_driver(conn).execute(self._sql_row_ids.format(marks=",".join("?" * len(part))), part))
+            return known
+        v = s.videos.c
+        for i in range(0, len(video_ids), 1000):
+            known.update((vid, row) for vid, row in conn.execute(
+                select(v.video_id, v.row_id).where(v.video_id.in_(video_ids[i : i + 1000]))))
+        return known
 
     # The hot path of RecordEngagement: on SQLite (one writer, the write lock held) the claims and counter
     # upserts go straight to the driver as executemany of statements SQLAlchemy compiled once, because
@@ -457,19 +496,21 @@ class Catalog:
         _driver(conn).executemany(self._sql_claim, [(e.event_id, e.video_id, e.at) for e in new])
         return {e.event_id for e in new}
 
-    def _add(self, conn: Connection, rows: list[dict]) -> dict[str, Counters]:
-        """Add the summed counters; returns video_id -> counters after the addition."""
+    def _add(self, conn: Connection, rows: list[tuple]) -> dict[str, Counters]:
+        """Add the summed counters, rows of (video_id, *COUNTER_NAMES, last_event_at); returns video_id ->
+        counters after the addition."""
         if not rows:
             return {}
         if not self.db.is_sqlite:
-            return {r[0]: _counters(r[1:]) for r in conn.execute(self._add_counters, rows)}
-        sql, order, defaults = self._sql_add
-        _driver(conn).executemany(sql, [tuple(row.get(k, defaults.get(k)) for k in order) for row in rows])
+            names = ("video_id", *COUNTER_NAMES, "last_event_at")
+            return {r[0]: _counters(r[1:]) for r in conn.execute(self._add_counters, [dict(zip(names, row)) for row in rows])}
+        # One multi-row upsert per 1,000 rows whose RETURNING gives the counters after the addition
+        # (executemany cannot return rows; a second SELECT to read them back cost ~10 ms a batch).
         out: dict[str, Counters] = {}
-        ids = [row["video_id"] for row in rows]
-        for i in range(0, len(ids), 900):
-            part = ids[i : i + 900]
-            for r in _driver(conn).execute(self._sql_counters.format(marks=",".join("?" * len(part))), part):
+        for i in range(0, len(rows), 1000):
+            part = rows[i : i + 1000]
+            sql = self._sql_add.format(values=",".join([self._sql_add_row] * len(part)))
+            for r in _driver(conn).execute(sql, [x for row in part for x in row]):
                 out[r[0]] = _counters(r[1:])
         return out
 
@@ -548,24 +589,27 @@ class Catalog:
         """Change the published pool by what moved: `scores` are members that joined or whose score changed,
         `left` those that left. Returns (new version, rows that joined or left, change seqs); costs what
         moved, not the pool's size."""
+        with self.db.write() as conn:
+            return self._publish_moves(conn, PoolMoves(prior, threshold, scores, list(left), ship))
+
+    def _publish_moves(self, conn: Connection, m: "PoolMoves") -> tuple[str, list[int], list[int]]:
         version = uuid.uuid4().hex
         pm = s.pool_members.c
-        touched = sorted({int(r) for r in scores} | {int(r) for r in left})
-        with self.db.write() as conn:
-            if not self.db.is_sqlite:
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POOL_LOCK})")
-            before: set[int] = set()
-            for i in range(0, len(touched), 10_000):
-                before |= set(conn.execute(select(pm.row_id).where(pm.row_id.in_(touched[i : i + 10_000]))).scalars())
-            gone = [int(r) for r in left if int(r) in before]
-            for i in range(0, len(gone), 10_000):
-                conn.execute(s.pool_members.delete().where(pm.row_id.in_(gone[i : i + 10_000])))
-            rows = [dict(row_id=int(r), score=float(x)) for r, x in scores.items()]
-            if rows:
-                stmt = self._insert(s.pool_members)
-                conn.execute(stmt.on_conflict_do_update(index_elements=[pm.row_id], set_={"score": stmt.excluded.score}), rows)
-            moved = sorted(gone + [int(r) for r in scores if int(r) not in before])
-            changes = self._pool_published(conn, version, prior, threshold, moved, ship)
+        touched = sorted({int(r) for r in m.scores} | {int(r) for r in m.left})
+        if not self.db.is_sqlite:
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_POOL_LOCK})")
+        before: set[int] = set()
+        for i in range(0, len(touched), 10_000):
+            before |= set(conn.execute(select(pm.row_id).where(pm.row_id.in_(touched[i : i + 10_000]))).scalars())
+        gone = [int(r) for r in m.left if int(r) in before]
+        for i in range(0, len(gone), 10_000):
+            conn.execute(s.pool_members.delete().where(pm.row_id.in_(gone[i : i + 10_000])))
+        rows = [dict(row_id=int(r), score=float(x)) for r, x in m.scores.items()]
+        if rows:
+            stmt = self._insert(s.pool_members)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[pm.row_id], set_={"score": stmt.excluded.score}), rows)
+        moved = sorted(gone + [int(r) for r in m.scores if int(r) not in before])
+        changes = self._pool_published(conn, version, m.prior, m.threshold, moved, m.ship)
         return version, moved, changes
 
     def _pool_published(

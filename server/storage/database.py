@@ -19,6 +19,7 @@ from sqlalchemy import Connection, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
 from server.errors import StorageUnavailable
+from server.storage.checkpoint import Checkpointer
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key: replicas starting together run migrations one at a time.
@@ -54,7 +55,9 @@ class Database:
                 execution_options={"isolation_level": "AUTOCOMMIT"},
             )
             event.listen(self._reader, "connect", _sqlite_reader_connect)
+            self._checkpointer: Checkpointer | None = Checkpointer(path)  # the writer's commits never checkpoint
         else:
+            self._checkpointer = None
             self._writer = create_engine(self.url, pool_size=pool_size, max_overflow=4 * pool_size, pool_pre_ping=True)
             self._reader = self._writer
 
@@ -119,6 +122,9 @@ class Database:
             return MigrationContext.configure(conn).get_current_revision()
 
     def dispose(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
@@ -126,8 +132,13 @@ class Database:
 
 def _sqlite_writer_connect(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event emits BEGIN IMMEDIATE itself
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000"):
-        dbapi_conn.execute(f"PRAGMA {pragma}")  # synchronous=FULL: an acknowledged ingest survives power loss
+    for pragma in (
+        "journal_mode=WAL", "synchronous=FULL",  # an acknowledged write survives power loss
+        "foreign_keys=ON", "busy_timeout=30000",
+        "wal_autocheckpoint=0", "journal_size_limit=67108864",  # checkpoints: server/storage/checkpoint.py
+        "cache_size=-131072",  # 128 MiB: a batch's random counter rows stay in SQLite's own cache
+    ):
+        dbapi_conn.execute(f"PRAGMA {pragma}")
 
 
 def _sqlite_reader_connect(dbapi_conn, _record) -> None:
