@@ -37,17 +37,27 @@ def main() -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--clip-model", default="ViT-B-32")
     p.add_argument("--clip-pretrained", default="none")
+    p.add_argument("--world", choices=["topics", "speech"], default="topics",
+                   help="topics: tests/routeworld.py's six-topic world; speech: the topic lives only in speech "
+                        "(each creator films in one room, captions are generic)")
+    p.add_argument("--topic-effect", type=float, default=0.0,
+                   help="speech world: sd of topics' log engagement levels (0: engagement says nothing about topic)")
+    p.add_argument("--route-weights", choices=["default", "learned"], default="default")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     low_share = 100 * args.low / (args.performers + args.low)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         started = time.perf_counter()
-        corpus, queries = routeworld.make_world(tmp / "clips", args.performers, args.low, args.queries)
+        if args.world == "speech":
+            corpus, queries = routeworld.make_speech_world(tmp / "clips", args.performers, args.low, args.queries,
+                                                           topic_effect=args.topic_effect)
+        else:
+            corpus, queries = routeworld.make_world(tmp / "clips", args.performers, args.low, args.queries)
         print(f"world: {len(corpus)} videos, {len(queries)} held-out queries, built in {time.perf_counter() - started:.0f} s")
         settings = Settings(
             data_dir=tmp / "data", listen="127.0.0.1:0", clip_model=args.clip_model, clip_pretrained=args.clip_pretrained,
-            pool_min_impressions=1000, pool_percentile=low_share + 1,
+            pool_min_impressions=1000, pool_percentile=low_share + 1, route_weights=args.route_weights, decode_workers=0,
         )
         server = create_server(settings).start()
         server.attach(ColdOpenService.open(settings, Models.load(settings)))
@@ -70,7 +80,8 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} cores={__import__('os').cpu_count()}",
-            "clip": f"{args.clip_model}/{args.clip_pretrained}", "k": args.k, "videos": len(corpus),
+            "clip": f"{args.clip_model}/{args.clip_pretrained}", "k": args.k, "videos": len(corpus), "world": args.world,
+            "topic_effect": args.topic_effect, "route_weights": args.route_weights,
             "queries": len(queries), "table": table,
         }, indent=2))
 

@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", default="")
     p.add_argument("--max-per-creator", type=int, default=0)
     p.add_argument("--max-per-sound", type=int, default=0)
+    p.add_argument("--fusion", choices=["zscore", "raw"], default="", help="default: the server's --route-fusion")
+
+    p = client_command("rollout", "whether to widen a video's audience to the next tier, hold, or stop")
+    p.add_argument("video_id")
+    p.add_argument("--audience", type=int, default=0,
+                   help="impressions granted so far (default: the first tier its impressions have not passed)")
 
     p = client_command("engagement", "load engagement events from JSON Lines files ('-' for stdin)")
     p.add_argument("files", nargs="+", help="one JSON object per line: event_id, video_id, impressions, plays, "
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {
         "serve": cmd_serve, "ingest": cmd_ingest, "search": cmd_search,
         "get": cmd_get, "delete": cmd_delete, "demo": cmd_demo,
-        "sound-search": cmd_sound_search, "engagement": cmd_engagement, "route": cmd_route, "sounds": cmd_sounds, "sound": cmd_sound,
+        "sound-search": cmd_sound_search, "engagement": cmd_engagement, "route": cmd_route, "rollout": cmd_rollout, "sounds": cmd_sounds, "sound": cmd_sound,
     }[args.command]
     try:
         return handler(args)
@@ -251,10 +257,38 @@ def cmd_route(args) -> int:
         result = client.route(
             video_id=args.video_id, path=args.file, metadata=metadata, store=args.store, k=args.k, weights=weights,
             exclude_same_creator=args.exclude_same_creator, language=args.language,
-            max_per_creator=args.max_per_creator, max_per_sound=args.max_per_sound,
+            max_per_creator=args.max_per_creator, max_per_sound=args.max_per_sound, fusion=args.fusion,
         )
     _report(args, result, _describe_route)
     return 0
+
+
+def cmd_rollout(args) -> int:
+    with _client(args) as client:
+        result = client.rollout(args.video_id, args.audience)
+    _report(args, result, _describe_rollout)
+    return 0
+
+
+def _describe_prior(p: dict) -> str:
+    if not p:
+        return "content prior: none"
+    how = (f"from {p['neighbours']:.1f} effective neighbours, calibrated on {p['calibration_videos']} held-out videos"
+           if p["calibrated"] else "not calibrated yet (too few engaged videos): the corpus's own spread")
+    return f"content prior: {p['mean']:.4f} ({p['coverage']:.0%} interval {p['low']:.4f} .. {p['high']:.4f}; {how})"
+
+
+def _describe_rollout(r: dict) -> str:
+    post = r.get("posterior") or {}
+    return "\n".join([
+        f"{r['decision']}: {r['reason']}",
+        f"  impressions {int(r['impressions']):,} of an audience of {int(r['audience']):,}"
+        + (f"; next audience {int(r['next_audience']):,}" if int(r["next_audience"]) else ""),
+        f"  P(beats the pool threshold {r['pool_threshold']:.4f}) = {r['p_beats_threshold']:.3f}",
+        f"  posterior mean {post.get('mean', 0):.4f} ({post.get('level', 0):.0%} credible {post.get('low', 0):.4f} .. "
+        f"{post.get('high', 0):.4f}; the prior weighs {post.get('prior_impressions', 0):,.0f} impressions)",
+        "  " + _describe_prior(r.get("content_prior") or {}),
+    ])
 
 
 def _describe_route(r: dict) -> str:
@@ -262,7 +296,8 @@ def _describe_route(r: dict) -> str:
     lines = [
         f"pool of {r['pool_size']} performing videos; weights visual {w['visual']:.2f} spoken {w['spoken']:.2f} "
         f"caption {w['caption']:.2f} sound {w['sound']:.2f}",
-        f"prior for this video: {r['prior']:.4f} ± {r['prior_uncertainty']:.4f}",
+        _describe_prior(r.get("content_prior") or {}),
+        f"routed neighbours' mean score: {r['prior']:.4f} ± {r['prior_uncertainty']:.4f}",
     ]
     for i, n in enumerate(r["neighbours"], 1):
         c = n["contributions"]

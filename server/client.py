@@ -113,6 +113,11 @@ class Client:
             requests = _upload(Path(path), pb.SoundSearchRequest(query=query), None, pb.SoundSearchRequest)
         return to_dict(self._stub.SearchBySound(requests, timeout=self._timeout, metadata=self._metadata))
 
+    def rollout(self, video_id: str, audience: int = 0) -> dict:
+        """WIDEN, HOLD or STOP for a video in its rollout, with the prior, posterior and reason."""
+        return to_dict(self._stub.Rollout(pb.RolloutRequest(video_id=video_id, audience=audience), timeout=self._timeout,
+                                          metadata=self._metadata))
+
     def record_engagement(self, events: list) -> dict:
         """Events as EngagementEvent messages or dicts with its field names (event_id, video_id, likes, ...)."""
         messages = [e if isinstance(e, pb.EngagementEvent) else engagement_event(e) for e in events]
@@ -131,10 +136,11 @@ class Client:
         language: str = "",
         max_per_creator: int = 0,
         max_per_sound: int = 0,
+        fusion: str = "",
     ) -> dict:
         query = pb.RouteQuery(
             k=k, weights=pb.RouteWeights(**(weights or {})), exclude_same_creator=exclude_same_creator,
-            language=language, max_per_creator=max_per_creator, max_per_sound=max_per_sound, store=store,
+            language=language, max_per_creator=max_per_creator, max_per_sound=max_per_sound, store=store, fusion=fusion,
         )
         if video_id is not None:
             query.video_id = video_id

@@ -12,12 +12,17 @@ score decays by half for every half-life since the video's last engagement event
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 import math
 from datetime import datetime, timezone
 
 import numpy as np
 
 from server.settings import Settings
+
+if TYPE_CHECKING:
+    from server.coldstart.posterior import Posterior
+    from server.coldstart.prior import Prior
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class Performance:
     completion_rate: float
     in_pool: bool
     pool_threshold: float
+    content_prior: "Prior | None" = None   # server/coldstart/prior.py
+    posterior: "Posterior | None" = None   # server/coldstart/posterior.py
 
 
 def counter_weights(s: Settings) -> dict[str, float]:

@@ -66,6 +66,7 @@ class PerformancePool:
         self._threshold = float("inf")
         self._view = routing.PoolView(visual_dim, text_dim)
         self._book: ScoreBook | None = None
+        self._shared_book: tuple[str | None, ScoreBook] | None = None  # rates on a shared catalog, per version
         self._incremental = not store.shared
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
@@ -156,6 +157,25 @@ class PerformancePool:
             return self._book.scores(rows, datetime.now(timezone.utc))
         return np.array([self._scores.get(int(r), 0.0) for r in rows])
 
+    def rates(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(undecayed smoothed rate, impressions) per row, for content priors (nan, 0 without engagement)."""
+        return self._rate_book().rates(np.asarray(rows, np.int64))
+
+    def rows_with(self, min_impressions: float) -> np.ndarray:
+        return self._rate_book().rows_with(min_impressions)
+
+    def _rate_book(self) -> ScoreBook:
+        """One server: the score book. Shared catalog: a book of every engaged video's counters, read again
+        when the published pool's version changes (seconds at 10^6 engaged videos)."""
+        self._wait()
+        if self._incremental:
+            return self._book
+        with self._refresh_lock:
+            if self._shared_book is None or self._shared_book[0] != self.version:
+                self._shared_book = (self.version, ScoreBook.from_arrays(
+                    self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings))))
+            return self._shared_book[1]
+
     def performance(self, row: int) -> engagement.Performance:
         self._wait()
         c = self._store.counters(row) or engagement.Counters()
@@ -167,9 +187,10 @@ class PerformancePool:
         else:
             with self._lock:
                 score = self._scores.get(row)
-                if score is None:
-                    score = engagement.score(c, self._settings, self._prior, now)
                 in_pool, threshold = row in self._scores, self._threshold
+            if score is None:  # not a member: from the book of every engaged video (its content prior included)
+                score = self._rate_book().score(row, now)
+                score = self._prior if score is None else score
         return engagement.Performance(
             counters=c,
             score=score,
@@ -196,8 +217,8 @@ class PerformancePool:
         plan: dict = {}
         with self._refresh_lock:
 
-            def then(counters: dict[int, engagement.Counters]) -> PoolMoves | None:
-                moves = self._book.update(counters)
+            def then(counters: dict[int, engagement.Counters], priors: dict[int, tuple[float, float]]) -> PoolMoves | None:
+                moves = self._book.update(counters, priors)
                 plan["moves"] = moves
                 if self._book.drifted():
                     if len(self._book) <= REBASE_INLINE_MAX:
@@ -233,8 +254,18 @@ class PerformancePool:
         self._video_changed(row, lambda: self._book.update({row: None}))
 
     def reprofile(self, row: int) -> None:
-        """A video was re-ingested: a member's embeddings changed."""
-        self._video_changed(row, lambda: Moves([row], [], []) if row in self._book else Moves([], [], []))
+        """A video was re-ingested: a member's embeddings changed, and an engaged video's content prior."""
+        def moves() -> Moves:
+            counters = self._store.counters(row)
+            if counters is None:  # never engaged: not in the book
+                return Moves([], [], [])
+            stored = self._store.stored_prior(row)
+            moved = self._book.update({row: counters}, {row: stored[:2]} if stored else {})
+            if row in self._book and row not in moved.joined:  # still a member: its view entry is re-read
+                return Moves(sorted(set(moved.joined) | {row}), moved.left, moved.changed)
+            return moved
+
+        self._video_changed(row, moves)
 
     def _video_changed(self, row: int, moves: Callable[[], Moves]) -> None:
         self._wait()
@@ -325,14 +356,15 @@ class PerformancePool:
 
     # --- writes: shared catalog (full recompute) ---------------------------------
     def refresh(self) -> None:
-        """Recompute from every engaged video's counters and publish the result (shared catalog)."""
+        """Recompute from every engaged video's counters and publish the result (shared catalog): the same
+        score book one server keeps, built afresh, so both choose members (ties, content priors) alike."""
         with self._refresh_lock:  # serialised, so an older snapshot never overwrites a newer one
-            counters = self._store.all_counters()
-            prior = engagement.prior_rate(list(counters.values()), self._settings)
+            book = ScoreBook.from_arrays(
+                self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings)))
             now = datetime.now(timezone.utc)
-            scores = {row: engagement.score(c, self._settings, prior, now) for row, c in counters.items()}
-            members, threshold = engagement.pool(scores, counters, self._settings)
-            published = {r: scores[r] for r in members}
+            members = book.members()
+            prior, threshold = book.prior, book.threshold(now)
+            published = dict(zip(members.tolist(), book.scores(members, now).tolist()))
             version, moved, changes = self._store.publish_pool(prior, threshold, published, ship=self._on_publish is not None)
             self._install(version, prior, threshold, published)
         if self._on_publish is not None and moved:

@@ -62,6 +62,8 @@ class ScoreBook:
         self._w = np.zeros(cap)        # weighted engagement
         self._imp = np.zeros(cap)      # impressions
         self._t = np.zeros(cap)        # last event, unix seconds (0: none)
+        self._pr = np.full(cap, np.nan)  # the video's own content prior: rate (nan: none, the corpus prior)
+        self._pw = np.full(cap, np.nan)  # and its weight in impressions
         self._key = np.full(cap, -np.inf)
         self._eligible = np.zeros(cap, bool)
         self._member = np.zeros(cap, bool)
@@ -114,9 +116,7 @@ class ScoreBook:
             rate = np.full(len(rows), np.nan)
             imp = np.zeros(len(rows))
             s = slots[have]
-            m = self._s.prior_impressions
-            denom = self._imp[s] + m
-            rate[have] = (self._w[s] + m * self.prior) / np.where(denom > 0, denom, 1.0)
+            rate[have] = self._smoothed(self._w[s], self._imp[s], self._pr[s], self._pw[s])
             imp[have] = self._imp[s]
             return rate, imp
 
@@ -144,9 +144,11 @@ class ScoreBook:
         return rate if math.isfinite(rate) else 0.0
 
     # --- writes -----------------------------------------------------------------
-    def update(self, changed: dict[int, Counters | None]) -> Moves:
+    def update(self, changed: dict[int, Counters | None], priors: dict[int, tuple[float, float]] | None = None) -> Moves:
         """Apply new counters (None: the video is gone) for the rows a batch touched; vectorised over the
-        batch (a Python loop over 1,000 counters cost ~20 ms of a batch's budget)."""
+        batch (a Python loop over 1,000 counters cost ~20 ms of a batch's budget). `priors`: the touched
+        rows' stored content priors, (rate, weight in impressions); a touched row missing from it has none.
+        None: the rows keep the priors the book has for them."""
         s = self._s
         with self._lock:
             gone = [int(r) for r, c in changed.items() if c is None and int(r) in self._slot]
@@ -165,6 +167,7 @@ class ScoreBook:
                 self._sum_w -= float(self._w[gone_slots].sum())
                 self._sum_imp -= float(self._imp[gone_slots].sum())
                 self._w[gone_slots] = self._imp[gone_slots] = 0.0
+                self._pr[gone_slots] = self._pw[gone_slots] = np.nan
                 self._eligible[gone_slots] = False
                 self._key[gone_slots] = -np.inf
                 for r in gone:
@@ -181,9 +184,13 @@ class ScoreBook:
                 self._sum_w += float(w.sum() - self._w[slots].sum())
                 self._sum_imp += float(imp.sum() - self._imp[slots].sum())
                 self._w[slots], self._imp[slots] = w, imp
+                if priors is not None:
+                    own = [priors.get(r) for r, _ in live]
+                    self._pr[slots] = [p[0] if p is not None else np.nan for p in own]
+                    self._pw[slots] = [p[1] if p is not None else np.nan for p in own]
                 # an event stamped a little ahead (max_event_future_s) decays from now, never grows
                 self._t[slots] = np.minimum(_epoch_seconds([c.last_event_at for _, c in live]), time.time())
-                self._key[slots] = self._keys(w, imp, self._t[slots])
+                self._key[slots] = self._keys(w, imp, self._t[slots], self._pr[slots], self._pw[slots])
                 eligible = imp >= s.pool_min_impressions
                 self._eligible[slots] = eligible
                 insert = slots[eligible]
@@ -205,17 +212,18 @@ class ScoreBook:
         with self._lock:
             self.prior = self._s.prior_rate if self._s.prior_rate > 0 else (self.corpus_mean() if prior is None else prior)
             n = self._n
-            self._key[:n] = self._keys(self._w[:n], self._imp[:n], self._t[:n])
+            self._key[:n] = self._keys(self._w[:n], self._imp[:n], self._t[:n], self._pr[:n], self._pw[:n])
             self._sort()
             return self._moves([])
 
     # --- internals ----------------------------------------------------------------
     @classmethod
     def from_arrays(cls, settings: Settings, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray,
-                    last: list[str]) -> "ScoreBook":
+                    last: list[str], prior_rate: np.ndarray | None = None, prior_weight: np.ndarray | None = None
+                    ) -> "ScoreBook":
         """From `Catalog.engagement_arrays()`: no Python object per video (about 2 s at 10^6 videos)."""
         book = cls(settings)
-        book._fill_arrays(rows, impressions, weighted, last)
+        book._fill_arrays(rows, impressions, weighted, last, prior_rate, prior_weight)
         return book
 
     def _fill(self, counters: dict[int, Counters]) -> None:
@@ -224,7 +232,8 @@ class ScoreBook:
         w = np.array([engagement.weighted(c, self._s) for c in counters.values()])
         self._fill_arrays(rows, imp, w, [c.last_event_at for c in counters.values()])
 
-    def _fill_arrays(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, last: list[str]) -> None:
+    def _fill_arrays(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, last: list[str],
+                     prior_rate: np.ndarray | None = None, prior_weight: np.ndarray | None = None) -> None:
         """All engaged videos at once (at start): vectorised, then one sort."""
         s = self._s
         n = len(rows)
@@ -238,6 +247,9 @@ class ScoreBook:
         self._imp[:n] = impressions
         self._t = np.zeros(size)
         self._t[:n] = np.minimum(_epoch_seconds(last), time.time()) if n else 0.0
+        self._pr, self._pw = np.full(size, np.nan), np.full(size, np.nan)
+        if prior_rate is not None and prior_weight is not None and n:
+            self._pr[:n], self._pw[:n] = prior_rate, prior_weight
         self._key = np.full(size, -np.inf)
         self._eligible = np.zeros(size, bool)
         self._eligible[:n] = self._imp[:n] >= s.pool_min_impressions
@@ -247,13 +259,20 @@ class ScoreBook:
         self._sum_w, self._sum_imp = float(self._w[:n].sum()), float(self._imp[:n].sum())
         self.rebase()
 
-    def _keys(self, w: np.ndarray, imp: np.ndarray, t: np.ndarray) -> np.ndarray:
-        s = self._s
-        m = s.prior_impressions
+    def _smoothed(self, w: np.ndarray, imp: np.ndarray, pr: np.ndarray, pw: np.ndarray) -> np.ndarray:
+        """Scores before decay: smoothed toward the video's own content prior where it has one (weighted by
+        that prior's confidence, in impressions: server/coldstart/posterior.py), else toward the corpus prior."""
+        own = np.isfinite(pr) & np.isfinite(pw) & (pw > 0)
+        m = np.where(own, pw, self._s.prior_impressions)
+        base = np.where(own, pr, self.prior)
         denom = imp + m
-        denom[denom == 0] = 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
-            smoothed = (w + m * self.prior) / denom
+            return (w + m * base) / np.where(denom == 0, 1.0, denom)
+
+    def _keys(self, w: np.ndarray, imp: np.ndarray, t: np.ndarray, pr: np.ndarray, pw: np.ndarray) -> np.ndarray:
+        s = self._s
+        smoothed = self._smoothed(w, imp, pr, pw)
+        with np.errstate(divide="ignore", invalid="ignore"):
             key = np.log(np.where(smoothed > 0, smoothed, 0.0))
         key[~np.isfinite(key)] = -np.inf
         if s.score_half_life_h > 0:
@@ -271,7 +290,8 @@ class ScoreBook:
     def _new_slot(self, row: int) -> int:
         if self._n == len(self._row):
             grow = len(self._row)
-            for name, fill in (("_row", 0), ("_w", 0.0), ("_imp", 0.0), ("_t", 0.0), ("_key", -np.inf),
+            for name, fill in (("_row", 0), ("_w", 0.0), ("_imp", 0.0), ("_t", 0.0), ("_pr", np.nan), ("_pw", np.nan),
+                               ("_key", -np.inf),
                                ("_eligible", False), ("_member", False)):
                 a = getattr(self, name)
                 setattr(self, name, np.concatenate([a, np.full(grow, fill, a.dtype)]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
 import tempfile
@@ -20,7 +21,10 @@ from models.clip import ClipEmbedder, ClipSpec, resolve_device
 from models.fingerprint import Fingerprinter
 from models.text import TextEmbedder, TextSpec
 from models.whisper import WhisperSpec, WhisperTranscriber
-from server import routing
+from server import engagement, routing
+from server.coldstart import posterior, rollout
+from server.coldstart.content import ContentPriors
+from server.coldstart.prior import MIN_CALIBRATION, Prior
 from server.datadir import DataDirLock
 from server.metrics import Observer
 from server.domain import (
@@ -36,7 +40,7 @@ from server.domain import (
     VideoMetadata,
     VideoRecord,
 )
-from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded
+from server.errors import InvalidInput, ModelLoadError, NotFound, Overloaded, StorageUnavailable
 from server.pipeline import Pipeline
 from server.pool import PerformancePool
 from server.settings import Settings
@@ -59,6 +63,7 @@ from server.validation import (
 )
 
 log = logging.getLogger(__name__)
+PRIOR_WEIGHT_CAP = 10  # a stored content prior weighs at most this many times prior_impressions
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,8 @@ class ColdOpenService:
             settings, store, models.clip.dim, models.text.dim, on_publish=self._ship_rows if self._ships else None,
             vectors=self._stored_vectors, background=True,
         )
+        # What a video's content predicts, from neighbours among every video with impressions (server/coldstart/).
+        self._priors = ContentPriors(settings, indexes, self._prior_vectors, self._pool.rates, self._pool.rows_with)
         self._write_lock = threading.Lock()
         self._engagement_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
@@ -162,6 +169,26 @@ class ColdOpenService:
         """Vectors of rows from this process's index of `modality`, for the pool; None without one."""
         index = self._indexes.get(modality)
         return index.get(rows) if isinstance(index, FaissIndex) else None
+
+    def _prior_vectors(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Every modality's vectors of rows (zero rows where a video lacks one): from this process's indexes
+        where it has them, else from the catalog."""
+        rows = np.asarray(rows, np.int64)
+        dims = {"visual": self.models.clip.dim, "spoken": self.models.text.dim, "caption": self.models.text.dim}
+        out: dict[str, np.ndarray] = {}
+        for modality, dim in dims.items():
+            got = self._stored_vectors(modality, rows)
+            if got is None or (modality == "visual" and not got[0].all()):
+                break
+            full = np.zeros((len(rows), dim), np.float32)
+            full[got[0]] = got[1]
+            out[modality] = full
+        else:
+            return out
+        profiles = {p.row: p for p in self._store.profiles([int(r) for r in rows])}
+        return {m: np.stack([getattr(profiles[int(r)], m) if int(r) in profiles and getattr(profiles[int(r)], m) is not None
+                             else np.zeros(d, np.float32) for r in rows]) if len(rows) else np.zeros((0, d), np.float32)
+                for m, d in dims.items()}
 
     @classmethod
     def open(cls, settings: Settings, models: Models, lock: DataDirLock | None = None) -> "ColdOpenService":
@@ -334,6 +361,8 @@ class ColdOpenService:
             raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
         a = self.pipeline.analyse(meta, path, timings, deadline)
+        with timed(timings, "content_prior"):
+            prior = self._prior_to_store(a.embedding, a.text_embeddings, self._store.row_id(meta.video_id))
         fp = a.fingerprint if a.fingerprint is not None and a.fingerprint.landmarks else None
         with ExitStack() as matching:
             if fp is not None:
@@ -354,7 +383,7 @@ class ColdOpenService:
                 with timed(timings, "store"):
                     written = self._store.upsert(
                         meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, link,
-                        a.text_embeddings, ship=self._ships, frame_dtype=self.settings.frame_embeddings,
+                        a.text_embeddings, ship=self._ships, frame_dtype=self.settings.frame_embeddings, prior=prior,
                     )
                 rowid, replaced, sound_id = written.row, written.replaced, written.sound_id
                 if self._feed is not None:
@@ -377,7 +406,7 @@ class ColdOpenService:
                     self._ship_rows([rowid], [written.change])
         matches = self._neighbours(found, exclude_row=rowid, limit=5)
         if replaced:
-            self._pool.reprofile(rowid)  # a member's pool entry holds the old embedding
+            self._pool.reprofile(rowid)  # a member's pool entry holds the old embedding; its prior changed
         self.observer.stages(timings)
         new_sound = link is not None and link.sound_id is None
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
@@ -618,6 +647,14 @@ class ColdOpenService:
         confidence = {}
         if fingerprint is not None and len(fingerprint):
             confidence = {m.sound: m.confidence for m in self._sounds.match(fingerprint, limit=100)}
+        if options.learned:  # --route-weights learned and the request gave none
+            learned = self._priors.learned_weights()
+            if learned:
+                sound = routing.DEFAULT_WEIGHTS["sound"]
+                total = sum(learned.values())
+                options = dataclasses.replace(
+                    options, weights={**{m: (1 - sound) * w / total for m, w in learned.items()}, "sound": sound})
+        content_prior = self._live_prior(query.visual, query.spoken, query.caption, query.exclude_row)
         with self._pool.reading() as view:  # held still against a concurrent engagement batch
             if confidence:
                 shared = {
@@ -627,9 +664,84 @@ class ColdOpenService:
                 }
                 query = dataclasses.replace(query, sound_confidence=shared)
             try:
-                return routing.route(view, query, options, performance=self._pool.scores_now), ingested
+                result = routing.route(view, query, options, performance=self._pool.scores_now)
             except ValueError as e:
                 raise InvalidInput(str(e)) from None
+        return dataclasses.replace(result, content_prior=content_prior), ingested
+
+    # --- the cold-start loop --------------------------------------------------------
+    def outlook(self, video_id: str) -> tuple[engagement.Performance, float]:
+        """An indexed video's performance with its content prior and posterior, and its impressions."""
+        validate_video_id(video_id)
+        row = self._store.row_id(video_id)
+        profiles = self._store.profiles([row]) if row is not None else []
+        if not profiles:
+            raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
+        return self._outlook(row, profiles[0])
+
+    def _live_prior(self, visual, spoken, caption, exclude: int | None) -> Prior | None:
+        """The content prior computed now; None (logged) while the vector store it searches is unavailable, so
+        Route and GetVideo keep answering from what they hold."""
+        try:
+            return self._priors.prior({"visual": visual, "spoken": spoken, "caption": caption}, exclude=exclude)
+        except StorageUnavailable as e:
+            log.warning("content prior unavailable: %s", e)
+            return None
+
+    def _prior_to_store(self, visual: np.ndarray, text: dict, row: int | None) -> tuple[float, float, str] | None:
+        """(prior rate, its weight in impressions, the prior as JSON) to store with a video: what its score
+        smooths toward. None while the pool is still loading at start (ingests do not wait for it) and while
+        the prior is not calibrated (too few engaged videos): the score then smooths toward the corpus mean."""
+        if not self._pool.wait_ready(0) or self._priors.calibration()[0].samples < MIN_CALIBRATION:
+            return None
+        try:
+            p = self._priors.prior({"visual": visual, "spoken": text.get("spoken"), "caption": text.get("caption")},
+                                   exclude=row)
+        except StorageUnavailable as e:  # the vector store is down: the video is still stored (and shipped later)
+            log.warning("no content prior stored for this ingest: %s", e)
+            return None
+        if not p.calibrated:
+            return None
+        shape, rate = p.gamma()
+        weight = min(rate, PRIOR_WEIGHT_CAP * self.settings.prior_impressions)  # never outweighs 10x the usual smoothing
+        return shape / rate, weight, json.dumps(dataclasses.asdict(p))
+
+    def _outlook(self, row: int, profile) -> tuple[engagement.Performance, float]:
+        """Performance with the content prior (as stored with the video, else computed now) and posterior."""
+        perf = self._pool.performance(row)
+        stored = self._store.stored_prior(row)
+        if stored is not None and stored[2]:
+            content_prior = Prior(**json.loads(stored[2]))
+        else:
+            content_prior = self._live_prior(profile.visual, profile.spoken, profile.caption, row)
+            if content_prior is None:  # the vector store is down: counters and score only
+                return perf, float(perf.counters.impressions)
+        c = perf.counters
+        threshold = perf.pool_threshold
+        h = self.settings.score_half_life_h
+        last = engagement.stored_time(c.last_event_at) if c.last_event_at else None
+        if h > 0 and last is not None and threshold != float("inf"):  # its rate against the threshold, both decayed to now
+            age_h = max(0.0, (datetime.now(timezone.utc) - last).total_seconds() / 3600)
+            threshold = threshold / 0.5 ** (age_h / h)
+        shape, rate = content_prior.gamma()
+        if stored is not None:  # the weight the score uses (capped)
+            shape, rate = stored[0] * stored[1], stored[1]
+        post = posterior.posterior(shape, rate, engagement.weighted(c, self.settings), float(c.impressions), threshold)
+        return dataclasses.replace(perf, content_prior=content_prior, posterior=post), float(c.impressions)
+
+    def rollout(self, video_id: str, audience: int = 0) -> tuple[rollout.Decision, engagement.Performance]:
+        """WIDEN, HOLD or STOP for a video in its rollout (server/coldstart/rollout.py)."""
+        if audience < 0:
+            raise InvalidInput(f"audience must be >= 0 impressions (got {audience}); 0 = the tier its impressions reached")
+        perf, impressions = self.outlook(video_id)
+        if perf.posterior is None:
+            raise StorageUnavailable(
+                f"video {video_id!r} has no stored content prior and the vector store its prior is computed from is "
+                f"unavailable; retry when it is back")
+        s = self.settings
+        decision = rollout.decide(perf.posterior, int(impressions), s.tiers(), audience, s.rollout_widen_at,
+                                  s.rollout_stop_below, s.rollout_min_impressions)
+        return decision, perf
 
     def get(self, video_id: str, include_embeddings: bool = False) -> VideoRecord:
         validate_video_id(video_id)
@@ -637,7 +749,9 @@ class ColdOpenService:
         row = self._store.row_id(video_id)
         if record is None or row is None:
             raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
-        return dataclasses.replace(record, performance=self._pool.performance(row))
+        profiles = self._store.profiles([row])
+        performance = self._outlook(row, profiles[0])[0] if profiles else self._pool.performance(row)
+        return dataclasses.replace(record, performance=performance)
 
     def delete(self, video_id: str) -> None:
         validate_video_id(video_id)

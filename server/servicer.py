@@ -33,7 +33,7 @@ from server.errors import (
     TooLarge,
     Unauthenticated,
 )
-from server.routing import DEFAULT_WEIGHTS, RouteOptions
+from server.routing import DEFAULT_WEIGHTS, FUSIONS, RouteOptions
 from server.service import ColdOpenService
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
 from server.validation import format_sound_id, validate_metadata
@@ -253,7 +253,11 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             language=q.language.strip().lower(),
             max_per_creator=q.max_per_creator,
             max_per_sound=q.max_per_sound,
+            fusion=q.fusion.strip().lower() or self._settings.route_fusion,
+            learned=self._settings.route_weights == "learned" and not any(q.weights.HasField(m) for m in DEFAULT_WEIGHTS),
         )
+        if options.fusion not in FUSIONS:
+            raise InvalidInput(f"fusion {q.fusion!r} is unknown; use one of {', '.join(FUSIONS)}")
         if source == "video_id":
             _no_more(messages, "routing by video_id takes no chunks; send only the query")
             result, ingested = service.route(options, video_id=q.video_id)
@@ -281,6 +285,8 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
             weights=pb.ModalityScores(**result.weights),
             pool_size=result.pool_size,
         )
+        if result.content_prior is not None:
+            reply.content_prior.CopyFrom(_prior_to_pb(result.content_prior))
         if ingested is not None:
             reply.ingested.CopyFrom(_ingest_result_to_pb(ingested))
         return reply
@@ -467,6 +473,18 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         record = self._ready().get(request.video_id, request.include_embeddings)
         return _record_to_pb(record)
 
+    @_guarded(READ)
+    def Rollout(self, request, context, caller):
+        decision, perf = self._ready().rollout(request.video_id, request.audience)
+        threshold = perf.pool_threshold
+        return pb.RolloutResponse(
+            decision=pb.RolloutDecision.Value(decision.action), audience=decision.audience,
+            next_audience=decision.next_audience, impressions=decision.impressions,
+            p_beats_threshold=decision.p_beats_threshold, pool_threshold=threshold if threshold != float("inf") else 0.0,
+            content_prior=_prior_to_pb(perf.content_prior), posterior=_posterior_to_pb(perf.posterior),
+            reason=decision.reason, tiers=list(self._settings.tiers()),
+        )
+
     @_guarded(WRITE)
     def DeleteVideo(self, request, context, caller):
         self._ready().delete(request.video_id)
@@ -568,6 +586,16 @@ def _ingest_result_to_pb(r: IngestResult) -> pb.IngestResponse:
     )
 
 
+def _prior_to_pb(p) -> pb.ContentPrior:
+    return pb.ContentPrior(mean=p.mean, low=p.low, high=p.high, coverage=p.coverage, neighbours=p.neighbours,
+                           calibrated=p.calibrated, calibration_videos=p.calibration_samples)
+
+
+def _posterior_to_pb(p) -> pb.Posterior:
+    return pb.Posterior(mean=p.mean, low=p.low, high=p.high, level=p.level, p_beats_threshold=p.p_beats_threshold,
+                        prior_impressions=p.prior_impressions)
+
+
 def _record_to_pb(r: VideoRecord) -> pb.Video:
     m = r.metadata
     video = pb.Video(
@@ -587,6 +615,10 @@ def _record_to_pb(r: VideoRecord) -> pb.Video:
                 in_pool=p.in_pool, pool_threshold=p.pool_threshold if p.pool_threshold != float("inf") else 0.0,
             )
         )
+        if p.content_prior is not None:
+            video.performance.content_prior.CopyFrom(_prior_to_pb(p.content_prior))
+        if p.posterior is not None:
+            video.performance.posterior.CopyFrom(_posterior_to_pb(p.posterior))
     if r.embedding is not None:
         video.embedding.extend(r.embedding.tolist())
         for t, e in zip(r.frame_times_s or [], r.frame_embeddings if r.frame_embeddings is not None else []):

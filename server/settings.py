@@ -137,6 +137,22 @@ class Settings:
     max_event_future_s: float = _s(300.0, "how far an event's `at` may be ahead of the server's clock")
     max_events_per_stream: int = _s(100_000, "engagement events one RecordEngagement stream may carry")
 
+    # --- the cold-start loop (server/coldstart/) ---
+    route_fusion: str = _s("zscore", "fuse modalities as z-scores over the candidates, or raw similarities", ("zscore", "raw"))
+    route_weights: str = _s(
+        "default", "Route's modality weights when a request gives none: the defaults, or learned from engagement "
+        "(each modality by how well its neighbours predict held-out videos' scores)", ("default", "learned"))
+    prior_k: int = _s(50, "content prior: neighbours it is predicted from")
+    prior_bandwidth: float = _s(0.25, "content prior: kernel bandwidth on fused (z-scored) similarity")
+    prior_candidates: int = _s(256, "content prior: nearest videos per modality searched for neighbours with impressions")
+    prior_min_impressions: int = _s(1000, "content prior: impressions a video needs to be a neighbour (its score is trusted)")
+    prior_calibration_videos: int = _s(300, "content prior: held-out videos its interval is calibrated on")
+    prior_calibration_s: float = _s(600.0, "content prior: recalibrate at most this often (and when eligible videos grow 10%)")
+    rollout_tiers: str = _s("300,3000,30000,300000", "rollout audience tiers, in impressions")
+    rollout_widen_at: float = _s(0.5, "rollout: WIDEN when P(beats the pool threshold) >= this, the audience spent")
+    rollout_stop_below: float = _s(0.05, "rollout: STOP when P(beats the pool threshold) < this")
+    rollout_min_impressions: int = _s(100, "rollout: impressions before a STOP may come early")
+
     # --- security ---
     tls_cert: str = _s("", "PEM certificate chain: serve TLS (with tls_key)")
     tls_key: str = _s("", "PEM private key of tls_cert")
@@ -177,6 +193,26 @@ class Settings:
                               ("log_level", ("DEBUG", "INFO", "WARNING", "ERROR"))):
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        for name in ("prior_k", "prior_candidates", "prior_min_impressions", "prior_calibration_videos"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (got {getattr(self, name)})")
+        if not self.prior_bandwidth > 0 or not self.prior_calibration_s >= 0:
+            problems.append(f"prior_bandwidth must be > 0 and prior_calibration_s >= 0 (got {self.prior_bandwidth}, "
+                            f"{self.prior_calibration_s})")
+        for name in ("route_fusion", "route_weights"):
+            allowed = ("zscore", "raw") if name == "route_fusion" else ("default", "learned")
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)} (got {getattr(self, name)!r})")
+        try:
+            tiers = self.tiers()
+            if not tiers or any(b <= a for a, b in zip(tiers, tiers[1:])) or tiers[0] < 1:
+                raise ValueError("not increasing positive integers")
+        except ValueError as e:
+            problems.append(f"rollout_tiers must be increasing impressions such as 300,3000,30000 (got "
+                            f"{self.rollout_tiers!r}: {e})")
+        if not 0 <= self.rollout_stop_below < self.rollout_widen_at <= 1:
+            problems.append(f"rollout_stop_below ({self.rollout_stop_below}) must be below rollout_widen_at "
+                            f"({self.rollout_widen_at}), both within 0..1")
         if not 0.0 <= self.pool_percentile <= 100.0:
             problems.append(f"pool_percentile must be within 0..100 (got {self.pool_percentile})")
         for name in ("prior_impressions", "prior_rate", "score_half_life_h", "max_event_future_s", "batch_max_wait_ms",
@@ -233,6 +269,10 @@ class Settings:
         if "data_dir" in values:
             values["data_dir"] = Path(values["data_dir"])
         return cls(**values)
+
+    def tiers(self) -> tuple[int, ...]:
+        """rollout_tiers as impressions."""
+        return tuple(int(x) for x in self.rollout_tiers.split(",") if x.strip())
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -55,7 +55,7 @@ def _photo_variant(name: str, rng) -> np.ndarray:
     return np.clip(crop, 0, 255).astype(np.uint8)
 
 
-def _clip(path: Path, topic: dict, sentence: str, rng, with_song: bool) -> Path:
+def _clip(path: Path, topic: dict, sentence: str, rng, with_song: bool, photos: list[str] | None = None) -> Path:
     voice, rate = mediagen.speech(sentence)
     # Clips with the topic's song run on after the talking, as such clips do: the song's hook plays
     # throughout (everyone uses the same part of a trending sound), under the voice and then alone.
@@ -66,15 +66,16 @@ def _clip(path: Path, topic: dict, sentence: str, rng, with_song: bool) -> Path:
         song = audiogen.resample(audiogen.music(topic["song"], 20.0), audiogen.RATE, rate)
         start = int(rate * rng.uniform(2.0, 2.25))
         audio = audiogen.overlay(audio, song[start : start + len(audio)], 3.0)
-    frames = mediagen.pan_frames(_photo_variant(str(rng.choice(topic["photos"])), rng), int(seconds * 6), (192, 108))
+    frames = mediagen.pan_frames(_photo_variant(str(rng.choice(photos or topic["photos"])), rng), int(seconds * 6), (192, 108))
     return mediagen.write_clip(path, frames, 6, audio, rate)
 
 
-def _engagement(performs: bool, rng) -> dict:
+def _engagement(performs: bool, rng, factor: float = 1.0) -> dict:
+    """`factor` scales every rate: how well the video's topic does on the platform."""
     impressions = int(rng.integers(20_000, 100_000))
 
     def rate(lo: float, hi: float) -> float:
-        return float(rng.uniform(lo, hi))
+        return min(1.0, float(rng.uniform(lo, hi)) * factor)
 
     if performs:
         likes, shares, comments, completion = rate(0.08, 0.2), rate(0.01, 0.03), rate(0.005, 0.02), rate(0.4, 0.7)
@@ -118,6 +119,36 @@ def make_world(folder: Path, performers: int, low: int, queries: int, seed: int 
     return corpus, held_out
 
 
+# The topic-in-speech world: each creator films in one room (their pictures say who, not what), captions
+# are generic, and only the speech carries the topic; no songs.
+ROOMS = dict(zip(CREATORS, ["camera", "brick", "gravel", "page", "coins", "clock", "grass", "moon"]))
+GENERIC_CAPTIONS = ["new video", "watch till the end", "part two", "what do you think", "story time", "quick one today"]
+
+
+def make_speech_world(folder: Path, performers: int, low: int, queries: int, seed: int = 0, topic_effect: float = 0.0
+                      ) -> tuple[list[WorldVideo], list[WorldVideo]]:
+    """(corpus with engagement, held-out queries) where the topic lives only in speech. `topic_effect`: the
+    sd of topics' log engagement levels (0: every topic does equally well, so no modality predicts
+    engagement)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus, held_out = [], []
+    factors = np.exp(np.random.default_rng(seed + 1).normal(0, topic_effect, len(TOPICS))) if topic_effect else np.ones(len(TOPICS))
+    for (name, topic), factor in zip(TOPICS.items(), factors):
+        for i in range(performers + low + queries):
+            creator = str(rng.choice(CREATORS))
+            query = i >= performers + low
+            vid = f"{name}-new-{i - performers - low}" if query else f"{name}-{i:02d}"
+            sentence = topic["held_out"] if query else topic["speech"][i % len(topic["speech"])]
+            video = WorldVideo(
+                video_id=vid, topic=name, creator_id=creator, caption=str(rng.choice(GENERIC_CAPTIONS)),
+                hashtags=["fyp"], path=_clip(folder / f"{vid}.mp4", topic, sentence, rng, False, [ROOMS[creator]]),
+                performs=i < performers, engagement={} if query else _engagement(i < performers, rng, float(factor)),
+            )
+            (held_out if query else corpus).append(video)
+    return corpus, held_out
+
+
 def precision_at_k(routed_ids: list[str], query: WorldVideo, corpus: dict[str, WorldVideo], k: int) -> float:
     """Share of the top k that are the same topic AND perform well (missing slots count as misses)."""
     hits = sum(1 for v in routed_ids[:k] if corpus[v].topic == query.topic and corpus[v].performs)
@@ -125,7 +156,9 @@ def precision_at_k(routed_ids: list[str], query: WorldVideo, corpus: dict[str, W
 
 
 ABLATIONS = {
-    "all modalities": None,  # the defaults
+    "all modalities": None,  # the server's: the defaults, or learned with --route-weights learned
+    "all modalities, raw fusion": "raw",  # the server's weights on raw similarities (the fusion before z-scores)
+    "all modalities, default weights": {"visual": 0.35, "spoken": 0.3, "caption": 0.2, "sound": 0.15},
     "visual only": {"visual": 1.0, "spoken": 0.0, "caption": 0.0, "sound": 0.0},
     "spoken only": {"visual": 0.0, "spoken": 1.0, "caption": 0.0, "sound": 0.0},
     "caption only": {"visual": 0.0, "spoken": 0.0, "caption": 1.0, "sound": 0.0},
@@ -151,7 +184,8 @@ def evaluate(client, corpus: list[WorldVideo], queries: list[WorldVideo], k: int
         precisions, low, returned = [], 0, 0
         for q in queries:
             meta = {"creator_id": q.creator_id, "caption": q.caption, "hashtags": q.hashtags}
-            r = client.route(path=q.path, metadata=meta, k=k, weights=weights)
+            fusion = weights if isinstance(weights, str) else ""
+            r = client.route(path=q.path, metadata=meta, k=k, weights=None if fusion else weights, fusion=fusion)
             ids = [n["video_id"] for n in r["neighbours"]]
             scores = [n["score"] for n in r["neighbours"]]
             assert scores == sorted(scores, reverse=True)

@@ -40,6 +40,9 @@ def test_precision_bar_and_no_low_performers(world):
     table = routeworld.evaluate(client, corpus, queries, K)
     best = table["all modalities"]
     assert best["precision_at_k"] >= 0.8, table
+    # z-scored fusion is never worse than its best single modality here
+    singles = [row["precision_at_k"] for name, row in table.items() if name.endswith(" only")]
+    assert best["precision_at_k"] >= max(singles), table
     assert all(row["low_performers_returned"] == 0 for row in table.values()), table
 
 
@@ -108,9 +111,99 @@ def test_cli_route_explains(world, capsys):
     server, _, _, queries = world
     assert main(["route", "--server", server.server.address, "--video-id", "moto-00", "-k", "3", "--weight", "sound=0.5"]) == 0
     out = capsys.readouterr().out
-    assert "pool of 36 performing videos" in out and "prior for this video" in out and "1. moto-" in out
+    assert "pool of 36 performing videos" in out and "content prior: " in out and "1. moto-" in out
     assert main(["route", "--server", server.server.address, "--file", str(queries[0].path), "--json", "-k", "2"]) == 0
     reply = json.loads(capsys.readouterr().out)
     assert len(reply["neighbours"]) == 2 and not reply.get("ingested")
     assert main(["route", "--server", server.server.address, "--video-id", "moto-00", "--weight", "loud=1"]) == 2
     assert "unknown modality 'loud'" in capsys.readouterr().err
+
+
+def test_content_prior_posterior_and_rollout_over_grpc(world, capsys):
+    """Route gives a content prior from every video with impressions (calibrated on held-out ones);
+    GetVideo shows the prior and the posterior; Rollout widens a performer, stops a low performer and
+    holds one whose audience is not spent."""
+    from server import cli
+
+    server, client, corpus, queries = world
+    performer = next(v for v in corpus if v.performs)
+    low = next(v for v in corpus if not v.performs)
+    r = client.route(video_id=performer.video_id, k=K)
+    prior = r["content_prior"]
+    assert prior["calibrated"] and prior["calibration_videos"] == len(corpus) and prior["coverage"] == pytest.approx(0.8)
+    assert 0 < prior["low"] < prior["mean"] < prior["high"] and prior["neighbours"] > 1
+
+    for video in (performer, low):
+        perf = server.stub.GetVideo(pb.GetVideoRequest(video_id=video.video_id)).performance
+        assert perf.content_prior.calibrated and perf.content_prior.low < perf.content_prior.high
+        assert perf.posterior.low <= perf.posterior.mean <= perf.posterior.high
+        s = server.settings
+        rate = (s.weight_like * perf.likes + s.weight_comment * perf.comments + s.weight_share * perf.shares
+                + s.weight_follow * perf.follows + s.weight_completion * perf.completions) / perf.impressions
+        assert perf.posterior.mean == pytest.approx(rate, rel=0.1)  # tens of thousands of impressions decide
+        assert (perf.posterior.p_beats_threshold > 0.5) == perf.in_pool
+
+    widen = server.stub.Rollout(pb.RolloutRequest(video_id=performer.video_id, audience=3000))
+    assert widen.decision == pb.WIDEN and widen.next_audience == 30000 and widen.p_beats_threshold > 0.5
+    assert list(widen.tiers) == [300, 3000, 30000, 300000] and widen.reason
+    stop = server.stub.Rollout(pb.RolloutRequest(video_id=low.video_id, audience=3000))
+    assert stop.decision == pb.STOP and stop.next_audience == 0 and stop.p_beats_threshold < 0.05
+    held = server.stub.Rollout(pb.RolloutRequest(video_id=performer.video_id, audience=10**9))
+    assert held.decision == pb.HOLD and held.impressions < held.audience
+    with pytest.raises(grpc.RpcError) as e:
+        server.stub.Rollout(pb.RolloutRequest(video_id="no-such-video"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as e:
+        server.stub.Rollout(pb.RolloutRequest(video_id=performer.video_id, audience=-1))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    assert cli.main(["rollout", performer.video_id, "--audience", "3000", "--server", server.server.address]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("WIDEN:") and "next audience 30,000" in out and "content prior:" in out
+
+
+def test_fusion_option(world):
+    server, client, corpus, queries = world
+    q = queries[0]
+    meta = {"creator_id": q.creator_id, "caption": q.caption, "hashtags": q.hashtags}
+    raw = client.route(path=q.path, metadata=meta, k=K, fusion="raw")
+    for n in raw["neighbours"]:  # raw: contributions are weight x similarity
+        assert n["contributions"]["visual"] == pytest.approx(raw["weights"]["visual"] * n["similarities"]["visual"], abs=1e-6)
+    with pytest.raises(grpc.RpcError) as e:
+        client.route(path=q.path, metadata=meta, k=K, fusion="bogus")
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "zscore" in e.value.details()
+
+
+def test_the_content_prior_is_stored_and_carried_into_the_score(world):
+    """An upload stored through Route keeps the content prior it was given; its first engagement is
+    smoothed toward that prior (the posterior mean), not toward the corpus mean; a score book rebuilt from
+    the catalog (a restart) agrees. Runs last: it adds a video to the module's world."""
+    from datetime import datetime, timezone
+
+    from server import engagement
+    from server.scorebook import ScoreBook
+    from server.storage import open_catalog
+
+    server, client, corpus, queries = world
+    q = queries[1]
+    meta = {"video_id": "carried", "creator_id": q.creator_id, "caption": q.caption, "hashtags": q.hashtags}
+    r = client.route(path=q.path, metadata=meta, store=True, k=K)
+    perf = server.stub.GetVideo(pb.GetVideoRequest(video_id="carried")).performance
+    assert perf.content_prior.calibrated and perf.content_prior.mean == pytest.approx(r["content_prior"]["mean"])
+
+    assert server.stub.RecordEngagement(iter([pb.EngagementEvent(
+        event_id="carried-1", video_id="carried", impressions=300, likes=40, shares=5)])).accepted == 1
+    perf = server.stub.GetVideo(pb.GetVideoRequest(video_id="carried")).performance
+    assert perf.content_prior.mean == pytest.approx(r["content_prior"]["mean"])  # as stored, not recomputed
+    weighted = 40 * server.settings.weight_like + 5 * server.settings.weight_share
+    b0 = perf.posterior.prior_impressions
+    assert 0 < b0 <= 10 * server.settings.prior_impressions
+    assert perf.score == pytest.approx(perf.posterior.mean, rel=1e-9)
+    store = open_catalog("", server.settings.data_dir)
+    try:
+        book = ScoreBook.from_arrays(server.settings, *store.engagement_arrays(engagement.counter_weights(server.settings)))
+        assert book.score(store.row_id("carried"), datetime.now(timezone.utc)) == pytest.approx(perf.score, rel=1e-9)
+    finally:
+        store.close()
+    m = server.settings.prior_impressions  # what the score was before: smoothed toward the corpus mean
+    assert abs(perf.score - (weighted + m * book.prior) / (300 + m)) > 0.01

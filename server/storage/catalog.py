@@ -58,6 +58,7 @@ class EngagementWrite(NamedTuple):
     rejected: list[tuple[str, str]]    # (event_id, reason)
     counters: dict[int, Counters]      # row id -> counters after the batch, for the videos it changed
     published: tuple[str, list[int], list[int]] | None = None  # (version, moved, change seqs) of `then`'s moves
+    priors: dict[int, tuple[float, float]] | None = None  # row -> (prior rate, prior weight), videos that have one
 
 
 class PoolMoves(NamedTuple):
@@ -141,7 +142,8 @@ class Catalog:
                 .compile(dialect=dialect, column_keys=["event_id", "video_id", "at"])
             )
             self._sql_seen = "SELECT event_id FROM engagement_events WHERE event_id IN ({marks})"
-            self._sql_row_ids = "SELECT video_id, row_id FROM videos INDEXED BY videos_key WHERE video_id IN ({marks})"
+            self._sql_row_ids = ("SELECT video_id, row_id, prior_rate, prior_weight FROM videos INDEXED BY videos_key "
+                                 "WHERE video_id IN ({marks})")
         self._add_counters = self._add_counters.returning(cur.video_id, *(getattr(cur, n) for n in COUNTER_NAMES), cur.last_event_at)
 
     @property
@@ -222,13 +224,15 @@ class Catalog:
         text_embeddings: dict[str, np.ndarray | None] | None = None,
         ship: bool = False,
         frame_dtype: str = "fp16",
+        prior: "tuple[float, float, str] | None" = None,
     ) -> Written:
         """Insert or atomically replace a video, its frames, its audio fingerprint and its link to a sound
         (with the postings the link adds), and log the change of its vectors, all in one transaction.
 
         A `sound` with sound_id None starts a new sound. `ship`: the change must still reach an external
         vector store (it stays unshipped until mark_shipped). `frame_dtype`: per-frame embeddings are kept as
-        fp16 or fp32, or not at all ("none").
+        fp16 or fp32, or not at all ("none"). `prior`: (prior rate, its weight in impressions, the prior as
+        JSON) of the video's content prior, or None.
         """
         now = utc_text()
         text = text_embeddings or {}
@@ -251,6 +255,9 @@ class Catalog:
             fingerprint=_fingerprint_blob(fingerprint) if fingerprint is not None and fingerprint.landmarks else None,
             caption_embedding=_blob(text["caption"]) if text.get("caption") is not None else None,
             transcript_embedding=_blob(text["spoken"]) if text.get("spoken") is not None else None,
+            prior_rate=prior[0] if prior is not None else None,
+            prior_weight=prior[1] if prior is not None else None,
+            content_prior=prior[2] if prior is not None else None,
         )
         v = s.videos.c
         with self.db.write() as conn:
@@ -413,7 +420,7 @@ class Catalog:
     # --- engagement -------------------------------------------------------
     def record_engagement(
         self, events: list[EngagementEvent],
-        then: Callable[[dict[int, Counters]], "PoolMoves | None"] | None = None,
+        then: Callable[[dict[int, Counters], dict[int, tuple[float, float]]], "PoolMoves | None"] | None = None,
     ) -> "EngagementWrite":
         """Add events' counters in one transaction. Returns accepted, duplicates, [(event_id, reason)] and
         the new counters of the videos it changed (by row id, read back by the same statement).
@@ -421,7 +428,8 @@ class Catalog:
         Events are deduplicated by id (also across replicas: the event row is the claim), then summed per
         video, so a batch updates each video's counter row once however many of its events it carries.
 
-        `then(new counters)`, called inside the transaction when any counter changed, may return the pool
+        `then(new counters, {row: (prior rate, prior weight)} of those with a stored content prior)`, called
+        inside the transaction when any counter changed, may return the pool
         moves those counters cause; they are published in the same transaction (one commit, one fsync per
         batch), and `EngagementWrite.published` is `publish_pool_moves`'s answer for them."""
         if not events:
@@ -453,25 +461,28 @@ class Catalog:
             rows = [  # (video_id, *counters, last_event_at), sorted: replicas lock counter rows in one order
                 (video_id, *(min(x, COUNTER_CAP) for x in total[:8]), total[8]) for video_id, total in sorted(sums.items())
             ]
-            updated = {int(known[video_id]): c for video_id, c in self._add(conn, rows).items()}
+            updated = {int(known[video_id][0]): c for video_id, c in self._add(conn, rows).items()}
+            priors = {int(known[video_id][0]): (known[video_id][1], known[video_id][2])
+                      for video_id in sums if known[video_id][1] is not None}
             published = None
-            moves = then(updated) if then is not None and updated else None
+            moves = then(updated, priors) if then is not None and updated else None
             if moves is not None:
                 published = self._publish_moves(conn, moves)
-        return EngagementWrite(len(claimed), duplicates, rejected, updated, published)
+        return EngagementWrite(len(claimed), duplicates, rejected, updated, published, priors)
 
-    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, int]:
-        """video_id -> row id for those that exist (from the covering index `videos_key`)."""
-        known: dict[str, int] = {}
+    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, tuple[int, float | None, float | None]]:
+        """video_id -> (row id, prior rate, prior weight) for those that exist (from the covering index `videos_key`)."""
+        known: dict[str, tuple] = {}
         if self.db.is_sqlite:  # the driver: SQLAlchemy compiling 1,000 bound parameters costs ~10 ms a batch
             for i in range(0, len(video_ids), 900):
                 part = video_ids[i : i + 900]
-                known.update(_driver(conn).execute(self._sql_row_ids.format(marks=",".join("?" * len(part))), part))
+                for vid, *rest in _driver(conn).execute(self._sql_row_ids.format(marks=",".join("?" * len(part))), part):
+                    known[vid] = tuple(rest)
             return known
         v = s.videos.c
         for i in range(0, len(video_ids), 1000):
-            known.update((vid, row) for vid, row in conn.execute(
-                select(v.video_id, v.row_id).where(v.video_id.in_(video_ids[i : i + 1000]))))
+            known.update((vid, (row, rate, weight)) for vid, row, rate, weight in conn.execute(
+                select(v.video_id, v.row_id, v.prior_rate, v.prior_weight).where(v.video_id.in_(video_ids[i : i + 1000]))))
         return known
 
     # The hot path of RecordEngagement: on SQLite (one writer, the write lock held) the claims and counter
@@ -514,6 +525,13 @@ class Catalog:
                 out[r[0]] = _counters(r[1:])
         return out
 
+    def stored_prior(self, row: int) -> tuple[float, float, str] | None:
+        """(prior rate, prior weight, prior JSON) stored with a video, or None."""
+        v = s.videos.c
+        with self.db.read() as conn:
+            r = conn.execute(select(v.prior_rate, v.prior_weight, v.content_prior).where(v.row_id == row)).first()
+        return None if r is None or r[0] is None else (float(r[0]), float(r[1]), r[2] or "")
+
     def all_counters(self) -> dict[int, Counters]:
         e, v = s.engagement.c, s.videos.c
         with self.db.read() as conn:
@@ -523,8 +541,9 @@ class Catalog:
             ).all()
         return {int(r[0]): _counters(r[1:]) for r in rows}
 
-    def engagement_arrays(self, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-        """Every engaged video's (row ids, impressions, weighted engagement, last_event_at texts), for
+    def engagement_arrays(self, weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray, np.ndarray]:
+        """Every engaged video's (row ids, impressions, weighted engagement, last_event_at texts, prior rates and
+        weights, nan where a video has no stored content prior), for
         building scores at start without a Python object per video. `weights`: counter name -> weight.
         The weighting runs in SQL over counters cleaned as `_counters` cleans them (NULL/NaN -> 0,
         clamped to 0..COUNTER_CAP), so 10^6 rows come back as four columns."""
@@ -534,7 +553,7 @@ class Catalog:
             return self._least(self._greatest(func.coalesce(column, 0), 0), COUNTER_CAP)
 
         weighted = sum((clean(getattr(e, name)) * float(w) for name, w in weights.items()), literal(0.0))
-        stmt = (select(v.row_id, clean(e.impressions), weighted, e.last_event_at)
+        stmt = (select(v.row_id, clean(e.impressions), weighted, e.last_event_at, v.prior_rate, v.prior_weight)
                 .select_from(s.engagement.join(s.videos, e.video_id == v.video_id))
                 # SQLite's planner prefers the primary key, then reads each ~6 KB video row for its row id
                 .with_hint(s.videos, "INDEXED BY videos_key", dialect_name="sqlite"))
@@ -547,11 +566,12 @@ class Catalog:
             finally:
                 cursor.close()
         if not rows:
-            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), []
-        ids, imp, w, last = zip(*rows)
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), [], np.zeros(0), np.zeros(0)
+        ids, imp, w, last, prior_rate, prior_weight = zip(*rows)
         imp = np.nan_to_num(np.array(imp, dtype=np.float64), nan=0.0, posinf=COUNTER_CAP)
         w = np.nan_to_num(np.array(w, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        return np.array(ids, dtype=np.int64), np.floor(imp), w, [str(t or "") for t in last]
+        return (np.array(ids, dtype=np.int64), np.floor(imp), w, [str(t or "") for t in last],
+                np.array(prior_rate, dtype=np.float64), np.array(prior_weight, dtype=np.float64))
 
     def counters(self, row: int) -> Counters | None:
         e, v = s.engagement.c, s.videos.c

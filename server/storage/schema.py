@@ -59,7 +59,12 @@ videos = Table(
     Column("fingerprint", LargeBinary),            # index side only (models/fingerprint.py)
     Column("caption_embedding", LargeBinary),      # caption + hashtags; NULL when both are empty
     Column("transcript_embedding", LargeBinary),   # NULL without speech
-    Index("videos_key", "video_id", "row_id"),     # covering: engagement -> row ids at start
+    # The content prior computed when it was stored (server/coldstart/): its mean rate and its weight in
+    # impressions (the score smooths toward it), and the whole prior as JSON for GetVideo. NULL: none.
+    Column("prior_rate", Float),
+    Column("prior_weight", Float),
+    Column("content_prior", Text),
+    Index("videos_key", "video_id", "row_id", "prior_rate", "prior_weight"),  # covering: engagement -> rows, priors
     Index("videos_profile", "row_id", "video_id", "creator_id", "sound_id", "language"),  # covering: pool profiles
     Index("videos_by_sound", "sound_id", "ingested_at"),
 )

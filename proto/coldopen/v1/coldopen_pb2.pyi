@@ -12,9 +12,20 @@ class Target(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TARGET_VISUAL: _ClassVar[Target]
     TARGET_SPOKEN: _ClassVar[Target]
     TARGET_CAPTION: _ClassVar[Target]
+
+class RolloutDecision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_DECISION_UNSPECIFIED: _ClassVar[RolloutDecision]
+    WIDEN: _ClassVar[RolloutDecision]
+    HOLD: _ClassVar[RolloutDecision]
+    STOP: _ClassVar[RolloutDecision]
 TARGET_VISUAL: Target
 TARGET_SPOKEN: Target
 TARGET_CAPTION: Target
+ROLLOUT_DECISION_UNSPECIFIED: RolloutDecision
+WIDEN: RolloutDecision
+HOLD: RolloutDecision
+STOP: RolloutDecision
 
 class VideoMetadata(_message.Message):
     __slots__ = ("video_id", "creator_id", "caption", "hashtags", "language_hint", "filename")
@@ -235,7 +246,7 @@ class Video(_message.Message):
     def __init__(self, metadata: _Optional[_Union[VideoMetadata, _Mapping]] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., ingested_at: _Optional[str] = ..., embedding: _Optional[_Iterable[float]] = ..., frames: _Optional[_Iterable[_Union[FrameEmbedding, _Mapping]]] = ..., performance: _Optional[_Union[Performance, _Mapping]] = ...) -> None: ...
 
 class Performance(_message.Message):
-    __slots__ = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows", "last_event_at", "score", "completion_rate", "in_pool", "pool_threshold")
+    __slots__ = ("impressions", "plays", "completions", "watch_time_s", "likes", "comments", "shares", "follows", "last_event_at", "score", "completion_rate", "in_pool", "pool_threshold", "content_prior", "posterior")
     IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
     PLAYS_FIELD_NUMBER: _ClassVar[int]
     COMPLETIONS_FIELD_NUMBER: _ClassVar[int]
@@ -249,6 +260,8 @@ class Performance(_message.Message):
     COMPLETION_RATE_FIELD_NUMBER: _ClassVar[int]
     IN_POOL_FIELD_NUMBER: _ClassVar[int]
     POOL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_PRIOR_FIELD_NUMBER: _ClassVar[int]
+    POSTERIOR_FIELD_NUMBER: _ClassVar[int]
     impressions: int
     plays: int
     completions: int
@@ -262,7 +275,75 @@ class Performance(_message.Message):
     completion_rate: float
     in_pool: bool
     pool_threshold: float
-    def __init__(self, impressions: _Optional[int] = ..., plays: _Optional[int] = ..., completions: _Optional[int] = ..., watch_time_s: _Optional[float] = ..., likes: _Optional[int] = ..., comments: _Optional[int] = ..., shares: _Optional[int] = ..., follows: _Optional[int] = ..., last_event_at: _Optional[str] = ..., score: _Optional[float] = ..., completion_rate: _Optional[float] = ..., in_pool: bool = ..., pool_threshold: _Optional[float] = ...) -> None: ...
+    content_prior: ContentPrior
+    posterior: Posterior
+    def __init__(self, impressions: _Optional[int] = ..., plays: _Optional[int] = ..., completions: _Optional[int] = ..., watch_time_s: _Optional[float] = ..., likes: _Optional[int] = ..., comments: _Optional[int] = ..., shares: _Optional[int] = ..., follows: _Optional[int] = ..., last_event_at: _Optional[str] = ..., score: _Optional[float] = ..., completion_rate: _Optional[float] = ..., in_pool: bool = ..., pool_threshold: _Optional[float] = ..., content_prior: _Optional[_Union[ContentPrior, _Mapping]] = ..., posterior: _Optional[_Union[Posterior, _Mapping]] = ...) -> None: ...
+
+class ContentPrior(_message.Message):
+    __slots__ = ("mean", "low", "high", "coverage", "neighbours", "calibrated", "calibration_videos")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATED_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    mean: float
+    low: float
+    high: float
+    coverage: float
+    neighbours: float
+    calibrated: bool
+    calibration_videos: int
+    def __init__(self, mean: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., coverage: _Optional[float] = ..., neighbours: _Optional[float] = ..., calibrated: bool = ..., calibration_videos: _Optional[int] = ...) -> None: ...
+
+class Posterior(_message.Message):
+    __slots__ = ("mean", "low", "high", "level", "p_beats_threshold", "prior_impressions")
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    P_BEATS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    mean: float
+    low: float
+    high: float
+    level: float
+    p_beats_threshold: float
+    prior_impressions: float
+    def __init__(self, mean: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., level: _Optional[float] = ..., p_beats_threshold: _Optional[float] = ..., prior_impressions: _Optional[float] = ...) -> None: ...
+
+class RolloutRequest(_message.Message):
+    __slots__ = ("video_id", "audience")
+    VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    video_id: str
+    audience: int
+    def __init__(self, video_id: _Optional[str] = ..., audience: _Optional[int] = ...) -> None: ...
+
+class RolloutResponse(_message.Message):
+    __slots__ = ("decision", "audience", "next_audience", "impressions", "p_beats_threshold", "pool_threshold", "content_prior", "posterior", "reason", "tiers")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSIONS_FIELD_NUMBER: _ClassVar[int]
+    P_BEATS_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    POOL_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_PRIOR_FIELD_NUMBER: _ClassVar[int]
+    POSTERIOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    decision: RolloutDecision
+    audience: int
+    next_audience: int
+    impressions: int
+    p_beats_threshold: float
+    pool_threshold: float
+    content_prior: ContentPrior
+    posterior: Posterior
+    reason: str
+    tiers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, decision: _Optional[_Union[RolloutDecision, str]] = ..., audience: _Optional[int] = ..., next_audience: _Optional[int] = ..., impressions: _Optional[int] = ..., p_beats_threshold: _Optional[float] = ..., pool_threshold: _Optional[float] = ..., content_prior: _Optional[_Union[ContentPrior, _Mapping]] = ..., posterior: _Optional[_Union[Posterior, _Mapping]] = ..., reason: _Optional[str] = ..., tiers: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DeleteVideoRequest(_message.Message):
     __slots__ = ("video_id",)
@@ -407,7 +488,7 @@ class RouteWeights(_message.Message):
     def __init__(self, visual: _Optional[float] = ..., spoken: _Optional[float] = ..., caption: _Optional[float] = ..., sound: _Optional[float] = ...) -> None: ...
 
 class RouteQuery(_message.Message):
-    __slots__ = ("video_id", "upload", "k", "weights", "exclude_same_creator", "language", "max_per_creator", "max_per_sound", "store")
+    __slots__ = ("video_id", "upload", "k", "weights", "exclude_same_creator", "language", "max_per_creator", "max_per_sound", "store", "fusion")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -417,6 +498,7 @@ class RouteQuery(_message.Message):
     MAX_PER_CREATOR_FIELD_NUMBER: _ClassVar[int]
     MAX_PER_SOUND_FIELD_NUMBER: _ClassVar[int]
     STORE_FIELD_NUMBER: _ClassVar[int]
+    FUSION_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     upload: VideoMetadata
     k: int
@@ -426,7 +508,8 @@ class RouteQuery(_message.Message):
     max_per_creator: int
     max_per_sound: int
     store: bool
-    def __init__(self, video_id: _Optional[str] = ..., upload: _Optional[_Union[VideoMetadata, _Mapping]] = ..., k: _Optional[int] = ..., weights: _Optional[_Union[RouteWeights, _Mapping]] = ..., exclude_same_creator: bool = ..., language: _Optional[str] = ..., max_per_creator: _Optional[int] = ..., max_per_sound: _Optional[int] = ..., store: bool = ...) -> None: ...
+    fusion: str
+    def __init__(self, video_id: _Optional[str] = ..., upload: _Optional[_Union[VideoMetadata, _Mapping]] = ..., k: _Optional[int] = ..., weights: _Optional[_Union[RouteWeights, _Mapping]] = ..., exclude_same_creator: bool = ..., language: _Optional[str] = ..., max_per_creator: _Optional[int] = ..., max_per_sound: _Optional[int] = ..., store: bool = ..., fusion: _Optional[str] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("query", "chunk")
@@ -467,17 +550,19 @@ class RoutedNeighbour(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., score: _Optional[float] = ..., contributions: _Optional[_Union[ModalityScores, _Mapping]] = ..., similarities: _Optional[_Union[ModalityScores, _Mapping]] = ..., performance: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("neighbours", "prior", "prior_uncertainty", "weights", "pool_size", "ingested")
+    __slots__ = ("neighbours", "prior", "prior_uncertainty", "weights", "pool_size", "ingested", "content_prior")
     NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     PRIOR_FIELD_NUMBER: _ClassVar[int]
     PRIOR_UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_PRIOR_FIELD_NUMBER: _ClassVar[int]
     neighbours: _containers.RepeatedCompositeFieldContainer[RoutedNeighbour]
     prior: float
     prior_uncertainty: float
     weights: ModalityScores
     pool_size: int
     ingested: IngestResponse
-    def __init__(self, neighbours: _Optional[_Iterable[_Union[RoutedNeighbour, _Mapping]]] = ..., prior: _Optional[float] = ..., prior_uncertainty: _Optional[float] = ..., weights: _Optional[_Union[ModalityScores, _Mapping]] = ..., pool_size: _Optional[int] = ..., ingested: _Optional[_Union[IngestResponse, _Mapping]] = ...) -> None: ...
+    content_prior: ContentPrior
+    def __init__(self, neighbours: _Optional[_Iterable[_Union[RoutedNeighbour, _Mapping]]] = ..., prior: _Optional[float] = ..., prior_uncertainty: _Optional[float] = ..., weights: _Optional[_Union[ModalityScores, _Mapping]] = ..., pool_size: _Optional[int] = ..., ingested: _Optional[_Union[IngestResponse, _Mapping]] = ..., content_prior: _Optional[_Union[ContentPrior, _Mapping]] = ...) -> None: ...

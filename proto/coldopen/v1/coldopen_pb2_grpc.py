@@ -79,6 +79,11 @@ class ContentIndexStub(object):
                 request_serializer=coldopen_dot_v1_dot_coldopen__pb2.RouteRequest.SerializeToString,
                 response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RouteResponse.FromString,
                 _registered_method=True)
+        self.Rollout = channel.unary_unary(
+                '/coldopen.v1.ContentIndex/Rollout',
+                request_serializer=coldopen_dot_v1_dot_coldopen__pb2.RolloutRequest.SerializeToString,
+                response_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RolloutResponse.FromString,
+                _registered_method=True)
 
 
 class ContentIndexServicer(object):
@@ -150,6 +155,14 @@ class ContentIndexServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollout(self, request, context):
+        """A video in its rollout: widen its audience to the next tier, hold, or stop, by a posterior
+        probability test against the pool threshold, with the numbers behind it (README: the cold-start loop).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContentIndexServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +210,11 @@ def add_ContentIndexServicer_to_server(servicer, server):
                     servicer.Route,
                     request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RouteRequest.FromString,
                     response_serializer=coldopen_dot_v1_dot_coldopen__pb2.RouteResponse.SerializeToString,
+            ),
+            'Rollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollout,
+                    request_deserializer=coldopen_dot_v1_dot_coldopen__pb2.RolloutRequest.FromString,
+                    response_serializer=coldopen_dot_v1_dot_coldopen__pb2.RolloutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +460,33 @@ class ContentIndex(object):
             '/coldopen.v1.ContentIndex/Route',
             coldopen_dot_v1_dot_coldopen__pb2.RouteRequest.SerializeToString,
             coldopen_dot_v1_dot_coldopen__pb2.RouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/coldopen.v1.ContentIndex/Rollout',
+            coldopen_dot_v1_dot_coldopen__pb2.RolloutRequest.SerializeToString,
+            coldopen_dot_v1_dot_coldopen__pb2.RolloutResponse.FromString,
             options,
             channel_credentials,
             insecure,

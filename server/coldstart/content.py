@@ -1,0 +1,155 @@
+"""Content priors for the service: neighbours among every video with enough impressions, found through
+the vector indexes, fused, and turned into a calibrated prior (server/coldstart/prior.py).
+
+Candidates: the `prior_candidates` nearest videos of each modality the query has, from the indexes
+that hold every video (not the pool), kept when they have `prior_min_impressions` impressions (their
+score is their own, not their smoothing's). Their similarities in every modality are fused as routing
+fuses them (z-scores over the candidates).
+
+Calibration, cached for `prior_calibration_s` or until the eligible videos grow or shrink by 10%
+(recomputed on every call while there are too few to calibrate on: then it is only the corpus spread):
+`prior_calibration_videos` eligible videos are held out one at a time and predicted from the others,
+with each modality alone and then fused. A modality's learned weight is the square of its held-out
+rank correlation (0 when it predicts nothing): the weights that the prior uses, and that Route uses
+with `--route-weights learned`. The conformal quantiles come from the fused predictions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+
+from server.coldstart import prior as cp
+from server.routing import DEFAULT_WEIGHTS, fusion_inputs
+from server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("visual", "spoken", "caption")
+MIN_RHO = 0.05  # a modality whose held-out rank correlation is below this predicts nothing: weight 0
+
+
+class ContentPriors:
+    def __init__(self, settings: Settings, indexes: dict, vectors: Callable[[np.ndarray], dict[str, np.ndarray]],
+                 rates: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                 eligible: Callable[[float], np.ndarray]):
+        """`indexes`: modality -> vector index over every video; `vectors(rows)`: modality -> (n, dim) matrix
+        (zero rows where a video lacks the modality); `rates(rows)`: (rates, impressions) from the score
+        book; `eligible(min_impressions)`: rows with that many impressions."""
+        self._s = settings
+        self._indexes = indexes
+        self._vectors = vectors
+        self._rates = rates
+        self._eligible = eligible
+        self._lock = threading.Lock()
+        self._calibration: cp.Calibration | None = None
+        self._weights: dict[str, float] | None = None
+        self._learned = False  # the weights came from held-out predictions, not the defaults
+        self.held_out_rank_correlations: dict[str, float] = {}
+        self._at = 0.0
+
+    # --- public ------------------------------------------------------------------
+    def prior(self, query: dict[str, np.ndarray | None], exclude: int | None = None) -> cp.Prior:
+        calibration, weights = self.calibration()
+        rows, log_scores = self._candidates([query], {exclude} if exclude is not None else set())[0]
+        prediction = self._predict(query, rows, log_scores, weights, calibration.corpus_log_sd)
+        return cp.prior(prediction, calibration)
+
+    def calibration(self) -> tuple[cp.Calibration, dict[str, float]]:
+        """The calibration and the prior's modality weights (learned, or the defaults when none predicts)."""
+        with self._lock:
+            eligible = self._eligible(self._s.prior_min_impressions)
+            c = self._calibration
+            if c is None or c.samples < cp.MIN_CALIBRATION or time.monotonic() - self._at > self._s.prior_calibration_s or (
+                abs(len(eligible) - c.eligible) > 0.1 * c.eligible
+            ):  # uncalibrated (a handful of engaged videos): always current, it costs nothing
+                started = time.perf_counter()
+                self._calibration, self._weights = self._calibrate(eligible)
+                self._at = time.monotonic()
+                c = self._calibration
+                log.info("content prior calibrated on %d of %d eligible videos in %.2f s: q %.2f..%.2f, Spearman %.3f, "
+                         "per-modality Spearman %s, weights %s (learned: %s)", c.samples, c.eligible,
+                         time.perf_counter() - started, c.q_low, c.q_high, c.rank_correlation,
+                         self.held_out_rank_correlations, self._weights, self._learned)
+            return c, dict(self._weights or {})
+
+    def learned_weights(self) -> dict[str, float] | None:
+        """Route's weights under --route-weights learned; None while no modality predicts held-out scores."""
+        _, weights = self.calibration()
+        return weights if self._learned else None
+
+    # --- internals ---------------------------------------------------------------
+    def _calibrate(self, eligible: np.ndarray) -> tuple[cp.Calibration, dict[str, float]]:
+        rates, _ = self._rates(eligible)
+        corpus = np.log(rates[rates > 0])
+        corpus_sd = float(corpus.std()) if len(corpus) > 1 else 1.0
+        self._learned = False
+        if len(eligible) < cp.MIN_CALIBRATION + 1:
+            return cp.calibrate([], np.zeros(0), corpus, len(eligible)), dict(DEFAULT_WEIGHTS)
+        rng = np.random.default_rng(len(eligible))
+        held = np.sort(rng.choice(eligible, min(self._s.prior_calibration_videos, len(eligible)), replace=False))
+        queries = self._vectors(held)
+        per_query = [{m: (queries[m][i] if np.any(queries[m][i]) else None) for m in MODALITIES} for i in range(len(held))]
+        found = self._candidates(per_query, None, exclude_each=held)
+        held_rates, _ = self._rates(held)
+        actual = np.log(np.maximum(held_rates, 1e-300))
+        rho = {}
+        for m in MODALITIES:
+            one = {x: float(x == m) for x in MODALITIES}
+            preds = [self._predict(q, rows, ys, one, corpus_sd) if q[m] is not None else None
+                     for q, (rows, ys) in zip(per_query, found)]
+            pairs = [(p.log_mean, y) for p, y in zip(preds, actual) if p is not None]
+            rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])) if len(pairs) >= 3 else float("nan")
+        self.held_out_rank_correlations = rho  # per modality, for the log and for benchmarks
+        weights = {m: max(r, 0.0) ** 2 if math.isfinite(r) and r >= MIN_RHO else 0.0 for m, r in rho.items()}
+        if sum(weights.values()) > 0:
+            self._learned = True
+        else:
+            weights = {m: DEFAULT_WEIGHTS[m] for m in MODALITIES}
+        preds = [self._predict(q, rows, ys, weights, corpus_sd) for q, (rows, ys) in zip(per_query, found)]
+        return cp.calibrate(preds, actual, corpus, len(eligible)), weights
+
+    def _candidates(self, queries: list[dict[str, np.ndarray | None]], exclude: set[int] | None,
+                    exclude_each: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query: (candidate rows with enough impressions, their log scores)."""
+        found: list[set[int]] = [set() for _ in queries]
+        for m in MODALITIES:
+            index = self._indexes.get(m)
+            have = [i for i, q in enumerate(queries) if q.get(m) is not None]
+            if index is None or not have or len(index) == 0:
+                continue
+            k = min(self._s.prior_candidates + 1, len(index))
+            _, ids = index.search(np.stack([queries[i][m] for i in have]).astype(np.float32), k)
+            for i, row_ids in zip(have, ids):
+                found[i].update(int(x) for x in row_ids if x >= 0)
+        out = []
+        for i, rows in enumerate(found):
+            if exclude:
+                rows -= exclude
+            if exclude_each is not None:
+                rows.discard(int(exclude_each[i]))
+            arr = np.array(sorted(rows), np.int64)
+            rates, imp = self._rates(arr)
+            keep = (imp >= self._s.prior_min_impressions) & (rates > 0)
+            out.append((arr[keep], np.log(rates[keep])))
+        return out
+
+    def _predict(self, query: dict[str, np.ndarray | None], rows: np.ndarray, log_scores: np.ndarray,
+                 weights: dict[str, float], corpus_sd: float) -> cp.Prediction | None:
+        if not len(rows):
+            return None
+        vectors = self._vectors(rows)
+        w = {m: (weights.get(m, 0.0) if query.get(m) is not None else 0.0) for m in MODALITIES}
+        total = sum(w.values())
+        if total <= 0:
+            return None
+        w = {m: v / total for m, v in w.items()}
+        sims = {m: vectors[m] @ query[m] if query.get(m) is not None else np.zeros(len(rows)) for m in MODALITIES}
+        scaled = fusion_inputs(sims, w, np.ones(len(rows), bool), "zscore")
+        fused = sum(w[m] * scaled[m] for m in MODALITIES)
+        return cp.predict(fused, log_scores, self._s.prior_k, self._s.prior_bandwidth, corpus_sd)
