@@ -711,7 +711,7 @@ class ColdOpenService:
         perf = self._pool.performance(row)
         stored = self._store.stored_prior(row)
         if stored is not None and stored[2]:
-            content_prior = Prior(**json.loads(stored[2]))
+            content_prior = Prior.from_json(stored[2])
         else:
             content_prior = self._live_prior(profile.visual, profile.spoken, profile.caption, row)
             if content_prior is None:  # the vector store is down: counters and score only

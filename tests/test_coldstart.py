@@ -164,3 +164,14 @@ def test_rollout_rule(p_beats, impressions, audience, action, next_audience):
     d = rollout.decide(posterior, impressions, (300, 3000, 30000, 300000), audience)
     assert (d.action, d.next_audience) == (action, next_audience), d.reason
     assert d.reason
+
+
+def test_a_stale_calibration_keeps_serving_while_the_next_is_computed_in_the_background():
+    world = TopicWorld(600)
+    priors = _priors(world, prior_calibration_s=0.0, prior_calibration_videos=100)
+    first, _ = priors.calibration()           # the first one: inline
+    again, _ = priors.calibration()           # stale at once: served, and recomputed in a thread
+    assert again is first
+    priors._refresher.join(timeout=60)
+    assert not priors._refresher.is_alive()
+    assert priors.calibration()[0] is not first and priors.calibration()[0].samples == 100

@@ -26,6 +26,7 @@ a library (scikit-learn, MAPIE) would add a dependency for a few lines.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -65,6 +66,16 @@ class Prior:
     neighbours: float
     calibrated: bool         # False: too few held-out videos yet; the interval is the corpus's own spread
     calibration_samples: int
+
+    @classmethod
+    def from_json(cls, text: str) -> "Prior":
+        """A prior as stored with a video (dataclasses.asdict as JSON); fields a later version added or
+        dropped are ignored or defaulted, so an older row still reads."""
+        import json
+
+        stored = json.loads(text)
+        defaults = {"coverage": COVERAGE, "neighbours": 0.0, "calibrated": True, "calibration_samples": 0}
+        return cls(**{f.name: stored.get(f.name, defaults.get(f.name, 0.0)) for f in dataclasses.fields(cls)})
 
     def gamma(self) -> tuple[float, float]:
         """(shape, rate) of the Gamma distribution with the prior's mean and variance on the score scale
