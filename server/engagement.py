@@ -78,12 +78,18 @@ def score(c: Counters, s: Settings, prior: float, now: datetime) -> float:
     timestamp without a zone from an older version, a non-finite counter) is read leniently, never raised
     on, so no stored row can keep the server from starting."""
     value = (weighted(c, s) + s.prior_impressions * prior) / (c.impressions + s.prior_impressions or 1.0)
+    value *= decay(c, s, now)
+    return float(value) if math.isfinite(value) else 0.0
+
+
+def decay(c: Counters, s: Settings, now: datetime) -> float:
+    """The factor time has multiplied the video's score by since its last event (1 without a half-life)."""
     if s.score_half_life_h > 0 and c.last_event_at:
         last = stored_time(c.last_event_at)
         if last is not None:
             age_h = max(0.0, (now - last).total_seconds() / 3600)
-            value *= 0.5 ** (age_h / s.score_half_life_h)
-    return float(value) if math.isfinite(value) else 0.0
+            return 0.5 ** (age_h / s.score_half_life_h)
+    return 1.0
 
 
 def stored_time(text: str) -> datetime | None:

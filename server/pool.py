@@ -36,20 +36,19 @@ from server.storage.catalog import EngagementWrite
 log = logging.getLogger(__name__)
 
 REBASE_INLINE_MAX = 50_000   # a book this small is rebased on the request path (a few ms)
-MODALITY_COLUMNS = ("visual", "spoken", "caption")
 
 
 class PerformancePool:
     def __init__(
         self, settings: Settings, store: Catalog, visual_dim: int, text_dim: int,
         on_publish: Callable[[list[int], list[int]], None] | None = None,
-        vectors: Callable[[str, np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None,
+        vectors: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
         background: bool = False,
     ):
         """`on_publish(rows that joined or left, their change seqs)`: set when an external vector store holds
-        pool membership (the caller ships those rows). `vectors(modality, rows)`: (found mask, vectors) from
-        the service's in-process indexes, or None where it has none; members' embeddings then come from
-        memory instead of the catalog (at start, 10^5 members' blobs take seconds to read).
+        pool membership (the caller ships those rows). `vectors(rows)`: modality -> (n, dim) embeddings, which
+        the service takes from its in-process indexes where it has them (at start, 10^5 members' blobs take
+        seconds to read from the catalog); None: read with the profiles.
         `background`: one server loads its scores and pool in a thread (seconds at 10^6 engaged videos),
         so the server serves searches and ingests meanwhile; calls that need the pool wait for it."""
         self._vectors = vectors
@@ -87,8 +86,7 @@ class PerformancePool:
         started = time.perf_counter()
         try:
             with self._refresh_lock:
-                book = ScoreBook.from_arrays(
-                    self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings)))
+                book = self._book_from_catalog()
                 published = self._store.published_pool()
                 members = set(book.members().tolist())
                 same = published is not None and set(published[3]) == members
@@ -117,9 +115,6 @@ class PerformancePool:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
-
-    def _dim(self, modality: str) -> int:
-        return self._dims[0] if modality == "visual" else self._dims[1]
 
     # --- reads ------------------------------------------------------------------
     def __len__(self) -> int:
@@ -164,6 +159,14 @@ class PerformancePool:
     def rows_with(self, min_impressions: float) -> np.ndarray:
         return self._rate_book().rows_with(min_impressions)
 
+    def count_with(self, min_impressions: float) -> int:
+        return self._rate_book().count_with(min_impressions)
+
+    def _book_from_catalog(self) -> ScoreBook:
+        """Every engaged video's score, read from the catalog's counters and stored priors."""
+        return ScoreBook.from_arrays(
+            self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings)))
+
     def _rate_book(self) -> ScoreBook:
         """One server: the score book. Shared catalog: a book of every engaged video's counters, read again
         when the published pool's version changes (seconds at 10^6 engaged videos)."""
@@ -172,8 +175,7 @@ class PerformancePool:
             return self._book
         with self._refresh_lock:
             if self._shared_book is None or self._shared_book[0] != self.version:
-                self._shared_book = (self.version, ScoreBook.from_arrays(
-                    self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings))))
+                self._shared_book = (self.version, self._book_from_catalog())
             return self._shared_book[1]
 
     def performance(self, row: int) -> engagement.Performance:
@@ -277,25 +279,13 @@ class PerformancePool:
             self._apply(moves())
 
     def _profiles(self, rows: list[int]) -> tuple[list, dict[str, np.ndarray] | None]:
-        """Members' routing profiles, with their embeddings from memory when the service has them."""
+        """Members' routing profiles, with their embeddings from the service when it gives them."""
         if not rows:
             return [], None
         if self._vectors is None:
             return self._store.profiles(rows), None
         profiles = self._store.profiles(rows, vectors=False)
-        ids = np.array([p.row for p in profiles], np.int64)
-        vectors: dict[str, np.ndarray] = {}
-        for modality in MODALITY_COLUMNS:
-            got = self._vectors(modality, ids)
-            if got is None:  # no in-process index for this modality: read the blobs after all
-                return self._store.profiles(rows), None
-            found, matrix = got
-            if modality == "visual" and not found.all():  # rows whose index entry is missing: read them
-                return self._store.profiles(rows), None
-            full = np.zeros((len(ids), self._dim(modality)), np.float32)
-            full[found] = matrix
-            vectors[modality] = full
-        return profiles, vectors
+        return profiles, self._vectors(np.array([p.row for p in profiles], np.int64))
 
     def _rebase_in_background(self) -> None:
         if self._rebaser is not None and self._rebaser.is_alive():
@@ -359,14 +349,14 @@ class PerformancePool:
         """Recompute from every engaged video's counters and publish the result (shared catalog): the same
         score book one server keeps, built afresh, so both choose members (ties, content priors) alike."""
         with self._refresh_lock:  # serialised, so an older snapshot never overwrites a newer one
-            book = ScoreBook.from_arrays(
-                self._settings, *self._store.engagement_arrays(engagement.counter_weights(self._settings)))
+            book = self._book_from_catalog()
             now = datetime.now(timezone.utc)
             members = book.members()
             prior, threshold = book.prior, book.threshold(now)
             published = dict(zip(members.tolist(), book.scores(members, now).tolist()))
             version, moved, changes = self._store.publish_pool(prior, threshold, published, ship=self._on_publish is not None)
             self._install(version, prior, threshold, published)
+            self._shared_book = (version, book)  # this version's rates: no second read for content priors
         if self._on_publish is not None and moved:
             self._on_publish(moved, changes)
 

@@ -126,6 +126,11 @@ class ScoreBook:
             n = self._n
             return self._row[:n][self._imp[:n] >= min_impressions].copy()
 
+    def count_with(self, min_impressions: float) -> int:
+        """How many rows have at least this many impressions (without building them)."""
+        with self._lock:
+            return int(np.count_nonzero(self._imp[: self._n] >= min_impressions))
+
     def threshold(self, now: datetime) -> float:
         """The lowest member's score now; inf while the pool is empty."""
         with self._lock:
@@ -173,13 +178,12 @@ class ScoreBook:
                 for r in gone:
                     del self._slot[r]
             if live:
-                counts = np.array([(c.likes, c.comments, c.shares, c.follows, c.completions, c.impressions)
-                                   for _, c in live], np.float64)
-                weights = np.array([s.weight_like, s.weight_comment, s.weight_share, s.weight_follow, s.weight_completion])
+                weights = engagement.counter_weights(s)
+                counts = np.array([[getattr(c, name) for name in (*weights, "impressions")] for _, c in live], np.float64)
                 with np.errstate(invalid="ignore", over="ignore"):
-                    w = counts[:, :5] @ weights
+                    w = counts[:, :-1] @ np.array(list(weights.values()))
                 w[~np.isfinite(w)] = 0.0
-                imp = counts[:, 5]
+                imp = counts[:, -1]
                 imp[~np.isfinite(imp)] = 0.0
                 self._sum_w += float(w.sum() - self._w[slots].sum())
                 self._sum_imp += float(imp.sum() - self._imp[slots].sum())

@@ -131,10 +131,13 @@ class ColdOpenService:
         self._ships = any(index.shared for index in indexes.values())
         self._pool = PerformancePool(
             settings, store, models.clip.dim, models.text.dim, on_publish=self._ship_rows if self._ships else None,
-            vectors=self._stored_vectors, background=True,
+            # members' embeddings from the in-process indexes; with an external store, read with their profiles
+            vectors=self._vectors_of if all(isinstance(i, FaissIndex) for i in indexes.values()) else None,
+            background=True,
         )
         # What a video's content predicts, from neighbours among every video with impressions (server/coldstart/).
-        self._priors = ContentPriors(settings, indexes, self._prior_vectors, self._pool.rates, self._pool.rows_with)
+        self._priors = ContentPriors(settings, indexes, self._vectors_of, self._pool.rates, self._pool.rows_with,
+                                     self._pool.count_with)
         self._write_lock = threading.Lock()
         self._engagement_lock = threading.Lock()
         self._ingest_slots = threading.BoundedSemaphore(settings.max_concurrent_ingests)
@@ -165,19 +168,15 @@ class ColdOpenService:
             )
             self._snapshotter.start()
 
-    def _stored_vectors(self, modality: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Vectors of rows from this process's index of `modality`, for the pool; None without one."""
-        index = self._indexes.get(modality)
-        return index.get(rows) if isinstance(index, FaissIndex) else None
-
-    def _prior_vectors(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def _vectors_of(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Every modality's vectors of rows (zero rows where a video lacks one): from this process's indexes
         where it has them, else from the catalog."""
         rows = np.asarray(rows, np.int64)
         dims = {"visual": self.models.clip.dim, "spoken": self.models.text.dim, "caption": self.models.text.dim}
         out: dict[str, np.ndarray] = {}
         for modality, dim in dims.items():
-            got = self._stored_vectors(modality, rows)
+            index = self._indexes.get(modality)
+            got = index.get(rows) if isinstance(index, FaissIndex) else None
             if got is None or (modality == "visual" and not got[0].all()):
                 break
             full = np.zeros((len(rows), dim), np.float32)
@@ -362,7 +361,7 @@ class ColdOpenService:
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
         a = self.pipeline.analyse(meta, path, timings, deadline)
         with timed(timings, "content_prior"):
-            prior = self._prior_to_store(a.embedding, a.text_embeddings, self._store.row_id(meta.video_id))
+            prior = self._prior_to_store(a.embedding, a.text_embeddings, meta.video_id)
         fp = a.fingerprint if a.fingerprint is not None and a.fingerprint.landmarks else None
         with ExitStack() as matching:
             if fp is not None:
@@ -670,8 +669,8 @@ class ColdOpenService:
         return dataclasses.replace(result, content_prior=content_prior), ingested
 
     # --- the cold-start loop --------------------------------------------------------
-    def outlook(self, video_id: str) -> tuple[engagement.Performance, float]:
-        """An indexed video's performance with its content prior and posterior, and its impressions."""
+    def outlook(self, video_id: str) -> engagement.Performance:
+        """An indexed video's performance with its content prior and posterior."""
         validate_video_id(video_id)
         row = self._store.row_id(video_id)
         profiles = self._store.profiles([row]) if row is not None else []
@@ -688,15 +687,15 @@ class ColdOpenService:
             log.warning("content prior unavailable: %s", e)
             return None
 
-    def _prior_to_store(self, visual: np.ndarray, text: dict, row: int | None) -> tuple[float, float, str] | None:
+    def _prior_to_store(self, visual: np.ndarray, text: dict, video_id: str) -> tuple[float, float, str] | None:
         """(prior rate, its weight in impressions, the prior as JSON) to store with a video: what its score
         smooths toward. None while the pool is still loading at start (ingests do not wait for it) and while
         the prior is not calibrated (too few engaged videos): the score then smooths toward the corpus mean."""
         if not self._pool.wait_ready(0) or self._priors.calibration()[0].samples < MIN_CALIBRATION:
             return None
-        try:
+        try:  # a re-ingest is not its own neighbour
             p = self._priors.prior({"visual": visual, "spoken": text.get("spoken"), "caption": text.get("caption")},
-                                   exclude=row)
+                                   exclude=self._store.row_id(video_id))
         except StorageUnavailable as e:  # the vector store is down: the video is still stored (and shipped later)
             log.warning("no content prior stored for this ingest: %s", e)
             return None
@@ -706,7 +705,7 @@ class ColdOpenService:
         weight = min(rate, PRIOR_WEIGHT_CAP * self.settings.prior_impressions)  # never outweighs 10x the usual smoothing
         return shape / rate, weight, json.dumps(dataclasses.asdict(p))
 
-    def _outlook(self, row: int, profile) -> tuple[engagement.Performance, float]:
+    def _outlook(self, row: int, profile) -> engagement.Performance:
         """Performance with the content prior (as stored with the video, else computed now) and posterior."""
         perf = self._pool.performance(row)
         stored = self._store.stored_prior(row)
@@ -715,31 +714,27 @@ class ColdOpenService:
         else:
             content_prior = self._live_prior(profile.visual, profile.spoken, profile.caption, row)
             if content_prior is None:  # the vector store is down: counters and score only
-                return perf, float(perf.counters.impressions)
+                return perf
         c = perf.counters
-        threshold = perf.pool_threshold
-        h = self.settings.score_half_life_h
-        last = engagement.stored_time(c.last_event_at) if c.last_event_at else None
-        if h > 0 and last is not None and threshold != float("inf"):  # its rate against the threshold, both decayed to now
-            age_h = max(0.0, (datetime.now(timezone.utc) - last).total_seconds() / 3600)
-            threshold = threshold / 0.5 ** (age_h / h)
+        # its rate against the threshold, both decayed to now
+        threshold = perf.pool_threshold / max(engagement.decay(c, self.settings, datetime.now(timezone.utc)), 1e-300)
         shape, rate = content_prior.gamma()
         if stored is not None:  # the weight the score uses (capped)
             shape, rate = stored[0] * stored[1], stored[1]
         post = posterior.posterior(shape, rate, engagement.weighted(c, self.settings), float(c.impressions), threshold)
-        return dataclasses.replace(perf, content_prior=content_prior, posterior=post), float(c.impressions)
+        return dataclasses.replace(perf, content_prior=content_prior, posterior=post)
 
     def rollout(self, video_id: str, audience: int = 0) -> tuple[rollout.Decision, engagement.Performance]:
         """WIDEN, HOLD or STOP for a video in its rollout (server/coldstart/rollout.py)."""
         if audience < 0:
             raise InvalidInput(f"audience must be >= 0 impressions (got {audience}); 0 = the tier its impressions reached")
-        perf, impressions = self.outlook(video_id)
+        perf = self.outlook(video_id)
         if perf.posterior is None:
             raise StorageUnavailable(
                 f"video {video_id!r} has no stored content prior and the vector store its prior is computed from is "
                 f"unavailable; retry when it is back")
         s = self.settings
-        decision = rollout.decide(perf.posterior, int(impressions), s.tiers(), audience, s.rollout_widen_at,
+        decision = rollout.decide(perf.posterior, int(perf.counters.impressions), s.tiers(), audience, s.rollout_widen_at,
                                   s.rollout_stop_below, s.rollout_min_impressions)
         return decision, perf
 
@@ -750,7 +745,7 @@ class ColdOpenService:
         if record is None or row is None:
             raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
         profiles = self._store.profiles([row])
-        performance = self._outlook(row, profiles[0])[0] if profiles else self._pool.performance(row)
+        performance = self._outlook(row, profiles[0]) if profiles else self._pool.performance(row)
         return dataclasses.replace(record, performance=performance)
 
     def delete(self, video_id: str) -> None:

@@ -32,20 +32,23 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ("visual", "spoken", "caption")
 MIN_RHO = 0.05  # a modality whose held-out rank correlation is below this predicts nothing: weight 0
+CALIBRATION_CHUNK = 32  # held-out videos whose candidates' vectors are read at once (~25k rows)
 
 
 class ContentPriors:
     def __init__(self, settings: Settings, indexes: dict, vectors: Callable[[np.ndarray], dict[str, np.ndarray]],
                  rates: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
-                 eligible: Callable[[float], np.ndarray]):
+                 eligible: Callable[[float], np.ndarray], count: Callable[[float], int] | None = None):
         """`indexes`: modality -> vector index over every video; `vectors(rows)`: modality -> (n, dim) matrix
         (zero rows where a video lacks the modality); `rates(rows)`: (rates, impressions) from the score
-        book; `eligible(min_impressions)`: rows with that many impressions."""
+        book; `eligible(min_impressions)`: rows with that many impressions; `count(min_impressions)`: how
+        many (checked on every call, so it should not build the rows; default: len(eligible(...)))."""
         self._s = settings
         self._indexes = indexes
         self._vectors = vectors
         self._rates = rates
         self._eligible = eligible
+        self._count = count or (lambda least: len(eligible(least)))
         self._lock = threading.Lock()
         self._calibration: cp.Calibration | None = None
         self._weights: dict[str, float] | None = None
@@ -58,8 +61,8 @@ class ContentPriors:
     def prior(self, query: dict[str, np.ndarray | None], exclude: int | None = None) -> cp.Prior:
         calibration, weights = self.calibration()
         rows, log_scores = self._candidates([query], {exclude} if exclude is not None else set())[0]
-        prediction = self._predict(query, rows, log_scores, weights, calibration.corpus_log_sd)
-        return cp.prior(prediction, calibration)
+        sims = self._similarities([query], [rows])[0]
+        return cp.prior(self._predict(query, sims, log_scores, weights, calibration.corpus_log_sd), calibration)
 
     def calibration(self) -> tuple[cp.Calibration, dict[str, float]]:
         """The calibration and the prior's modality weights (learned, or the defaults when none predicts).
@@ -68,24 +71,23 @@ class ContentPriors:
         Ingest waits for a recalibration."""
         with self._lock:
             c = self._calibration
-            eligible = self._eligible(self._s.prior_min_impressions)
             due = c is None or c.samples < cp.MIN_CALIBRATION or time.monotonic() - self._at > self._s.prior_calibration_s \
-                or abs(len(eligible) - c.eligible) > 0.1 * c.eligible
+                or abs(self._count(self._s.prior_min_impressions) - c.eligible) > 0.1 * c.eligible
             if not due:
                 return c, dict(self._weights or {})
             if c is not None and c.samples >= cp.MIN_CALIBRATION:
                 if self._refresher is None or not self._refresher.is_alive():
-                    self._refresher = threading.Thread(target=self._refresh, args=(eligible, False),
+                    self._refresher = threading.Thread(target=self._refresh, args=(False,),
                                                        name="coldopen-prior-calibration", daemon=True)
                     self._refresher.start()
                 return c, dict(self._weights or {})
         # none yet, or too few engaged videos to hold out (then it is only the corpus spread: cheap)
-        return self._refresh(eligible, True)
+        return self._refresh(True)
 
-    def _refresh(self, eligible: np.ndarray, inline: bool) -> tuple[cp.Calibration, dict[str, float]]:
+    def _refresh(self, inline: bool) -> tuple[cp.Calibration, dict[str, float]]:
         started = time.perf_counter()
         try:
-            c, weights, learned, rho = self._calibrate(eligible)
+            c, weights, learned, rho = self._calibrate(self._eligible(self._s.prior_min_impressions))
         except Exception:
             if inline:
                 raise
@@ -118,20 +120,23 @@ class ContentPriors:
         queries = self._vectors(held)
         per_query = [{m: (queries[m][i] if np.any(queries[m][i]) else None) for m in MODALITIES} for i in range(len(held))]
         found = self._candidates(per_query, None, exclude_each=held)
+        sims: list[dict[str, np.ndarray]] = []
+        for i in range(0, len(held), CALIBRATION_CHUNK):
+            sims += self._similarities(per_query[i : i + CALIBRATION_CHUNK], [rows for rows, _ in found[i : i + CALIBRATION_CHUNK]])
         held_rates, _ = self._rates(held)
         actual = np.log(np.maximum(held_rates, 1e-300))
         rho = {}
         for m in MODALITIES:
             one = {x: float(x == m) for x in MODALITIES}
-            preds = [self._predict(q, rows, ys, one, corpus_sd) if q[m] is not None else None
-                     for q, (rows, ys) in zip(per_query, found)]
+            preds = [self._predict(q, s, ys, one, corpus_sd) if q[m] is not None else None
+                     for q, s, (_, ys) in zip(per_query, sims, found)]
             pairs = [(p.log_mean, y) for p, y in zip(preds, actual) if p is not None]
             rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])) if len(pairs) >= 3 else float("nan")
         weights = {m: max(r, 0.0) ** 2 if math.isfinite(r) and r >= MIN_RHO else 0.0 for m, r in rho.items()}
         learned = sum(weights.values()) > 0
         if not learned:
             weights = {m: DEFAULT_WEIGHTS[m] for m in MODALITIES}
-        preds = [self._predict(q, rows, ys, weights, corpus_sd) for q, (rows, ys) in zip(per_query, found)]
+        preds = [self._predict(q, s, ys, weights, corpus_sd) for q, s, (_, ys) in zip(per_query, sims, found)]
         return cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho
 
     def _candidates(self, queries: list[dict[str, np.ndarray | None]], exclude: set[int] | None,
@@ -159,17 +164,27 @@ class ContentPriors:
             out.append((arr[keep], np.log(rates[keep])))
         return out
 
-    def _predict(self, query: dict[str, np.ndarray | None], rows: np.ndarray, log_scores: np.ndarray,
+    def _similarities(self, queries: list[dict[str, np.ndarray | None]], rows: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Per query, every modality's similarities to its candidate rows; the candidates' vectors are read
+        once for all the queries (they overlap)."""
+        union = np.unique(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+        vectors = self._vectors(union) if len(union) else {}
+        out = []
+        for query, r in zip(queries, rows):
+            at = np.searchsorted(union, r)
+            out.append({m: vectors[m][at] @ query[m] if query.get(m) is not None and len(r) else np.zeros(len(r))
+                        for m in MODALITIES})
+        return out
+
+    def _predict(self, query: dict[str, np.ndarray | None], sims: dict[str, np.ndarray], log_scores: np.ndarray,
                  weights: dict[str, float], corpus_sd: float) -> cp.Prediction | None:
-        if not len(rows):
+        if not len(log_scores):
             return None
-        vectors = self._vectors(rows)
         w = {m: (weights.get(m, 0.0) if query.get(m) is not None else 0.0) for m in MODALITIES}
         total = sum(w.values())
         if total <= 0:
             return None
         w = {m: v / total for m, v in w.items()}
-        sims = {m: vectors[m] @ query[m] if query.get(m) is not None else np.zeros(len(rows)) for m in MODALITIES}
-        scaled = fusion_inputs(sims, w, np.ones(len(rows), bool), "zscore")
+        scaled = fusion_inputs(sims, w, np.ones(len(log_scores), bool), "zscore")
         fused = sum(w[m] * scaled[m] for m in MODALITIES)
         return cp.predict(fused, log_scores, self._s.prior_k, self._s.prior_bandwidth, corpus_sd)

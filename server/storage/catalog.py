@@ -58,7 +58,6 @@ class EngagementWrite(NamedTuple):
     rejected: list[tuple[str, str]]    # (event_id, reason)
     counters: dict[int, Counters]      # row id -> counters after the batch, for the videos it changed
     published: tuple[str, list[int], list[int]] | None = None  # (version, moved, change seqs) of `then`'s moves
-    priors: dict[int, tuple[float, float]] | None = None  # row -> (prior rate, prior weight), videos that have one
 
 
 class PoolMoves(NamedTuple):
@@ -468,7 +467,7 @@ class Catalog:
             moves = then(updated, priors) if then is not None and updated else None
             if moves is not None:
                 published = self._publish_moves(conn, moves)
-        return EngagementWrite(len(claimed), duplicates, rejected, updated, published, priors)
+        return EngagementWrite(len(claimed), duplicates, rejected, updated, published)
 
     def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, tuple[int, float | None, float | None]]:
         """video_id -> (row id, prior rate, prior weight) for those that exist (from the covering index `videos_key`)."""
@@ -546,7 +545,7 @@ class Catalog:
         weights, nan where a video has no stored content prior), for
         building scores at start without a Python object per video. `weights`: counter name -> weight.
         The weighting runs in SQL over counters cleaned as `_counters` cleans them (NULL/NaN -> 0,
-        clamped to 0..COUNTER_CAP), so 10^6 rows come back as four columns."""
+        clamped to 0..COUNTER_CAP), so 10^6 rows come back as six columns."""
         e, v = s.engagement.c, s.videos.c
 
         def clean(column):
