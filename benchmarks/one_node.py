@@ -12,11 +12,13 @@
    the service serves (searches, ingests), and until the performs-well pool of N engaged videos, which
    loads in a background thread, is ready (Route, RecordEngagement and GetVideo's scores wait for it).
    Models are loaded once, outside the timings.
-4. Engagement: 20 batches of 1,000 events on random videos through `ColdOpenService.record_engagement`
-   (validation, the SQLite transaction with the incremental pool update and its publication), p50/p99 ms,
-   right after the snapshot (its writeback competes for the disk) and again after os.sync();
-   and, on the same catalog, the full recompute each batch used to run (`all_counters` + scores +
-   percentile + publishing every member).
+4. Engagement: batches of 1,000 events on random videos through `ColdOpenService.record_engagement`
+   (validation, the SQLite transaction that claims the events, logs their sums and publishes the
+   incremental pool's moves), p50/p99 ms: 20 right after the snapshot (its writeback competes for the
+   disk), then 200 after os.sync(), long enough for background folds of the engagement log to run
+   meanwhile. Then: the folds' cost per video; on the same catalog, the counter upsert each batch ran
+   before the log (the old way, commit included); and the full recompute each batch ran before the
+   incremental pool (`all_counters` + scores + percentile + publishing every member).
 5. Bytes per video: catalog file, snapshot files, process memory growth; extrapolated linearly to 10M.
 """
 
@@ -99,6 +101,27 @@ def events(n_videos: int, batch: int, seed: int):
     ]
 
 
+def old_inline_upserts(store, n_videos: int, batches: int) -> dict:
+    """p50/p99 ms of the counter upsert a batch ran before the engagement log (commit included)."""
+    from server.storage.catalog import COUNTER_CAP, COUNTER_NAMES
+
+    names = ["video_id", *COUNTER_NAMES, "last_event_at"]
+    sql = (f"INSERT INTO engagement ({', '.join(names)}) VALUES {{values}} ON CONFLICT (video_id) DO UPDATE SET "
+           + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {COUNTER_CAP})" for n in COUNTER_NAMES)
+           + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at) RETURNING " + ", ".join(names))
+    row = "(" + ",".join("?" * len(names)) + ")"
+    at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    lat = []
+    for b in range(batches):
+        ids = sorted({f"v{int(v)}" for v in np.random.default_rng(50_000 + b).integers(0, n_videos, 1000)})
+        params = [x for v in ids for x in (v, 1, 0, 0, 0.0, 0, 0, 0, 0, at)]
+        t0 = time.perf_counter()
+        with store.db.write() as conn:
+            conn.connection.driver_connection.execute(sql.format(values=",".join([row] * len(ids))), params).fetchall()
+        lat.append((time.perf_counter() - t0) * 1000)
+    return {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1)}
+
+
 def main() -> None:
     from server import engagement
     from server.service import ColdOpenService, Models
@@ -110,6 +133,7 @@ def main() -> None:
     p.add_argument("--index-type", default="flat")
     p.add_argument("--changes", type=int, default=1000)
     p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--steady-batches", type=int, default=200)
     p.add_argument("--clip-model", default="ViT-B-32")
     p.add_argument("--tmp", default=None, help="where the catalog and snapshot go (~6.5 GB per 1M videos)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
@@ -144,24 +168,54 @@ def main() -> None:
         # Engagement batches, incremental (the service) and the full recompute they replaced. Twice: right
         # after the snapshot, while the kernel still writes its ~5 GB back (a server writes one every
         # snapshot_interval_s, so some batches meet that), then after os.sync() (the steady state).
-        def batches(first_seed: int) -> dict:
-            lat = []
-            for b in range(args.batches):
+        def batches(first_seed: int, n: int) -> dict:
+            log = service._store._log
+            checkpoints = service._store.db._checkpointer
+            folds0, lat, overlapped = log.folds, [], []
+            for b in range(n):
                 batch = events(args.videos, 1000, seed=first_seed + b)
+                c0, f0 = checkpoints.checkpoints, log._folding is not None
                 t0 = time.perf_counter()
                 r = service.record_engagement(batch)
                 lat.append((time.perf_counter() - t0) * 1000)
+                # did a fold or a WAL checkpoint run at the same time?
+                overlapped.append(f0 or log._folding is not None or checkpoints.checkpoints != c0)
                 assert r.accepted == 1000, r
-            return {"p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1),
-                    "first": round(lat[0], 1), "after_first_max": round(max(lat[1:]), 1), "pool": pool}
 
-        out["engagement_batch_ms_during_snapshot_writeback"] = batches(0)
+            def pct(values: list[float]) -> dict:
+                return {"n": len(values), "p50": round(float(np.percentile(values, 50)), 1),
+                        "p99": round(float(np.percentile(values, 99)), 1)} if values else {"n": 0}
+
+            return {"batches": n, "p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1),
+                    "max": round(max(lat), 1), "first": round(lat[0], 1), "pool": pool,
+                    "folds_during": log.folds - folds0, "waiting_after": log.waiting(),
+                    "beside_a_fold_or_checkpoint": pct([x for x, o in zip(lat, overlapped) if o]),
+                    "alone": pct([x for x, o in zip(lat, overlapped) if not o])}
+
+        out["engagement_batch_ms_during_snapshot_writeback"] = batches(0, args.batches)
         os.sync()
-        out["engagement_batch_ms"] = batches(10_000)
+        # Steady state: long enough (~15 s) for background folds of the engagement log to run meanwhile.
+        out["engagement_batch_ms"] = batches(10_000, args.steady_batches)
         for key, label in (("engagement_batch_ms_during_snapshot_writeback", "during the snapshot's writeback"),
-                           ("engagement_batch_ms", "steady state")):
-            print(f"engagement batch of 1,000 events, {label}: p50 {out[key]['p50']} ms, p99 {out[key]['p99']} ms "
-                  f"(pool {pool:,})", flush=True)
+                           ("engagement_batch_ms", "steady state, with background folds")):
+            print(f"engagement batch of 1,000 events, {label}: p50 {out[key]['p50']} ms, p99 {out[key]['p99']} ms, "
+                  f"max {out[key]['max']} ms over {out[key]['batches']} batches; folds meanwhile "
+                  f"{out[key]['folds_during']} (pool {pool:,}); beside a fold or checkpoint "
+                  f"{out[key]['beside_a_fold_or_checkpoint']}, alone {out[key]['alone']}", flush=True)
+        log = service._store._log
+        if log.folds:
+            n, sec = log.last_fold
+            out["last_background_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / n * 1e6, 1)}
+        t0 = time.perf_counter()
+        n = service._store.fold_engagement()  # waits for a background fold still running (then n may be 0)
+        sec = time.perf_counter() - t0
+        out["final_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / max(n, 1) * 1e6, 1)}
+        print(f"fold of the engagement log: last background fold {out.get('last_background_fold')}, "
+              f"then the rest {out['final_fold']}", flush=True)
+        # The old way, same catalog: each batch's counters upserted into the table in its own transaction
+        # (what a batch did before the log: ~1,000 random pages written and fsynced per batch).
+        out["old_inline_counter_upsert_ms"] = old_inline_upserts(service._store, args.videos, args.batches)
+        print(f"the old way, counters upserted inside each batch: {out['old_inline_counter_upsert_ms']}", flush=True)
         store = service._store
         t0 = time.perf_counter()
         counters = store.all_counters()

@@ -60,7 +60,8 @@ def main() -> None:
             pool_min_impressions=1000, pool_percentile=low_share + 1, route_weights=args.route_weights, decode_workers=0,
         )
         server = create_server(settings).start()
-        server.attach(ColdOpenService.open(settings, Models.load(settings)))
+        service = ColdOpenService.open(settings, Models.load(settings))
+        server.attach(service)
         try:
             with Client(server.address) as client:
                 started = time.perf_counter()
@@ -69,9 +70,13 @@ def main() -> None:
                 started = time.perf_counter()
                 table = routeworld.evaluate(client, corpus, queries, args.k)
                 eval_s = time.perf_counter() - started
+                # what the content prior learned from this world's engagement (--route-weights learned uses it)
+                learned = service._priors.learned_weights()
+                rho = dict(service._priors.held_out_rank_correlations or {})
         finally:
             server.stop(grace=1)
-    print(f"ingested in {load_s:.0f} s; {len(routeworld.ABLATIONS) * len(queries)} routes in {eval_s:.0f} s\n")
+    print(f"ingested in {load_s:.0f} s; {len(routeworld.ABLATIONS) * len(queries)} routes in {eval_s:.0f} s")
+    print(f"held-out Spearman per modality {rho}; learned weights {learned or 'none (the defaults)'}\n")
     print(f"| weights | precision@{args.k} | worst query | low performers returned |\n| --- | ---: | ---: | ---: |")
     for name, row in table.items():
         print(f"| {name} | {row['precision_at_k']:.3f} | {row['worst_query']:.2f} | "
@@ -82,7 +87,8 @@ def main() -> None:
             "machine": f"{platform.machine()} cores={__import__('os').cpu_count()}",
             "clip": f"{args.clip_model}/{args.clip_pretrained}", "k": args.k, "videos": len(corpus), "world": args.world,
             "topic_effect": args.topic_effect, "route_weights": args.route_weights,
-            "queries": len(queries), "table": table,
+            "queries": len(queries), "performers_per_topic": args.performers, "low_per_topic": args.low,
+            "held_out_spearman": rho, "learned_weights": learned, "table": table,
         }, indent=2))
 
 

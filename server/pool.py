@@ -219,8 +219,8 @@ class PerformancePool:
         plan: dict = {}
         with self._refresh_lock:
 
-            def then(counters: dict[int, engagement.Counters], priors: dict[int, tuple[float, float]]) -> PoolMoves | None:
-                moves = self._book.update(counters, priors)
+            def then(added: dict[int, engagement.Counters], priors: dict[int, tuple[float, float]]) -> PoolMoves | None:
+                moves = self._book.update(added, priors, added=True)
                 plan["moves"] = moves
                 if self._book.drifted():
                     if len(self._book) <= REBASE_INLINE_MAX:

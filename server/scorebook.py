@@ -30,6 +30,7 @@ cheaply; sortedcontainers would hold 10^6 Python tuples (~100 MB) for the same t
 from __future__ import annotations
 
 import math
+import operator
 import threading
 import time
 from dataclasses import dataclass
@@ -149,11 +150,13 @@ class ScoreBook:
         return rate if math.isfinite(rate) else 0.0
 
     # --- writes -----------------------------------------------------------------
-    def update(self, changed: dict[int, Counters | None], priors: dict[int, tuple[float, float]] | None = None) -> Moves:
+    def update(self, changed: dict[int, Counters | None], priors: dict[int, tuple[float, float]] | None = None,
+               added: bool = False) -> Moves:
         """Apply new counters (None: the video is gone) for the rows a batch touched; vectorised over the
-        batch (a Python loop over 1,000 counters cost ~20 ms of a batch's budget). `priors`: the touched
-        rows' stored content priors, (rate, weight in impressions); a touched row missing from it has none.
-        None: the rows keep the priors the book has for them."""
+        batch (a Python loop over 1,000 counters cost ~20 ms of a batch's budget). `added`: the counters
+        are what a batch added (the book holds every engaged video's totals, so it adds them itself).
+        `priors`: the touched rows' stored content priors, (rate, weight in impressions); a touched row
+        missing from it has none. None: the rows keep the priors the book has for them."""
         s = self._s
         with self._lock:
             gone = [int(r) for r, c in changed.items() if c is None and int(r) in self._slot]
@@ -179,12 +182,15 @@ class ScoreBook:
                     del self._slot[r]
             if live:
                 weights = engagement.counter_weights(s)
-                counts = np.array([[getattr(c, name) for name in (*weights, "impressions")] for _, c in live], np.float64)
+                get = operator.attrgetter(*weights, "impressions")  # one C call per video
+                counts = np.array([get(c) for _, c in live], np.float64)
                 with np.errstate(invalid="ignore", over="ignore"):
                     w = counts[:, :-1] @ np.array(list(weights.values()))
                 w[~np.isfinite(w)] = 0.0
                 imp = counts[:, -1]
                 imp[~np.isfinite(imp)] = 0.0
+                if added:  # a new slot's are 0
+                    w, imp = w + self._w[slots], imp + self._imp[slots]
                 self._sum_w += float(w.sum() - self._w[slots].sum())
                 self._sum_imp += float(imp.sum() - self._imp[slots].sum())
                 self._w[slots], self._imp[slots] = w, imp
@@ -193,7 +199,8 @@ class ScoreBook:
                     self._pr[slots] = [p[0] if p is not None else np.nan for p in own]
                     self._pw[slots] = [p[1] if p is not None else np.nan for p in own]
                 # an event stamped a little ahead (max_event_future_s) decays from now, never grows
-                self._t[slots] = np.minimum(_epoch_seconds([c.last_event_at for _, c in live]), time.time())
+                t = np.minimum(_epoch_seconds([c.last_event_at for _, c in live]), time.time())
+                self._t[slots] = np.maximum(t, self._t[slots]) if added else t
                 self._key[slots] = self._keys(w, imp, self._t[slots], self._pr[slots], self._pw[slots])
                 eligible = imp >= s.pool_min_impressions
                 self._eligible[slots] = eligible

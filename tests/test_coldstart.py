@@ -102,6 +102,19 @@ def test_the_prior_is_calibrated_on_held_out_videos_and_learns_which_modality_pr
     assert cp.spearman(np.array([m for _, m in found]), log_rate) > 0.6
 
 
+def test_a_small_corpus_where_nothing_predicts_engagement_keeps_the_default_weights():
+    """Engagement independent of content, 40 videos: no modality's held-out correlation is beyond noise
+    (2 standard errors), so none is trusted, over many draws of the world."""
+    trusted = 0
+    for seed in range(10):
+        world = TopicWorld(40, seed=seed)
+        world.log_rate = world.rng.permutation(world.log_rate)  # break the topic -> engagement link
+        priors = _priors(world)
+        priors.calibration()
+        trusted += priors.learned_weights() is not None
+    assert trusted <= 1, trusted  # ~5% per modality would pass by chance at 2 standard errors
+
+
 def test_a_prior_can_predict_a_flop():
     """Neighbours among every engaged video, not only the pool: a video whose topic performs badly gets
     a prior far below the pool threshold (the 80th percentile of scores)."""

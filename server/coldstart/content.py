@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MODALITIES = ("visual", "spoken", "caption")
 MIN_RHO = 0.05  # a modality whose held-out rank correlation is below this predicts nothing: weight 0
+# ... nor one whose correlation is within noise: below RHO_Z standard errors of a zero correlation over
+# n held-out videos (1/sqrt(n - 1)), so a small corpus does not hand all the weight to a lucky modality
+RHO_Z = 2.0
 CALIBRATION_CHUNK = 32  # held-out videos whose candidates' vectors are read at once (~25k rows)
 
 
@@ -125,14 +128,16 @@ class ContentPriors:
             sims += self._similarities(per_query[i : i + CALIBRATION_CHUNK], [rows for rows, _ in found[i : i + CALIBRATION_CHUNK]])
         held_rates, _ = self._rates(held)
         actual = np.log(np.maximum(held_rates, 1e-300))
-        rho = {}
+        rho, counted = {}, {}
         for m in MODALITIES:
             one = {x: float(x == m) for x in MODALITIES}
             preds = [self._predict(q, s, ys, one, corpus_sd) if q[m] is not None else None
                      for q, s, (_, ys) in zip(per_query, sims, found)]
             pairs = [(p.log_mean, y) for p, y in zip(preds, actual) if p is not None]
             rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])) if len(pairs) >= 3 else float("nan")
-        weights = {m: max(r, 0.0) ** 2 if math.isfinite(r) and r >= MIN_RHO else 0.0 for m, r in rho.items()}
+            counted[m] = len(pairs)
+        weights = {m: r ** 2 if math.isfinite(r) and r >= max(MIN_RHO, RHO_Z / math.sqrt(max(counted[m] - 1, 1))) else 0.0
+                   for m, r in rho.items()}
         learned = sum(weights.values()) > 0
         if not learned:
             weights = {m: DEFAULT_WEIGHTS[m] for m in MODALITIES}

@@ -3,6 +3,8 @@
   database.py   SQLAlchemy engines for SQLite (embedded default) and PostgreSQL; Alembic migrations
   schema.py     the catalog's tables, keyed so they can be distributed with Citus
   catalog.py    reads and writes of videos, frames, sounds and postings, engagement
+  engagement_log.py  SQLite: engagement counters written behind (a log per batch, folded in the background)
+  checkpoint.py SQLite: write-ahead-log checkpoints in a background thread
   migrations/   Alembic revisions (the server applies them at start)
   vectors/      the vector-index interface and its backends
 

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import math
 import uuid
-from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, NamedTuple
@@ -29,6 +28,7 @@ from server.engagement import Counters
 from server.media import MediaInfo
 from server.storage import schema as s
 from server.storage.database import Database
+from server.storage.engagement_log import EngagementLog, add as add_delta
 from server.timing import utc_text
 
 # Totals saturate here rather than overflow int64 (events are validated to at most max_event_count each).
@@ -56,7 +56,7 @@ class EngagementWrite(NamedTuple):
     accepted: int
     duplicates: int
     rejected: list[tuple[str, str]]    # (event_id, reason)
-    counters: dict[int, Counters]      # row id -> counters after the batch, for the videos it changed
+    added: dict[int, Counters]         # row id -> what the batch added to the counters of the videos it changed
     published: tuple[str, list[int], list[int]] | None = None  # (version, moved, change seqs) of `then`'s moves
 
 
@@ -125,17 +125,6 @@ class Catalog:
         )
         if db.is_sqlite:
             dialect = sqlite.dialect()
-            # Written out rather than compiled: SQLAlchemy's compiled form binds the cap once per counter,
-            # and building those ~20 parameters per row in Python cost ~15 ms a batch.
-            names = ["video_id", *COUNTER_NAMES, "last_event_at"]
-            self._sql_add_row = f"({', '.join('?' * len(names))})"
-            self._sql_add = (
-                f"INSERT INTO engagement ({', '.join(names)}) VALUES {{values}} "
-                f"ON CONFLICT (video_id) DO UPDATE SET "
-                + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {COUNTER_CAP})" for n in COUNTER_NAMES)
-                + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at) "
-                + f"RETURNING {', '.join(names)}"
-            )
             self._sql_claim = str(
                 self._insert(s.engagement_events).on_conflict_do_nothing()
                 .compile(dialect=dialect, column_keys=["event_id", "video_id", "at"])
@@ -143,7 +132,8 @@ class Catalog:
             self._sql_seen = "SELECT event_id FROM engagement_events WHERE event_id IN ({marks})"
             self._sql_row_ids = ("SELECT video_id, row_id, prior_rate, prior_weight FROM videos INDEXED BY videos_key "
                                  "WHERE video_id IN ({marks})")
-        self._add_counters = self._add_counters.returning(cur.video_id, *(getattr(cur, n) for n in COUNTER_NAMES), cur.last_event_at)
+        # SQLite: counters written behind (server/storage/engagement_log.py); replays what a crash left
+        self._log = EngagementLog(db, COUNTER_NAMES, COUNTER_CAP) if db.is_sqlite else None
 
     @property
     def shared(self) -> bool:
@@ -156,7 +146,13 @@ class Catalog:
         return f"{self.db.dialect} ({url})"
 
     def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
         self.db.dispose()
+
+    def fold_engagement(self) -> int:
+        """Add every logged engagement delta to the counters table now (SQLite; a no-op on PostgreSQL)."""
+        return self._log.fold() if self._log is not None else 0
 
     def _retire_old_fingerprints(self) -> int:
         """Fingerprints of an older hash format cannot be matched by this one: drop them (their videos keep
@@ -324,10 +320,13 @@ class Catalog:
         """Delete a video (its frames and counters go with it) and log the change of its vectors.
         Returns (row id, change seq), or None if it was not stored."""
         v = s.videos.c
-        with self.db.write() as conn:
+        after_commit: list = []
+        with self.db.write(after_commit) as conn:
             row = conn.execute(s.videos.delete().where(v.video_id == video_id).returning(v.row_id)).scalar()
             if row is None:
                 return None
+            if self._log is not None:
+                self._log.void(conn, video_id, after_commit)
             return int(row), self._log_change(conn, int(row), video_id, utc_text(), shipped=not ship)
 
     # --- the change feed (server/storage/feed.py) -----------------------------
@@ -422,15 +421,17 @@ class Catalog:
         then: Callable[[dict[int, Counters], dict[int, tuple[float, float]]], "PoolMoves | None"] | None = None,
     ) -> "EngagementWrite":
         """Add events' counters in one transaction. Returns accepted, duplicates, [(event_id, reason)] and
-        the new counters of the videos it changed (by row id, read back by the same statement).
+        what the batch added to each video it changed (by row id).
 
         Events are deduplicated by id (also across replicas: the event row is the claim), then summed per
-        video, so a batch updates each video's counter row once however many of its events it carries.
+        video, so a batch adds to each video's counters once however many of its events it carries. On
+        PostgreSQL the counter rows are updated in this transaction; on SQLite the sums are logged and
+        added to the table by a background fold (server/storage/engagement_log.py; reads include them).
 
-        `then(new counters, {row: (prior rate, prior weight)} of those with a stored content prior)`, called
-        inside the transaction when any counter changed, may return the pool
-        moves those counters cause; they are published in the same transaction (one commit, one fsync per
-        batch), and `EngagementWrite.published` is `publish_pool_moves`'s answer for them."""
+        `then(the batch's per-video sums, {row: (prior rate, prior weight)} of those with a stored content
+        prior)`, called inside the transaction when any counter changed, may return the pool moves those
+        sums cause; they are published in the same transaction (one commit, one fsync per batch), and
+        `EngagementWrite.published` is `publish_pool_moves`'s answer for them."""
         if not events:
             return EngagementWrite(0, 0, [], {})
         rejected: list[tuple[str, str]] = []
@@ -438,7 +439,8 @@ class Catalog:
         for e in events:
             first.setdefault(e.event_id, e)
         duplicates = len(events) - len(first)
-        with self.db.write() as conn:
+        after_commit: list = []
+        with self.db.write(after_commit) as conn:
             ids = sorted({e.video_id for e in first.values()})
             known = self._row_ids(conn, ids)
             fresh = []
@@ -449,34 +451,40 @@ class Catalog:
                     fresh.append(e)
             claimed = self._claim(conn, fresh)
             duplicates += len(fresh) - len(claimed)
-            sums: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0.0, 0, 0, 0, 0, ""])
+            sums: dict[str, list] = {}
             for e in fresh:
                 if e.event_id in claimed:
-                    total, c = sums[e.video_id], e.counters
-                    for k, value in enumerate((c.impressions, c.plays, c.completions, c.watch_time_s, c.likes,
-                                               c.comments, c.shares, c.follows)):
-                        total[k] += value
-                    total[8] = max(total[8], e.at)
-            rows = [  # (video_id, *counters, last_event_at), sorted: replicas lock counter rows in one order
-                (video_id, *(min(x, COUNTER_CAP) for x in total[:8]), total[8]) for video_id, total in sorted(sums.items())
-            ]
-            updated = {int(known[video_id][0]): c for video_id, c in self._add(conn, rows).items()}
+                    c, total = e.counters, sums.get(e.video_id)
+                    values = [c.impressions, c.plays, c.completions, c.watch_time_s, c.likes, c.comments, c.shares,
+                              c.follows, e.at]
+                    if total is None:  # most videos have one event per batch
+                        sums[e.video_id] = values
+                    else:
+                        sums[e.video_id] = [*(a + b for a, b in zip(total[:8], values)), max(total[8], e.at)]
+            for total in sums.values():
+                if max(total[:8]) > COUNTER_CAP:
+                    total[:8] = [min(x, COUNTER_CAP) for x in total[:8]]
+            if self._log is not None:
+                self._log.append(conn, sums, after_commit)  # SQLite: folded into the table later
+            else:
+                self._add(conn, [(video_id, *total) for video_id, total in sorted(sums.items())])  # rows locked in one order
+            added = {int(known[video_id][0]): _counters(total) for video_id, total in sums.items()}
             priors = {int(known[video_id][0]): (known[video_id][1], known[video_id][2])
                       for video_id in sums if known[video_id][1] is not None}
             published = None
-            moves = then(updated, priors) if then is not None and updated else None
+            moves = then(added, priors) if then is not None and added else None
             if moves is not None:
                 published = self._publish_moves(conn, moves)
-        return EngagementWrite(len(claimed), duplicates, rejected, updated, published)
+        return EngagementWrite(len(claimed), duplicates, rejected, added, published)
 
-    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, tuple[int, float | None, float | None]]:
+    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, tuple]:
         """video_id -> (row id, prior rate, prior weight) for those that exist (from the covering index `videos_key`)."""
         known: dict[str, tuple] = {}
         if self.db.is_sqlite:  # the driver: SQLAlchemy compiling 1,000 bound parameters costs ~10 ms a batch
             for i in range(0, len(video_ids), 900):
                 part = video_ids[i : i + 900]
-                for vid, *rest in _driver(conn).execute(self._sql_row_ids.format(marks=",".join("?" * len(part))), part):
-                    known[vid] = tuple(rest)
+                for r in _driver(conn).execute(self._sql_row_ids.format(marks=",".join("?" * len(part))), part):
+                    known[r[0]] = r[1:]
             return known
         v = s.videos.c
         for i in range(0, len(video_ids), 1000):
@@ -484,8 +492,8 @@ class Catalog:
                 select(v.video_id, v.row_id, v.prior_rate, v.prior_weight).where(v.video_id.in_(video_ids[i : i + 1000]))))
         return known
 
-    # The hot path of RecordEngagement: on SQLite (one writer, the write lock held) the claims and counter
-    # upserts go straight to the driver as executemany of statements SQLAlchemy compiled once, because
+    # The hot path of RecordEngagement: on SQLite (one writer, the write lock held) the claims go straight
+    # to the driver as executemany of a statement SQLAlchemy compiled once, because
     # SQLAlchemy's per-row parameter handling cost ~60 ms per 1,000 events (of ~110 ms). PostgreSQL keeps
     # the portable path: ON CONFLICT ... RETURNING is how concurrent replicas learn which claims were theirs.
     def _claim(self, conn: Connection, events: list[EngagementEvent]) -> set[str]:
@@ -506,23 +514,12 @@ class Catalog:
         _driver(conn).executemany(self._sql_claim, [(e.event_id, e.video_id, e.at) for e in new])
         return {e.event_id for e in new}
 
-    def _add(self, conn: Connection, rows: list[tuple]) -> dict[str, Counters]:
-        """Add the summed counters, rows of (video_id, *COUNTER_NAMES, last_event_at); returns video_id ->
-        counters after the addition."""
-        if not rows:
-            return {}
-        if not self.db.is_sqlite:
+    def _add(self, conn: Connection, rows: list[tuple]) -> None:
+        """PostgreSQL: add the summed counters, rows of (video_id, *COUNTER_NAMES, last_event_at), to the
+        counter rows (SQLite logs them instead: server/storage/engagement_log.py)."""
+        if rows:
             names = ("video_id", *COUNTER_NAMES, "last_event_at")
-            return {r[0]: _counters(r[1:]) for r in conn.execute(self._add_counters, [dict(zip(names, row)) for row in rows])}
-        # One multi-row upsert per 1,000 rows whose RETURNING gives the counters after the addition
-        # (executemany cannot return rows; a second SELECT to read them back cost ~10 ms a batch).
-        out: dict[str, Counters] = {}
-        for i in range(0, len(rows), 1000):
-            part = rows[i : i + 1000]
-            sql = self._sql_add.format(values=",".join([self._sql_add_row] * len(part)))
-            for r in _driver(conn).execute(sql, [x for row in part for x in row]):
-                out[r[0]] = _counters(r[1:])
-        return out
+            conn.execute(self._add_counters, [dict(zip(names, row)) for row in rows])
 
     def stored_prior(self, row: int) -> tuple[float, float, str] | None:
         """(prior rate, prior weight, prior JSON) stored with a video, or None."""
@@ -532,6 +529,7 @@ class Catalog:
         return None if r is None or r[0] is None else (float(r[0]), float(r[1]), r[2] or "")
 
     def all_counters(self) -> dict[int, Counters]:
+        self.fold_engagement()
         e, v = s.engagement.c, s.videos.c
         with self.db.read() as conn:
             rows = conn.execute(
@@ -546,6 +544,7 @@ class Catalog:
         building scores at start without a Python object per video. `weights`: counter name -> weight.
         The weighting runs in SQL over counters cleaned as `_counters` cleans them (NULL/NaN -> 0,
         clamped to 0..COUNTER_CAP), so 10^6 rows come back as six columns."""
+        self.fold_engagement()
         e, v = s.engagement.c, s.videos.c
 
         def clean(column):
@@ -573,13 +572,18 @@ class Catalog:
                 np.array(prior_rate, dtype=np.float64), np.array(prior_weight, dtype=np.float64))
 
     def counters(self, row: int) -> Counters | None:
+        """A video's counters (None: never engaged), with what the engagement log has not folded yet."""
         e, v = s.engagement.c, s.videos.c
         with self.db.read() as conn:
             r = conn.execute(
-                select(*(getattr(e, n) for n in COUNTER_NAMES), e.last_event_at)
-                .select_from(s.engagement.join(s.videos, e.video_id == v.video_id)).where(v.row_id == row)
+                select(v.video_id, *(getattr(e, n) for n in COUNTER_NAMES), e.last_event_at)
+                .select_from(s.videos.outerjoin(s.engagement, e.video_id == v.video_id)).where(v.row_id == row)
             ).first()
-        return None if r is None else _counters(r)
+        if r is None:
+            return None
+        table = None if r[1] is None else [*r[1:9], r[9] or ""]
+        total = add_delta(table, self._log.unfolded(r[0]) if self._log is not None else None)
+        return None if total is None else _counters(total)
 
     # --- the published pool (server/pool.py) ---------------------------------
     def publish_pool(
@@ -930,9 +934,11 @@ def _counters(values) -> Counters:
 
     impressions, plays, completions, watch, likes, comments, shares, follows, last = values
     counts = (impressions, plays, completions, likes, comments, shares, follows)
-    if all(type(v) is int and 0 <= v <= COUNTER_CAP for v in counts) and type(watch) is float and math.isfinite(watch):
-        # what this version writes: nothing to clean (the common case, ~3x cheaper)
-        return Counters(impressions, plays, completions, watch, likes, comments, shares, follows, str(last or ""))
+    # what this version writes: nothing to clean (the common case, ~3x cheaper). SQLite hands back a REAL
+    # that holds a whole number (the sum of whole watch seconds) as an int.
+    if (all(type(v) is int and 0 <= v <= COUNTER_CAP for v in counts) and type(watch) in (float, int)
+            and math.isfinite(watch)):
+        return Counters(impressions, plays, completions, float(watch), likes, comments, shares, follows, str(last or ""))
     watch = float(watch or 0.0)
     return Counters(
         count(impressions), count(plays), count(completions), watch if math.isfinite(watch) else 0.0,

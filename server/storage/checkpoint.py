@@ -1,9 +1,10 @@
 """SQLite WAL checkpoints off the commit path, in a background thread.
 
 By default SQLite checkpoints inside whichever commit pushes the write-ahead log past 1,000 pages. At
-10^6 videos an engagement batch of 1,000 events dirties about 2,000 pages (random counter rows and
-event ids), so every batch's commit also copied the log into the database file and fsynced that too:
-~30 ms of a ~100 ms batch, and a few hundred ms now and then. The writer connection turns automatic
+10^6 videos an engagement batch of 1,000 events dirtied about 2,000 pages (random counter rows and
+event ids; now the engagement log's folds write the counter pages, server/storage/engagement_log.py),
+so every batch's commit also copied the log into the database file and fsynced that too: ~30 ms of a
+~100 ms batch, and a few hundred ms now and then. The writer connection turns automatic
 checkpoints off (`wal_autocheckpoint=0`) and this thread runs a PASSIVE checkpoint every second, which
 waits for no writer or reader (https://www.sqlite.org/wal.html#application_initiated_checkpoints).
 Durability is unchanged: a commit is still fsynced in the log (synchronous=FULL) before it returns, and

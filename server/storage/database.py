@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -66,15 +66,23 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+    def write(self, after_commit: list[Callable[[], None]] | None = None) -> Iterator[Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises. Callables the block
+        appends to `after_commit` run once the commit succeeded, still holding SQLite's write lock (so
+        in-memory state can follow the commit before the next writer sees it); never after a rollback."""
         with self._unavailable():
             if self._write_lock is None:
                 with self._writer.begin() as conn:
                     yield conn
+            else:
+                with self._write_lock:
+                    with self._writer.begin() as conn:
+                        yield conn
+                    for f in after_commit or ():
+                        f()
                 return
-            with self._write_lock, self._writer.begin() as conn:
-                yield conn
+        for f in after_commit or ():
+            f()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -99,6 +99,16 @@ engagement = Table(
     Column("last_event_at", String(32), nullable=False, server_default=""),
 )
 
+# SQLite only: engagement batches' per-video counter deltas, appended by each batch and folded into
+# `engagement` in the background (server/storage/engagement_log.py). `deltas` is JSON: a list of
+# [video_id, impressions, plays, completions, watch_time_s, likes, comments, shares, follows, last_event_at],
+# or [video_id, null] where the video was deleted (its earlier deltas are void).
+engagement_log = Table(
+    "engagement_log", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("deltas", Text, nullable=False),
+)
+
 sounds = Table(
     "sounds", metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),  # never reused: valid after its videos go
