@@ -477,7 +477,7 @@ class Catalog:
                 published = self._publish_moves(conn, moves)
         return EngagementWrite(len(claimed), duplicates, rejected, added, published)
 
-    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, tuple]:
+    def _row_ids(self, conn: Connection, video_ids: list[str]) -> dict[str, tuple[int, float | None, float | None]]:
         """video_id -> (row id, prior rate, prior weight) for those that exist (from the covering index `videos_key`)."""
         known: dict[str, tuple] = {}
         if self.db.is_sqlite:  # the driver: SQLAlchemy compiling 1,000 bound parameters costs ~10 ms a batch

@@ -36,6 +36,7 @@ import time
 from typing import Callable
 
 from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy.dialects import sqlite
 
 from server.storage import schema as s
 from server.storage.database import Database
@@ -246,7 +247,5 @@ class EngagementLog:
 
 
 def _set_mark(conn: Connection, value: str) -> None:
-    from sqlalchemy.dialects import sqlite
-
     stmt = sqlite.insert(s.meta).values(key=_MARK, value=value)
     conn.execute(stmt.on_conflict_do_update(index_elements=[s.meta.c.key], set_={"value": stmt.excluded.value}))
