@@ -16,7 +16,9 @@
    (validation, the SQLite transaction that claims the events, logs their sums and publishes the
    incremental pool's moves), p50/p99 ms: 20 right after the snapshot (its writeback competes for the
    disk), then 200 after os.sync(), long enough for background folds of the engagement log to run
-   meanwhile. Then: the folds' cost per video; on the same catalog, the counter upsert each batch ran
+   meanwhile, and 200 more interleaved with them in blocks of 50 under CPython's default garbage
+   collection (`serve` freezes start's objects: server/gcpolicy.py); full collections inside batches
+   are counted. Then: the folds' cost per video; on the same catalog, the counter upsert each batch ran
    before the log (the old way, commit included); and the full recompute each batch ran before the
    incremental pool (`all_counters` + scores + percentile + publishing every member).
 5. Bytes per video: catalog file, snapshot files, process memory growth; extrapolated linearly to 10M.
@@ -25,6 +27,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -123,7 +126,7 @@ def old_inline_upserts(store, n_videos: int, batches: int) -> dict:
 
 
 def main() -> None:
-    from server import engagement
+    from server import engagement, gcpolicy
     from server.service import ColdOpenService, Models
     from server.settings import Settings
     from server.storage import open_catalog
@@ -159,6 +162,7 @@ def main() -> None:
         service._pool.wait_ready()
         out["start_rebuild_pool_ready_s"] = round(time.perf_counter() - t, 2)
         out["rss_growth_mb"] = round(rss_mb() - rss0)
+        out["gc_tracked_objects"] = len(gc.get_objects())
         print(f"start, full rebuild: serving after {out['start_rebuild_s']} s, pool ready after "
               f"{out['start_rebuild_pool_ready_s']} s, +{out['rss_growth_mb']} MB", flush=True)
         manifest = service.write_snapshot()
@@ -167,41 +171,77 @@ def main() -> None:
 
         # Engagement batches, incremental (the service) and the full recompute they replaced. Twice: right
         # after the snapshot, while the kernel still writes its ~5 GB back (a server writes one every
-        # snapshot_interval_s, so some batches meet that), then after os.sync() (the steady state).
-        def batches(first_seed: int, n: int) -> dict:
-            log = service._store._log
-            checkpoints = service._store.db._checkpointer
-            folds0, lat, overlapped = log.folds, [], []
-            for b in range(n):
-                batch = events(args.videos, 1000, seed=first_seed + b)
-                c0, f0 = checkpoints.checkpoints, log._folding is not None
-                t0 = time.perf_counter()
-                r = service.record_engagement(batch)
-                lat.append((time.perf_counter() - t0) * 1000)
-                # did a fold or a WAL checkpoint run at the same time?
-                overlapped.append(f0 or log._folding is not None or checkpoints.checkpoints != c0)
-                assert r.accepted == 1000, r
+        # snapshot_interval_s, so some batches meet that), then after os.sync() (the steady state). The
+        # steady state runs in blocks of 50 batches alternating CPython's default garbage collection with
+        # what `serve` does once the pool is ready (server/gcpolicy.py: start's objects frozen), same run.
+        log, checkpoints = service._store._log, service._store.db._checkpointer
+        collections: list[float] = []  # seconds of each full (generation 2) garbage collection
 
-            def pct(values: list[float]) -> dict:
-                return {"n": len(values), "p50": round(float(np.percentile(values, 50)), 1),
-                        "p99": round(float(np.percentile(values, 99)), 1)} if values else {"n": 0}
+        def on_gc(phase: str, info: dict, started: list = [0.0]) -> None:
+            if info["generation"] == 2:
+                if phase == "start":
+                    started[0] = time.perf_counter()
+                else:
+                    collections.append(time.perf_counter() - started[0])
 
-            return {"batches": n, "p50": round(float(np.percentile(lat, 50)), 1), "p99": round(float(np.percentile(lat, 99)), 1),
-                    "max": round(max(lat), 1), "first": round(lat[0], 1), "pool": pool,
-                    "folds_during": log.folds - folds0, "waiting_after": log.waiting(),
-                    "beside_a_fold_or_checkpoint": pct([x for x, o in zip(lat, overlapped) if o]),
-                    "alone": pct([x for x, o in zip(lat, overlapped) if not o])}
+        gc.callbacks.append(on_gc)
 
-        out["engagement_batch_ms_during_snapshot_writeback"] = batches(0, args.batches)
+        def batch(seed: int) -> tuple[float, bool, float]:
+            """(ms, whether a fold or WAL checkpoint ran at the same time, ms of full collections inside it)"""
+            evs = events(args.videos, 1000, seed=seed)
+            c0, f0, g0 = checkpoints.checkpoints, log._folding is not None, len(collections)
+            t0 = time.perf_counter()
+            r = service.record_engagement(evs)
+            ms = (time.perf_counter() - t0) * 1000
+            assert r.accepted == 1000, r
+            return ms, f0 or log._folding is not None or checkpoints.checkpoints != c0, sum(collections[g0:]) * 1000
+
+        def pct(values: list[float]) -> dict:
+            return {"n": len(values), "p50": round(float(np.percentile(values, 50)), 1),
+                    "p99": round(float(np.percentile(values, 99)), 1)} if values else {"n": 0}
+
+        def summary(runs: list[tuple[float, bool, float]], folds: int) -> dict:
+            lat = [ms for ms, _, _ in runs]
+            return {"batches": len(runs), "p50": round(float(np.percentile(lat, 50)), 1),
+                    "p99": round(float(np.percentile(lat, 99)), 1), "max": round(max(lat), 1), "first": round(lat[0], 1),
+                    "pool": pool, "folds_during": folds, "waiting_after": log.waiting(),
+                    "beside_a_fold_or_checkpoint": pct([ms for ms, o, _ in runs if o]),
+                    "alone": pct([ms for ms, o, _ in runs if not o]),
+                    "full_gc": {"batches_with_one": sum(1 for *_, g in runs if g), "max_ms": round(max(g for *_, g in runs), 1)},
+                    "with_a_full_gc": pct([ms for ms, _, g in runs if g]),
+                    "without_gc_or_overlap": pct([ms for ms, o, g in runs if not o and not g])}
+
+        folds0 = log.folds
+        out["engagement_batch_ms_during_snapshot_writeback"] = summary([batch(s) for s in range(args.batches)],
+                                                                       log.folds - folds0)
         os.sync()
-        # Steady state: long enough (~15 s) for background folds of the engagement log to run meanwhile.
-        out["engagement_batch_ms"] = batches(10_000, args.steady_batches)
+        # Steady state: long enough (~30 s) for background folds of the engagement log to run meanwhile.
+        runs: dict[bool, list] = {False: [], True: []}
+        folds = {False: 0, True: 0}
+        frozen_objects = 0
+        for block in range(2 * -(-args.steady_batches // 50)):
+            frozen = block % 2 == 1
+            if frozen:
+                frozen_objects = gcpolicy.freeze_long_lived()
+            folds0 = log.folds
+            first = 10_000 + 100 * block
+            runs[frozen] += [batch(first + i) for i in range(min(50, args.steady_batches - len(runs[frozen])))]
+            folds[frozen] += log.folds - folds0
+            if frozen:
+                gc.unfreeze()
+        gc.callbacks.remove(on_gc)
+        out["engagement_batch_ms"] = summary(runs[True], folds[True])
+        out["engagement_batch_ms_default_gc"] = summary(runs[False], folds[False])
+        out["gc_frozen_objects"] = frozen_objects
         for key, label in (("engagement_batch_ms_during_snapshot_writeback", "during the snapshot's writeback"),
-                           ("engagement_batch_ms", "steady state, with background folds")):
+                           ("engagement_batch_ms_default_gc", "steady state, CPython's default GC"),
+                           ("engagement_batch_ms", f"steady state, {frozen_objects:,} start objects frozen (serve)")):
             print(f"engagement batch of 1,000 events, {label}: p50 {out[key]['p50']} ms, p99 {out[key]['p99']} ms, "
                   f"max {out[key]['max']} ms over {out[key]['batches']} batches; folds meanwhile "
                   f"{out[key]['folds_during']} (pool {pool:,}); beside a fold or checkpoint "
-                  f"{out[key]['beside_a_fold_or_checkpoint']}, alone {out[key]['alone']}", flush=True)
+                  f"{out[key]['beside_a_fold_or_checkpoint']}, alone {out[key]['alone']}; full GCs "
+                  f"{out[key]['full_gc']}, batches with one {out[key]['with_a_full_gc']}, with neither "
+                  f"{out[key]['without_gc_or_overlap']}", flush=True)
         log = service._store._log
         if log.folds:
             n, sec = log.last_fold
@@ -209,7 +249,8 @@ def main() -> None:
         t0 = time.perf_counter()
         n = service._store.fold_engagement()  # waits for a background fold still running (then n may be 0)
         sec = time.perf_counter() - t0
-        out["final_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / max(n, 1) * 1e6, 1)}
+        # n == 0: a background fold was running and took everything (the seconds are the wait for it)
+        out["final_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / n * 1e6, 1) if n else None}
         print(f"fold of the engagement log: last background fold {out.get('last_background_fold')}, "
               f"then the rest {out['final_fold']}", flush=True)
         # The old way, same catalog: each batch's counters upserted into the table in its own transaction

@@ -14,6 +14,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coldopen.v1 import coldopen_pb2, coldopen_pb2_grpc
+from server import gcpolicy
 from server.auth import Authenticator
 from server.datadir import DataDirLock
 from server.metrics import Metrics, Observer
@@ -203,6 +204,9 @@ def serve(settings: Settings, on_ready=None) -> None:
         lock.release()
         raise
     log.info("serving on %s with %d videos indexed", server.address, server.service.size)
+    # once the pool has loaded in the background, what start built is exempted from full collections
+    threading.Thread(target=lambda: service.wait_ready() and gcpolicy.freeze_long_lived(),
+                     name="coldopen-gc-freeze", daemon=True).start()
     if on_ready is not None:
         on_ready(server)
     stop.wait()

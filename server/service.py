@@ -771,6 +771,10 @@ class ColdOpenService:
     def size(self) -> int:
         return len(self._indexes["visual"])
 
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Whether the performs-well pool, loaded in the background at open, is ready (waits up to `timeout`)."""
+        return self._pool.wait_ready(timeout)
+
     def index_sizes(self) -> dict[str, int]:
         """Vectors per index: the three modalities, the pool, and sound-index postings."""
         return {**{m: len(i) for m, i in self._indexes.items()}, "pool": len(self._pool), "sound_postings": self._sounds.postings}

@@ -125,25 +125,41 @@ ROOMS = dict(zip(CREATORS, ["camera", "brick", "gravel", "page", "coins", "clock
 GENERIC_CAPTIONS = ["new video", "watch till the end", "part two", "what do you think", "story time", "quick one today"]
 
 
-def make_speech_world(folder: Path, performers: int, low: int, queries: int, seed: int = 0, topic_effect: float = 0.0
+def make_speech_world(folder: Path, performers: int, low: int | list[int], queries: int, seed: int = 0,
+                      topic_effect: float = 0.0, hit_rates: list[float] | None = None
                       ) -> tuple[list[WorldVideo], list[WorldVideo]]:
-    """(corpus with engagement, held-out queries) where the topic lives only in speech. `topic_effect`: the
-    sd of topics' log engagement levels (0: every topic does equally well, so no modality predicts
-    engagement)."""
+    """(corpus with engagement, held-out queries) where the topic lives only in speech.
+
+    Two ways for engagement to depend on the topic (so that the modality carrying the topic predicts
+    it): `low` as a list gives each topic its own number of low performers (topics differ in hit
+    rate; every topic keeps `performers` performers, so each query has as many right answers), and
+    `topic_effect` is the sd of topics' log engagement levels, scaling every rate of a topic's videos
+    (a strong topic's low performers can then out-engage a weak topic's performers). `hit_rates`, one
+    probability per topic, is the third: each of a topic's `performers + low` videos then performs
+    with that probability, independently, as on a platform. (Fixed counts per topic make a topic's
+    videos negatively dependent: holding one performer out leaves its neighbours with fewer hits.)
+    With one `low`, no topic effect and no hit rates, no modality predicts engagement."""
+    lows = list(low) if isinstance(low, (list, tuple)) else [low] * len(TOPICS)
+    if len(lows) != len(TOPICS):
+        raise ValueError(f"low: {len(lows)} counts given for {len(TOPICS)} topics; give one count or one per topic")
+    if hit_rates is not None and (len(hit_rates) != len(TOPICS) or not all(0 <= p <= 1 for p in hit_rates)):
+        raise ValueError(f"hit_rates: give {len(TOPICS)} probabilities in [0, 1], one per topic (got {hit_rates})")
+    hits = np.random.default_rng(seed + 2)  # its own stream, so the other worlds stay as they were
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     corpus, held_out = [], []
     factors = np.exp(np.random.default_rng(seed + 1).normal(0, topic_effect, len(TOPICS))) if topic_effect else np.ones(len(TOPICS))
-    for (name, topic), factor in zip(TOPICS.items(), factors):
+    for t, ((name, topic), factor, low) in enumerate(zip(TOPICS.items(), factors, lows)):
         for i in range(performers + low + queries):
             creator = str(rng.choice(CREATORS))
             query = i >= performers + low
+            performs = i < performers if hit_rates is None else not query and bool(hits.random() < hit_rates[t])
             vid = f"{name}-new-{i - performers - low}" if query else f"{name}-{i:02d}"
             sentence = topic["held_out"] if query else topic["speech"][i % len(topic["speech"])]
             video = WorldVideo(
                 video_id=vid, topic=name, creator_id=creator, caption=str(rng.choice(GENERIC_CAPTIONS)),
                 hashtags=["fyp"], path=_clip(folder / f"{vid}.mp4", topic, sentence, rng, False, [ROOMS[creator]]),
-                performs=i < performers, engagement={} if query else _engagement(i < performers, rng, float(factor)),
+                performs=performs, engagement={} if query else _engagement(performs, rng, float(factor)),
             )
             (held_out if query else corpus).append(video)
     return corpus, held_out

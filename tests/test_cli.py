@@ -88,6 +88,9 @@ def test_serve_ingest_search_get_delete_and_restart(tiny_clip, clips, tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
 
+    # once the pool had loaded, serve exempted start's objects from full garbage collections (server/gcpolicy.py)
+    assert "exempted from garbage collection" in proc.stderr.read()
+
     proc, address = start_serve(tiny_clip, tmp_path / "data")
     try:
         r = coldopen("get", "--server", address, "--json", "fox")
