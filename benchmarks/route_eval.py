@@ -10,8 +10,8 @@ column measures near-duplicate similarity of photo crops, not semantics; transcr
 use the real all-MiniLM-L6-v2 and the real Whisper tiny.en.
 
     python -m benchmarks.route_eval [--performers 12] [--low 6] [--queries 2] [-k 10] [--json out.json]
-    python -m benchmarks.route_eval --world speech --performers 4 --low 2,4,8,12,20,30 --queries 2 -k 4 \
-        --route-weights learned      # topics differ in hit rate; fusion learns which modality predicts it
+    python -m benchmarks.route_eval --world speech --performers 0 --low 40 -k 4 \
+        --hit-rates 0.75,0.5,0.35,0.25,0.15,0.1    # topics differ in hit rate; fusion learns that speech predicts it
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main() -> None:
     p.add_argument("--hit-rates", type=_rates, default=None,
                    help="speech world: one probability per topic, comma-separated; each of a topic's "
                         "performers + low videos then performs with it, independently")
-    p.add_argument("--route-weights", choices=["default", "learned"], default="default")
+    p.add_argument("--route-weights", choices=["learned", "default"], default="learned",
+                   help="the server's setting (learned: the defaults until a modality predicts engagement)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     n_topics = len(routeworld.TOPICS)

@@ -140,8 +140,9 @@ class Settings:
     # --- the cold-start loop (server/coldstart/) ---
     route_fusion: str = _s("zscore", "fuse modalities as z-scores over the candidates, or raw similarities", ("zscore", "raw"))
     route_weights: str = _s(
-        "default", "Route's modality weights when a request gives none: the defaults, or learned from engagement "
-        "(each modality by how well its neighbours predict held-out videos' scores)", ("default", "learned"))
+        "learned", "Route's modality weights when a request gives none: learned from engagement (each modality by how "
+        "well its neighbours predict held-out videos' scores; the defaults until one does, beyond noise), or always "
+        "the defaults", ("learned", "default"))
     prior_k: int = _s(50, "content prior: neighbours it is predicted from")
     prior_bandwidth: float = _s(0.25, "content prior: kernel bandwidth on fused (z-scored) similarity")
     prior_candidates: int = _s(256, "content prior: nearest videos per modality searched for neighbours with impressions")

@@ -172,7 +172,7 @@ def precision_at_k(routed_ids: list[str], query: WorldVideo, corpus: dict[str, W
 
 
 ABLATIONS = {
-    "all modalities": None,  # the server's: the defaults, or learned with --route-weights learned
+    "all modalities": None,  # the server's: learned from engagement (--route-weights learned), else the defaults
     "all modalities, raw fusion": "raw",  # the server's weights on raw similarities (the fusion before z-scores)
     "all modalities, default weights": {"visual": 0.35, "spoken": 0.3, "caption": 0.2, "sound": 0.15},
     "visual only": {"visual": 1.0, "spoken": 0.0, "caption": 0.0, "sound": 0.0},

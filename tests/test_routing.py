@@ -207,3 +207,31 @@ def test_the_content_prior_is_stored_and_carried_into_the_score(world):
         store.close()
     m = server.settings.prior_impressions  # what the score was before: smoothed toward the corpus mean
     assert abs(perf.score - (weighted + m * book.prior) / (300 + m)) > 0.01
+
+
+def test_route_fuses_with_the_weights_learned_from_engagement(models, base_settings, tmp_path):
+    """The topic lives only in speech (each creator films in one room, captions are generic) and topics
+    differ in hit rate: the content prior learns that only speech predicts engagement, and Route (the
+    server's default `--route-weights learned`) fuses with those weights, so it routes as well as speech
+    alone and better than the fixed defaults, which let the rooms and the boilerplate captions in."""
+    from tests.conftest import RunningServer
+
+    corpus, queries = routeworld.make_speech_world(tmp_path / "clips", performers=0, low=12, queries=1, seed=3,
+                                                   hit_rates=[0.9, 0.9, 0.8, 0.1, 0.1, 0.2])
+    low_share = 100 * sum(not v.performs for v in corpus) / len(corpus)
+    settings = base_settings.replace(data_dir=tmp_path / "data", pool_min_impressions=1000, pool_percentile=low_share + 1)
+    assert settings.route_weights == "learned"  # the default
+    server = RunningServer(settings, models)
+    try:
+        with Client(server.server.address) as client:
+            routeworld.load(client, corpus)
+            q = queries[0]
+            r = client.route(path=q.path, metadata={"creator_id": q.creator_id, "caption": q.caption}, k=4)
+            applied = r["weights"]
+            assert applied.get("visual", 0) == 0 and applied.get("caption", 0) == 0 and applied["spoken"] > 0.5, applied
+            table = routeworld.evaluate(client, corpus, queries, k=4)
+    finally:
+        server.stop()
+    fused = table["all modalities"]["precision_at_k"]
+    assert fused >= table["spoken only"]["precision_at_k"] - 0.05, table
+    assert fused > table["all modalities, default weights"]["precision_at_k"], table
