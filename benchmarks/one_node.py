@@ -8,7 +8,9 @@
 2. Opens `ColdOpenService` with no snapshot: every vector is read from the catalog (the old way).
    Then writes a snapshot (what the background thread does) and deletes --changes videos through the
    catalog, as writes after the snapshot would be.
-3. Opens it again: the snapshot is loaded and those changes replayed. For both opens: seconds until
+3. Opens it again: the snapshot is loaded and those changes replayed, and the pool from its own
+   snapshot (server/storage/pool_snapshot.py, written after the engagement batches of step 4 and
+   followed by --after-batches more, whose videos the start re-reads). For both opens: seconds until
    the service serves (searches, ingests), and until the performs-well pool of N engaged videos, which
    loads in a background thread, is ready (Route, RecordEngagement and GetVideo's scores wait for it).
    Models are loaded once, outside the timings.
@@ -18,9 +20,10 @@
    disk), then 200 after os.sync(), long enough for background folds of the engagement log to run
    meanwhile, and 200 more interleaved with them in blocks of 50 under CPython's default garbage
    collection (`serve` freezes start's objects: server/gcpolicy.py); full collections inside batches
-   are counted. Then: the folds' cost per video; on the same catalog, the counter upsert each batch ran
-   before the log (the old way, commit included); and the full recompute each batch ran before the
-   incremental pool (`all_counters` + scores + percentile + publishing every member).
+   are counted. Then: the folds' cost per video; and, after the restart of step 3 (they write behind the
+   service's back), on the same catalog, the counter upsert each batch ran before the log (the old way,
+   commit included) and the full recompute each batch ran before the incremental pool (`all_counters` +
+   scores + percentile + publishing every member).
 5. Bytes per video: catalog file, snapshot files, process memory growth; extrapolated linearly to 10M.
 """
 
@@ -104,8 +107,9 @@ def events(n_videos: int, batch: int, seed: int):
     ]
 
 
-def old_inline_upserts(store, n_videos: int, batches: int) -> dict:
-    """p50/p99 ms of the counter upsert a batch ran before the engagement log (commit included)."""
+def old_inline_upserts(store, n_videos: int, batches: int, first: int = 0) -> dict:
+    """p50/p99 ms of the counter upsert a batch ran before the engagement log (commit included), on
+    videos v{first}..v{n_videos - 1}."""
     from server.storage.catalog import COUNTER_CAP, COUNTER_NAMES
 
     names = ["video_id", *COUNTER_NAMES, "last_event_at"]
@@ -116,7 +120,7 @@ def old_inline_upserts(store, n_videos: int, batches: int) -> dict:
     at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     lat = []
     for b in range(batches):
-        ids = sorted({f"v{int(v)}" for v in np.random.default_rng(50_000 + b).integers(0, n_videos, 1000)})
+        ids = sorted({f"v{int(v)}" for v in np.random.default_rng(50_000 + b).integers(first, n_videos, 1000)})
         params = [x for v in ids for x in (v, 1, 0, 0, 0.0, 0, 0, 0, 0, at)]
         t0 = time.perf_counter()
         with store.db.write() as conn:
@@ -137,6 +141,7 @@ def main() -> None:
     p.add_argument("--changes", type=int, default=1000)
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--steady-batches", type=int, default=200)
+    p.add_argument("--after-batches", type=int, default=5, help="engagement batches after the pool snapshot")
     p.add_argument("--clip-model", default="ViT-B-32")
     p.add_argument("--tmp", default=None, help="where the catalog and snapshot go (~6.5 GB per 1M videos)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
@@ -253,9 +258,35 @@ def main() -> None:
         out["final_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / n * 1e6, 1) if n else None}
         print(f"fold of the engagement log: last background fold {out.get('last_background_fold')}, "
               f"then the rest {out['final_fold']}", flush=True)
+        store = service._store
+        service.write_snapshot()  # the state after the batches, then writes the next start must replay
+        store.fold_engagement()
+        t = time.perf_counter()
+        service.write_pool_snapshot()
+        out["pool_snapshot_write_s"] = round(time.perf_counter() - t, 2)
+        out["pool_snapshot_mb"] = round((settings.data_dir / "snapshots" / "pool.npz").stat().st_size / 2**20, 1)
+        for s in range(args.after_batches):  # engagement after the pool snapshot: those videos are re-read
+            batch(50_000 + s)
+        for i in range(args.changes):
+            store.delete(f"v{i}")
+        service.close()
+
+        t = time.perf_counter()
+        service = ColdOpenService.open(settings, models)
+        out["start_snapshot_s"] = round(time.perf_counter() - t, 2)
+        service._pool.wait_ready()
+        out["start_snapshot_pool_ready_s"] = round(time.perf_counter() - t, 2)
+        out["start_snapshot_pool_loaded_from"] = service._pool.loaded_from
+        out["start_snapshot_pool_load_s"] = round(service._pool.loaded_s, 2)
+        print(f"start, snapshot + {args.changes} changes replayed: serving after {out['start_snapshot_s']} s, "
+              f"pool ready after {out['start_snapshot_pool_ready_s']} s (pool loaded from "
+              f"{out['start_snapshot_pool_loaded_from']} in {out['start_snapshot_pool_load_s']} s)", flush=True)
+        assert len(service._indexes["visual"]) == args.videos - args.changes
+        # The old ways, measured last: they write counters and publish a pool behind the service's back.
         # The old way, same catalog: each batch's counters upserted into the table in its own transaction
         # (what a batch did before the log: ~1,000 random pages written and fsynced per batch).
-        out["old_inline_counter_upsert_ms"] = old_inline_upserts(service._store, args.videos, args.batches)
+        out["old_inline_counter_upsert_ms"] = old_inline_upserts(service._store, args.videos, args.batches,
+                                                               first=args.changes)  # those were deleted
         print(f"the old way, counters upserted inside each batch: {out['old_inline_counter_upsert_ms']}", flush=True)
         store = service._store
         t0 = time.perf_counter()
@@ -268,19 +299,6 @@ def main() -> None:
         store.publish_pool(prior, threshold, {r: scores[r] for r in members})
         out["full_recompute_ms"] = {"score_and_select": round((t1 - t0) * 1000), "publish": round((time.perf_counter() - t1) * 1000)}
         print(f"the old way, per batch: {out['full_recompute_ms']}", flush=True)
-        service.write_snapshot()  # the state after the batches, then writes the next start must replay
-        for i in range(args.changes):
-            store.delete(f"v{i}")
-        service.close()
-
-        t = time.perf_counter()
-        service = ColdOpenService.open(settings, models)
-        out["start_snapshot_s"] = round(time.perf_counter() - t, 2)
-        service._pool.wait_ready()
-        out["start_snapshot_pool_ready_s"] = round(time.perf_counter() - t, 2)
-        print(f"start, snapshot + {args.changes} changes replayed: serving after {out['start_snapshot_s']} s, "
-              f"pool ready after {out['start_snapshot_pool_ready_s']} s", flush=True)
-        assert len(service._indexes["visual"]) == args.videos - args.changes
         service.close()
         db = settings.data_dir / "coldopen.sqlite3"
         snap = sum(f.stat().st_size for f in (settings.data_dir / "snapshots").iterdir())

@@ -12,6 +12,11 @@ counter change, so the replica that records a batch recomputes the pool from eve
 counters and publishes it (members, prior, threshold, under a new version); the others load the
 published version after their next feed poll.
 
+One server whose vectors live in process also snapshots the pool (server/storage/pool_snapshot.py):
+a start loads the book's inputs and the members' metadata from it and re-reads only the videos whose
+counters a later engagement fold changed, or that were re-ingested or deleted after it (the change
+feed), instead of every engaged video's counters and every member's profile.
+
 Readers take the view under the pool's lock (`reading()`), so a route never sees a half-applied batch.
 """
 
@@ -22,6 +27,7 @@ import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -30,7 +36,7 @@ from server import engagement, routing
 from server.scorebook import Moves, ScoreBook
 from server.settings import Settings
 from server.domain import EngagementEvent
-from server.storage import Catalog, PoolMoves
+from server.storage import Catalog, PoolMoves, pool_snapshot
 from server.storage.catalog import EngagementWrite
 
 log = logging.getLogger(__name__)
@@ -44,13 +50,16 @@ class PerformancePool:
         on_publish: Callable[[list[int], list[int]], None] | None = None,
         vectors: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
         background: bool = False,
+        snapshot_dir: Path | None = None,
     ):
         """`on_publish(rows that joined or left, their change seqs)`: set when an external vector store holds
         pool membership (the caller ships those rows). `vectors(rows)`: modality -> (n, dim) embeddings, which
         the service takes from its in-process indexes where it has them (at start, 10^5 members' blobs take
         seconds to read from the catalog); None: read with the profiles.
         `background`: one server loads its scores and pool in a thread (seconds at 10^6 engaged videos),
-        so the server serves searches and ingests meanwhile; calls that need the pool wait for it."""
+        so the server serves searches and ingests meanwhile; calls that need the pool wait for it.
+        `snapshot_dir`: where the pool's snapshot is (one server with `vectors`): loaded at start, written by
+        `write_snapshot`."""
         self._vectors = vectors
         self._settings = settings
         self._on_publish = on_publish
@@ -70,6 +79,10 @@ class PerformancePool:
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         self.loaded_s: float | None = None
+        self.loaded_from: str | None = None     # how the start filled the pool, for the log and benchmarks
+        self._snapshot_dir = snapshot_dir if (snapshot_dir is not None and vectors is not None and on_publish is None
+                                              and not store.shared) else None
+        self.changes = 0  # book updates since the last snapshot (written only when some happened)
         if self._incremental:
             if background:
                 threading.Thread(target=self._load, name="coldopen-pool-load", daemon=True).start()
@@ -86,20 +99,134 @@ class PerformancePool:
         started = time.perf_counter()
         try:
             with self._refresh_lock:
-                book = self._book_from_catalog()
-                published = self._store.published_pool()
-                members = set(book.members().tolist())
-                same = published is not None and set(published[3]) == members
-                self._book = book
-                self._apply(Moves(sorted(members), [], []), publish="no" if same else "all")
+                if not self._load_snapshot():
+                    book = self._book_from_catalog()
+                    published = self._store.published_pool()
+                    members = set(book.members().tolist())
+                    same = published is not None and set(published[3]) == members
+                    self._book = book
+                    self._apply(Moves(sorted(members), [], []), publish="no" if same else "all")
+                    self.loaded_from = "the catalog"
+                    self.changes = 1
+            book = self._book
             self.loaded_s = time.perf_counter() - started
-            log.info("performs-well pool ready: %d of %d engaged videos, loaded in %.1f s", book.pool_size, len(book),
-                     self.loaded_s)
+            log.info("performs-well pool ready: %d of %d engaged videos, loaded from %s in %.1f s", book.pool_size,
+                     len(book), self.loaded_from, self.loaded_s)
         except BaseException as e:  # surfaced to every call that needs the pool
             self._load_error = e
             log.exception("loading the performs-well pool failed")
         finally:
             self._ready.set()
+
+    def _load_snapshot(self) -> bool:
+        """Fill the book and the view from the snapshot plus what changed after it (the caller holds
+        _refresh_lock); False when there is no usable snapshot."""
+        if self._snapshot_dir is None:
+            return False
+        steps: dict[str, float] = {}
+        clock = [time.perf_counter()]
+
+        def step(name: str) -> None:
+            now = time.perf_counter()
+            steps[name] = round(now - clock[0], 2)
+            clock[0] = now
+
+        weights = engagement.counter_weights(self._settings)
+        snap = pool_snapshot.load(self._snapshot_dir, self._store.catalog_id(), weights)
+        step("read")
+        if snap is None:
+            return False
+        generation, position = self._store.engagement_generation(), self._store.feed_position()
+        if generation is None or snap.generation > generation or snap.cursor > position:
+            log.warning("not loading the pool snapshot: it covers fold generation %d and change %d, the catalog is at "
+                        "%s and %d (restored from an older backup?); reading the pool from the catalog",
+                        snap.generation, snap.cursor, generation, position)
+            return False
+        book = ScoreBook.restore(self._settings, snap.book)
+        step("restore")
+        # what changed after it: counters a later fold added to, and videos re-ingested or deleted since
+        changed = set(self._store.engagement_changed_since(snap.generation).tolist())
+        cursor = snap.cursor
+        while True:
+            batch, after = self._store.changes_after(cursor)
+            changed.update(int(c.row_id) for c in batch)
+            if not batch or after == cursor:
+                break
+            cursor = after
+        step("find_changed")
+        if changed:
+            arrays = self._store.engagement_arrays(weights, rows=np.array(sorted(changed), np.int64))
+            book.replace(*arrays, gone=changed - set(arrays[0].tolist()))
+            if book.drifted():  # the corpus mean moved: the prior a full read would use
+                book.rebase()
+        step("replay")
+        now = datetime.now(timezone.utc)
+        members = book.members()
+        scores = dict(zip(members.tolist(), book.scores(members, now).tolist()))
+        # publish only what moved: against the snapshot's pool while it is the published one, else (batches
+        # after the snapshot published moves before the process stopped) against the published rows
+        version = self._store.pool_version()
+        published_rows = np.sort(snap.pool) if version is not None and version == snap.version else \
+            self._store.published_members()
+        joined = np.setdiff1d(members, published_rows, assume_unique=True)
+        left = np.setdiff1d(published_rows, members, assume_unique=True).tolist()
+        rescored = np.intersect1d(np.setdiff1d(members, joined, assume_unique=True),
+                                  np.fromiter(changed, np.int64, len(changed)))
+        moved = {r: scores[r] for r in np.concatenate([joined, rescored]).tolist()}
+        published = (self._store.publish_pool_moves(book.prior, book.threshold(now), moved, left)
+                     if moved or left or version is None else (version, [], []))
+        step("publish")
+        # members' metadata from the snapshot where their video did not change, else from the catalog
+        # (as columns: 10^5 objects made here would also cost full garbage collections of start's objects)
+        m = snap.members
+        keep = np.isin(m.rows, members) & ~np.isin(m.rows, np.fromiter(changed, np.int64, len(changed)))
+        at = np.flatnonzero(keep).tolist()
+        rows = m.rows[keep].tolist()
+        video_ids, creators, languages = ([names[i] for i in at] for names in (m.video_ids, m.creators, m.languages))
+        sounds = m.sounds[keep].tolist()
+        for p in self._store.profiles(sorted(scores.keys() - set(rows)), vectors=False):
+            rows.append(p.row), video_ids.append(p.video_id), creators.append(p.creator_id)
+            languages.append(p.language), sounds.append(-1 if p.sound_id is None else p.sound_id)
+        step("profiles")
+        vectors = self._vectors(np.array(rows, np.int64)) if rows else None
+        step("vectors")
+        view = routing.PoolView(*self._dims)
+        view.add_columns(rows, video_ids, creators, languages, sounds, scores, vectors)
+        step("view")
+        with self._lock:
+            self._book, self._view = book, view
+            self.version, self._prior = published[0], book.prior
+        self.loaded_from = (f"the snapshot + {len(changed)} videos changed after it "
+                            f"({time.time() - snap.written_at:.0f} s old; seconds: {steps})")
+        self.changes = len(changed)
+        return True
+
+    def snapshot(self, cursor: int) -> pool_snapshot.PoolSnapshot | None:
+        """The pool as it is now, for `pool_snapshot.write` (None: no snapshots here, or not loaded yet).
+        `cursor`: a change-feed cursor every change up to which the pool has applied (the caller makes sure)."""
+        if self._snapshot_dir is None or not self._ready.is_set() or self._load_error is not None:
+            return None
+        with self._refresh_lock:  # no batch between the generation read and the copy
+            generation = self._store.engagement_generation()
+            if generation is None or self._book is None:
+                return None
+            book, pool = self._book.state(), self._book.members()
+            with self._lock:
+                v = self._view
+                members = pool_snapshot.Members(v.rows.copy(), list(v.video_ids), list(v.creators), list(v.languages),
+                                                v.sounds.copy())
+                version = self.version
+            self.changes = 0
+        return pool_snapshot.PoolSnapshot(self._store.catalog_id(), engagement.counter_weights(self._settings),
+                                          generation, cursor, version, book, pool, members)
+
+    def write_snapshot(self, snap: pool_snapshot.PoolSnapshot) -> float:
+        """Write what `snapshot` took; the seconds it took."""
+        try:
+            return pool_snapshot.write(self._snapshot_dir, snap)
+        except BaseException:
+            self.changes += 1  # not written: the next round tries again
+            raise
 
     def _wait(self) -> None:
         if not self._ready.is_set():
@@ -237,6 +364,7 @@ class PerformancePool:
                     self._reload()
                 raise
             if plan:
+                self.changes += 1
                 published = write.published or (self.version, [], [])
                 self._install_moves(plan["moves"], plan["scores"], plan["members_changed"], published)
         if plan.get("rebase"):
@@ -277,6 +405,7 @@ class PerformancePool:
             return
         with self._refresh_lock:
             self._apply(moves())
+            self.changes += 1
 
     def _profiles(self, rows: list[int]) -> tuple[list, dict[str, np.ndarray] | None]:
         """Members' routing profiles, with their embeddings from the service when it gives them."""

@@ -72,12 +72,21 @@ class PoolView:
         (zero rows where absent) when the profiles were read without them."""
         if not profiles:
             return
-        self.remove([p.row for p in profiles if p.row in self._at])
         if vectors is None:
             vectors = {m: np.stack([getattr(p, m) if getattr(p, m) is not None else np.zeros(a.shape[1], np.float32)
                                     for p in profiles]) for m, a in (("visual", self._visual), ("spoken", self._spoken),
                                                                      ("caption", self._caption))}
-        n, m = self._n, len(profiles)
+        self.add_columns([int(p.row) for p in profiles], [p.video_id for p in profiles], [p.creator_id for p in profiles],
+                         [p.language for p in profiles],
+                         [p.sound_id if p.sound_id is not None else -1 for p in profiles], scores, vectors)
+
+    def add_columns(self, rows: list[int], video_ids: list[str], creators: list[str], languages: list[str],
+                    sounds, scores: dict[int, float], vectors: dict[str, np.ndarray]) -> None:
+        """`add` from columns (sound -1: none): no object per member (a start adds ~10^5 members at once)."""
+        if not len(rows):
+            return
+        self.remove([r for r in rows if r in self._at])
+        n, m = self._n, len(rows)
         if n + m > len(self._rows):
             # headroom: growing copies every member's vectors (~1 s for 180k) under the pool's lock
             cap = max(n + m + (n + m) // 8, len(self._rows) * 3 // 2, 64)
@@ -86,18 +95,17 @@ class PoolView:
                 grown = np.zeros((cap, *a.shape[1:]), a.dtype)
                 grown[:n] = a[:n]
                 setattr(self, name, grown)
-        rows = [int(p.row) for p in profiles]
         self._rows[n : n + m] = rows
-        self._sounds[n : n + m] = [p.sound_id if p.sound_id is not None else -1 for p in profiles]
+        self._sounds[n : n + m] = sounds
         self._scores[n : n + m] = [scores.get(r, 0.0) for r in rows]
         self._visual[n : n + m] = vectors["visual"]
         self._spoken[n : n + m] = vectors["spoken"]
         self._caption[n : n + m] = vectors["caption"]
         self._has_spoken[n : n + m] = np.any(vectors["spoken"] != 0, axis=1)
         self._has_caption[n : n + m] = np.any(vectors["caption"] != 0, axis=1)
-        self.video_ids += [p.video_id for p in profiles]
-        self.creators += [p.creator_id for p in profiles]
-        self.languages += [p.language for p in profiles]
+        self.video_ids += video_ids
+        self.creators += creators
+        self.languages += languages
         self._at.update(zip(rows, range(n, n + m)))
         self._n = n + m
 

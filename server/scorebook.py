@@ -157,12 +157,40 @@ class ScoreBook:
         are what a batch added (the book holds every engaged video's totals, so it adds them itself).
         `priors`: the touched rows' stored content priors, (rate, weight in impressions); a touched row
         missing from it has none. None: the rows keep the priors the book has for them."""
+        live = [(int(r), c) for r, c in changed.items() if c is not None]
+        w = imp = t = np.zeros(0)
+        if live:
+            weights = engagement.counter_weights(self._s)
+            get = operator.attrgetter(*weights, "impressions")  # one C call per video
+            counts = np.array([get(c) for _, c in live], np.float64)
+            with np.errstate(invalid="ignore", over="ignore"):
+                w = counts[:, :-1] @ np.array(list(weights.values()))
+            imp = counts[:, -1]
+            t = _epoch_seconds([c.last_event_at for _, c in live])
+        own = None
+        if priors is not None:
+            own = [priors.get(r) for r, _ in live]
+            own = (np.array([p[0] if p is not None else np.nan for p in own], np.float64),
+                   np.array([p[1] if p is not None else np.nan for p in own], np.float64))
+        gone = [int(r) for r, c in changed.items() if c is None]
+        return self._update([r for r, _ in live], w, imp, t, own, gone, list(changed), added)
+
+    def replace(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, last: list[str],
+                prior_rate: np.ndarray, prior_weight: np.ndarray, gone) -> Moves:
+        """Set rows' counters and priors to these totals (`Catalog.engagement_arrays` for some rows) and drop
+        the `gone` rows (deleted, or no longer engaged): a start's replay of what changed after a snapshot."""
+        gone = [int(r) for r in gone]
+        return self._update([int(r) for r in rows], np.asarray(weighted, np.float64), np.asarray(impressions, np.float64),
+                            _epoch_seconds(last), (np.asarray(prior_rate, np.float64), np.asarray(prior_weight, np.float64)),
+                            gone, [int(r) for r in rows] + gone, added=False)
+
+    def _update(self, live: list[int], w: np.ndarray, imp: np.ndarray, t: np.ndarray,
+                priors: tuple[np.ndarray, np.ndarray] | None, gone: list[int], changed: list, added: bool) -> Moves:
         s = self._s
         with self._lock:
-            gone = [int(r) for r, c in changed.items() if c is None and int(r) in self._slot]
-            live = [(int(r), c) for r, c in changed.items() if c is not None]
+            gone = [r for r in gone if r in self._slot]
             gone_slots = np.array([self._slot[r] for r in gone], np.int64)
-            slots = np.array([self._slot[r] if r in self._slot else self._new_slot(r) for r, _ in live], np.int64)
+            slots = np.array([self._slot[r] if r in self._slot else self._new_slot(r) for r in live], np.int64)
             touched = np.concatenate([slots, gone_slots])
             pool_before = self.pool_size
             old = touched[self._eligible[touched]]  # found in the order at their old keys, before keys change
@@ -181,13 +209,8 @@ class ScoreBook:
                 for r in gone:
                     del self._slot[r]
             if live:
-                weights = engagement.counter_weights(s)
-                get = operator.attrgetter(*weights, "impressions")  # one C call per video
-                counts = np.array([get(c) for _, c in live], np.float64)
-                with np.errstate(invalid="ignore", over="ignore"):
-                    w = counts[:, :-1] @ np.array(list(weights.values()))
+                w, imp = w.copy(), imp.copy()
                 w[~np.isfinite(w)] = 0.0
-                imp = counts[:, -1]
                 imp[~np.isfinite(imp)] = 0.0
                 if added:  # a new slot's are 0
                     w, imp = w + self._w[slots], imp + self._imp[slots]
@@ -195,11 +218,9 @@ class ScoreBook:
                 self._sum_imp += float(imp.sum() - self._imp[slots].sum())
                 self._w[slots], self._imp[slots] = w, imp
                 if priors is not None:
-                    own = [priors.get(r) for r, _ in live]
-                    self._pr[slots] = [p[0] if p is not None else np.nan for p in own]
-                    self._pw[slots] = [p[1] if p is not None else np.nan for p in own]
+                    self._pr[slots], self._pw[slots] = priors
                 # an event stamped a little ahead (max_event_future_s) decays from now, never grows
-                t = np.minimum(_epoch_seconds([c.last_event_at for _, c in live]), time.time())
+                t = np.minimum(t, time.time())
                 self._t[slots] = np.maximum(t, self._t[slots]) if added else t
                 self._key[slots] = self._keys(w, imp, self._t[slots], self._pr[slots], self._pw[slots])
                 eligible = imp >= s.pool_min_impressions
@@ -216,7 +237,7 @@ class ScoreBook:
             if len(insert):
                 pairs = np.sort(_pairs(-self._key[insert], insert))
                 self._pairs = np.insert(self._pairs, np.searchsorted(self._pairs, pairs), pairs)
-            return self._window_moves(list(changed), touched, pool_before)
+            return self._window_moves(changed, touched, pool_before)
 
     def rebase(self, prior: float | None = None) -> Moves:
         """Re-key every video for the current corpus mean (or `prior`): the O(n) step."""
@@ -237,15 +258,30 @@ class ScoreBook:
         book._fill_arrays(rows, impressions, weighted, last, prior_rate, prior_weight)
         return book
 
+    @classmethod
+    def restore(cls, settings: Settings, state: dict[str, np.ndarray]) -> "ScoreBook":
+        """From `state()` (a pool snapshot, server/storage/pool_snapshot.py): keys recomputed for these settings."""
+        book = cls(settings)
+        book._fill_arrays(state["row"], state["imp"], state["w"], None, state["pr"], state["pw"], seconds=state["t"])
+        return book
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of what every engaged video's score is made of (not the keys, which `restore` recomputes)."""
+        with self._lock:
+            n = self._n
+            return {name: getattr(self, "_" + name)[:n].copy() for name in ("row", "w", "imp", "t", "pr", "pw")}
+
     def _fill(self, counters: dict[int, Counters]) -> None:
         rows = np.array(list(counters), dtype=np.int64)
         imp = np.array([float(c.impressions) for c in counters.values()])
         w = np.array([engagement.weighted(c, self._s) for c in counters.values()])
         self._fill_arrays(rows, imp, w, [c.last_event_at for c in counters.values()])
 
-    def _fill_arrays(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, last: list[str],
-                     prior_rate: np.ndarray | None = None, prior_weight: np.ndarray | None = None) -> None:
-        """All engaged videos at once (at start): vectorised, then one sort."""
+    def _fill_arrays(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, last: list[str] | None,
+                     prior_rate: np.ndarray | None = None, prior_weight: np.ndarray | None = None,
+                     seconds: np.ndarray | None = None) -> None:
+        """All engaged videos at once (at start): vectorised, then one sort. Last events as stored texts
+        (`last`) or as unix seconds (`seconds`)."""
         s = self._s
         n = len(rows)
         size = max(n, 1024)
@@ -257,7 +293,7 @@ class ScoreBook:
         self._imp = np.zeros(size)
         self._imp[:n] = impressions
         self._t = np.zeros(size)
-        self._t[:n] = np.minimum(_epoch_seconds(last), time.time()) if n else 0.0
+        self._t[:n] = np.minimum(_epoch_seconds(last) if seconds is None else seconds, time.time()) if n else 0.0
         self._pr, self._pw = np.full(size, np.nan), np.full(size, np.nan)
         if prior_rate is not None and prior_weight is not None and n:
             self._pr[:n], self._pw[:n] = prior_rate, prior_weight

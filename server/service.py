@@ -134,7 +134,9 @@ class ColdOpenService:
             # members' embeddings from the in-process indexes; with an external store, read with their profiles
             vectors=self._vectors_of if all(isinstance(i, FaissIndex) for i in indexes.values()) else None,
             background=True,
+            snapshot_dir=settings.data_dir / "snapshots" if snapshot_key is not None else None,
         )
+        self._pool_behind = 0  # re-ingests and deletes committed that the pool has not applied yet
         # What a video's content predicts, from neighbours among every video with impressions (server/coldstart/).
         self._priors = ContentPriors(settings, indexes, self._vectors_of, self._pool.rates, self._pool.rows_with,
                                      self._pool.count_with)
@@ -297,6 +299,21 @@ class ColdOpenService:
                 self._dirty = 0
             return snapshots.write(self.settings.data_dir / "snapshots", self._snapshot_key, cursor, local)
 
+    def write_pool_snapshot(self) -> float | None:
+        """Snapshot the performs-well pool now (server/storage/pool_snapshot.py); the seconds it took, None
+        when it is not snapshotted here, not loaded yet, or a re-ingest or delete is still reaching it."""
+        with self._snapshot_write:
+            with self._write_lock:  # no change commits meanwhile: the pool has applied every one up to the cursor
+                if self._pool_behind:
+                    return None
+                cursor = self._feed.cursor if self._feed is not None else self._store.feed_position()
+                snap = self._pool.snapshot(cursor)
+            return None if snap is None else self._pool.write_snapshot(snap)
+
+    def _pool_caught_up(self) -> None:
+        with self._write_lock:
+            self._pool_behind -= 1
+
     def _snapshot_loop(self, first_now: bool) -> None:
         wait = 0.0 if first_now else self.settings.snapshot_interval_s
         while not self._snapshot_stop.wait(wait):
@@ -307,6 +324,11 @@ class ColdOpenService:
                     self.write_snapshot()
                 except Exception:  # e.g. the disk is full: the previous snapshot stays, starts replay more
                     log.exception("writing the index snapshot failed; retrying in %.0f s", wait)
+            if self._pool.changes:
+                try:
+                    self.write_pool_snapshot()
+                except Exception:
+                    log.exception("writing the pool snapshot failed; retrying in %.0f s", wait)
 
     def close(self) -> None:
         if self._feed is not None:
@@ -319,6 +341,12 @@ class ColdOpenService:
                     self.write_snapshot()
                 except Exception:
                     log.exception("writing the index snapshot at shutdown failed; the next start replays or rebuilds")
+            if self._pool.changes:
+                try:  # folded first, so the next start finds no counter changed after the snapshot
+                    self._store.fold_engagement()
+                    self.write_pool_snapshot()
+                except Exception:
+                    log.exception("writing the pool snapshot at shutdown failed; the next start reads more of the catalog")
         self.pipeline.close()
         for index in self._indexes.values():
             index.close()
@@ -400,12 +428,16 @@ class ColdOpenService:
                         if vector is not None:
                             index.add(ids, vector[None, :])
                     self._dirty += 1
+                    self._pool_behind += replaced  # until the pool has it (a pool snapshot waits for that)
             if self._ships:
                 with timed(timings, "ship_vectors"):
                     self._ship_rows([rowid], [written.change])
-        matches = self._neighbours(found, exclude_row=rowid, limit=5)
         if replaced:
-            self._pool.reprofile(rowid)  # a member's pool entry holds the old embedding; its prior changed
+            try:
+                self._pool.reprofile(rowid)  # a member's pool entry holds the old embedding; its prior changed
+            finally:
+                self._pool_caught_up()
+        matches = self._neighbours(found, exclude_row=rowid, limit=5)
         self.observer.stages(timings)
         new_sound = link is not None and link.sound_id is None
         extraction = dataclasses.replace(extraction, sound_id=sound_id)
@@ -761,10 +793,14 @@ class ColdOpenService:
                 if not index.shared:
                     index.remove(np.array([rowid]))
             self._dirty += 1
+            self._pool_behind += 1
+        try:
+            self._pool.forget(rowid)
+        finally:
+            self._pool_caught_up()
         if self._ships:
             self._ship_rows([rowid], [change])
             # The video's sound and its postings stay: the sound id remains valid for other videos and re-ingests.
-        self._pool.forget(rowid)
         log.info("deleted video_id=%s", video_id)
 
     @property

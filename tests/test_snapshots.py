@@ -118,3 +118,67 @@ def test_a_damaged_or_mismatched_snapshot_costs_a_rebuild_not_a_wrong_answer(tin
         assert _answers(other_type, ["fox", "coffee", "rocket"]) == want
     finally:
         other_type.close()
+
+
+def _pool_line(log) -> str:
+    return [line for line in log.read_text().splitlines() if "performs-well pool ready" in line][-1]
+
+
+def _performance(server, video_ids) -> dict:
+    out = {}
+    for vid in video_ids:
+        p = server.stub.GetVideo(pb.GetVideoRequest(video_id=vid), timeout=30).performance
+        out[vid] = (p.impressions, p.likes, p.in_pool, round(p.score, 6), round(p.pool_threshold, 6))
+    hits = server.stub.Search(pb.SearchRequest(video_id=video_ids[0], k=10, performing_only=True), timeout=30)
+    out["pool"] = sorted(n.video_id for n in hits.neighbours) + [str(hits.index_size)]
+    return out
+
+
+def test_the_pool_restarts_from_its_snapshot_after_kill_9(tiny_clip, clips, tmp_path):
+    data_dir, log = tmp_path / "data", tmp_path / "serve.log"
+    names = ("fox", "coffee", "rocket", "cat", "hubble")
+    flags = ("--pool-min-impressions", "100", "--pool-percentile", "50", "--prior-rate", "0.05")
+
+    def batch(tag: str, counts: dict) -> list:
+        return [pb.EngagementEvent(event_id=f"{tag}-{v}", video_id=v, impressions=i, likes=likes)
+                for v, (i, likes) in counts.items()]
+
+    first = ServeProcess(tiny_clip, data_dir, log, "--snapshot-interval-s", "0.5", *flags)
+    try:
+        for name in names:
+            first.stub.Ingest(upload(clips[name].read_bytes(), name), timeout=120)
+        first.stub.RecordEngagement(iter(batch("a", {"fox": (1000, 90), "coffee": (1000, 20), "rocket": (1000, 60),
+                                                     "cat": (1000, 10)})), timeout=30)
+        deadline = time.monotonic() + 60
+        while not re.search(r"pool snapshot written in [\d.]+ s: 4 engaged videos", log.read_text()):
+            assert time.monotonic() < deadline, "no pool snapshot of the 4 engaged videos within 60 s"
+            time.sleep(0.2)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(30)
+    finally:
+        first.close()
+
+    # Engagement after the snapshot (its batch logged, not folded, at the kill), a delete: kill -9 again.
+    second = ServeProcess(tiny_clip, data_dir, log, "--snapshot-interval-s", "3600", *flags)
+    try:
+        # the batch was logged and not folded at the kill: this open folds it, so its 4 videos are re-read
+        assert "loaded from the snapshot + 4 videos changed after it" in _pool_line(log)
+        second.stub.RecordEngagement(iter(batch("b", {"hubble": (2000, 400), "cat": (500, 5)})), timeout=30)
+        second.stub.DeleteVideo(pb.DeleteVideoRequest(video_id="rocket"), timeout=30)
+        live = ["fox", "coffee", "cat", "hubble"]
+        before = _performance(second, live)
+        second.proc.send_signal(signal.SIGKILL)
+        second.proc.wait(30)
+    finally:
+        second.close()
+    assert before["pool"] == ["coffee", "hubble", "3"]  # fox (the query), coffee, hubble: 3 of 4 eligible
+
+    third = ServeProcess(tiny_clip, data_dir, log, "--snapshot-interval-s", "3600", *flags)
+    try:
+        line = _pool_line(log)
+        # those 4 again (this server wrote no snapshot) and hubble: rocket's delete is among the 4
+        assert "loaded from the snapshot + 5 videos changed after it" in line, line
+        after = _performance(third, live)
+    finally:
+        third.close()
+    assert after == before

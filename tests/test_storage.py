@@ -34,11 +34,11 @@ def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
         with catalog.db.read() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"server/storage/schema.py and the Alembic revisions disagree: {diff}"
-        assert catalog.db.revision() == "0004"
+        assert catalog.db.revision() == "0005"
     finally:
         catalog.close()
     again = open_catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
-    assert again.db.revision() == "0004"
+    assert again.db.revision() == "0005"
     again.close()
 
 

@@ -19,7 +19,10 @@ adds them to `engagement`:
 - readers see the sum: `unfolded(video)` is what the table does not hold yet (`Catalog.counters` adds
   it), and bulk readers (`all_counters`, `engagement_arrays`) fold first;
 - deleting a video voids its unfolded deltas, and logs that (`[video_id, null]`), so a replay does not
-  add them to a video re-ingested under the same id.
+  add them to a video re-ingested under the same id;
+- each fold (and each replay) has a generation, one more than the last, kept in `meta` and written to
+  every counter row it adds to (`engagement.fold_gen`): a snapshot of the performs-well pool records the
+  generation it covers, and a start re-reads only the rows a later fold changed (server/pool.py).
 
 PostgreSQL does not use this: replicas share the counters, so a batch adds them in its own transaction.
 
@@ -47,6 +50,7 @@ FOLD_INTERVAL_S = 10.0
 FOLD_EARLY = 100_000  # videos waiting that start a fold before the interval is up
 FOLD_CHUNK = 1_000    # videos per fold transaction (~10-20 ms at 10^6): the most a batch waits behind a fold
 _MARK = "engagement_fold"
+_GENERATION = "engagement_fold_generation"
 # a delta: [impressions, plays, completions, watch_time_s, likes, comments, shares, follows, last_event_at]
 Delta = list
 
@@ -71,15 +75,17 @@ class EngagementLog:
         self._folding: dict[str, Delta] | None = None  # the deltas a fold is adding
         self._done_until: str | None = None          # folding: the videos before this one are in the table
         self._through = 0                            # folding: the last log row it covers
+        self._gen = 0                                # folding: its generation, written to the rows it adds to
+        self.generation = 0                          # the newest fold's generation (committed)
         self.folds = 0                               # folds that added something
         self.last_fold = (0, 0.0)                    # (videos, seconds) of the last one
         # the fold's upsert: counters add (clamped as the batch path clamps), only for videos that exist
-        names = ["video_id", *counter_names, "last_event_at"]
+        names = ["video_id", *counter_names, "last_event_at", "fold_gen"]
         self._sql_fold = (
             f"INSERT INTO engagement ({', '.join(names)}) SELECT {', '.join('?' * len(names))} "
             "WHERE EXISTS (SELECT 1 FROM videos WHERE video_id = ?) ON CONFLICT (video_id) DO UPDATE SET "
-            + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {cap})" for n in names[1:-1])
-            + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at)"
+            + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {cap})" for n in names[1:-2])
+            + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at), fold_gen = excluded.fold_gen"
         )
         self.replayed = self._replay()
         self._stop = threading.Event()
@@ -156,15 +162,18 @@ class EngagementLog:
         after: list[Callable[[], None]] = []
         with self._db.write(after) as conn:  # the write lock: no batch commits between the read and the swap
             through = conn.execute(select(func.max(s.engagement_log.c.seq))).scalar()
+            if through is None:
+                return False
+            gen = _next_generation(conn)
 
             def freeze() -> None:
                 with self._lock:
                     self._folding, self._pending = self._pending, {}
-                    self._done_until, self._through = "", int(through)
+                    self._done_until, self._through, self._gen = "", int(through), gen
+                    self.generation = gen
 
-            if through is not None:
-                after.append(freeze)
-        return through is not None
+            after.append(freeze)
+        return True
 
     def _finish(self) -> int:
         """Add the frozen deltas from `_done_until` on, `chunk` videos per transaction. A failure leaves the
@@ -179,13 +188,14 @@ class EngagementLog:
             after: list[Callable[[], None]] = []
             with self._db.write(after) as conn:
                 with self._lock:  # a delete since the freeze popped its video
-                    rows = [(v, *d, v) for v in keys[i : i + self._chunk] if (d := self._folding.get(v)) is not None]
+                    rows = [(v, *d, self._gen, v) for v in keys[i : i + self._chunk]
+                            if (d := self._folding.get(v)) is not None]
                 self._apply(conn, rows)
                 if nxt is None:
                     conn.execute(delete(s.engagement_log).where(s.engagement_log.c.seq <= self._through))
                     conn.execute(delete(s.meta).where(s.meta.c.key == _MARK))
                 else:
-                    _set_mark(conn, json.dumps({"through": self._through, "done_until": nxt}))
+                    _set_meta(conn, _MARK, json.dumps({"through": self._through, "done_until": nxt}))
 
                 def advanced(nxt=nxt) -> None:
                     with self._lock:
@@ -201,6 +211,7 @@ class EngagementLog:
     def _replay(self) -> int:
         """At open: fold what the last process logged and did not fold (it crashed, or was killed)."""
         with self._db.write() as conn:
+            self.generation = int(conn.execute(select(s.meta.c.value).where(s.meta.c.key == _GENERATION)).scalar() or 0)
             mark = conn.execute(select(s.meta.c.value).where(s.meta.c.key == _MARK)).scalar()
             through, done_until = -1, ""
             if mark:
@@ -213,7 +224,9 @@ class EngagementLog:
                         sums.pop(v, None)
                     elif not (seq <= through and v < done_until):  # not added by the interrupted fold
                         sums[v] = add(sums.get(v), d)
-            self._apply(conn, [(v, *d, v) for v, d in sorted(sums.items())])
+            if sums:
+                gen = self.generation = _next_generation(conn)
+                self._apply(conn, [(v, *d, gen, v) for v, d in sorted(sums.items())])
             conn.execute(delete(s.engagement_log))
             conn.execute(delete(s.meta).where(s.meta.c.key == _MARK))
         if sums:
@@ -221,7 +234,7 @@ class EngagementLog:
         return len(sums)
 
     def _apply(self, conn: Connection, rows: list[tuple]) -> None:
-        """Add (video_id, *counters, last_event_at, video_id) rows to the counters table."""
+        """Add (video_id, *counters, last_event_at, fold generation, video_id) rows to the counters table."""
         conn.connection.driver_connection.executemany(self._sql_fold, rows)
 
     def _run(self) -> None:
@@ -246,6 +259,13 @@ class EngagementLog:
             log.warning("engagement fold at close failed: %s; the next start adds the logged deltas", e)
 
 
-def _set_mark(conn: Connection, value: str) -> None:
-    stmt = sqlite.insert(s.meta).values(key=_MARK, value=value)
+def _next_generation(conn: Connection) -> int:
+    """One more than the last fold's generation, stored in the caller's transaction."""
+    gen = int(conn.execute(select(s.meta.c.value).where(s.meta.c.key == _GENERATION)).scalar() or 0) + 1
+    _set_meta(conn, _GENERATION, str(gen))
+    return gen
+
+
+def _set_meta(conn: Connection, key: str, value: str) -> None:
+    stmt = sqlite.insert(s.meta).values(key=key, value=value)
     conn.execute(stmt.on_conflict_do_update(index_elements=[s.meta.c.key], set_={"value": stmt.excluded.value}))

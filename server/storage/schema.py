@@ -97,6 +97,8 @@ engagement = Table(
     Column("shares", BigInteger, nullable=False, server_default="0"),
     Column("follows", BigInteger, nullable=False, server_default="0"),
     Column("last_event_at", String(32), nullable=False, server_default=""),
+    # SQLite: the engagement log's fold generation that last added to this row (server/storage/engagement_log.py)
+    Column("fold_gen", BigInteger, nullable=True),
 )
 
 # SQLite only: engagement batches' per-video counter deltas, appended by each batch and folded into

@@ -68,7 +68,8 @@ def write(directory: Path, key: SnapshotKey, cursor: int, indexes: dict[str, Fai
     os.replace(tmp, directory / "manifest.json")
     _fsync_dir(directory)
     for path in directory.iterdir():
-        if path.suffix in (".faiss", ".npz") and not path.name.startswith(generation + "-"):
+        # <generation>-<modality> files only (pool.npz, the pool's snapshot, is not this module's)
+        if path.suffix in (".faiss", ".npz") and "-" in path.name and not path.name.startswith(generation + "-"):
             path.unlink(missing_ok=True)
     manifest["seconds"] = round(time.perf_counter() - started, 2)
     log.info("index snapshot written in %.1f s: %s (cursor %d)", manifest["seconds"],
