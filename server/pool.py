@@ -153,9 +153,10 @@ class PerformancePool:
             if not batch or after == cursor:
                 break
             cursor = after
+        changed_rows = np.array(sorted(changed), np.int64)
         step("find_changed")
         if changed:
-            arrays = self._store.engagement_arrays(weights, rows=np.array(sorted(changed), np.int64))
+            arrays = self._store.engagement_arrays(weights, rows=changed_rows)
             book.replace(*arrays, gone=changed - set(arrays[0].tolist()))
             if book.drifted():  # the corpus mean moved: the prior a full read would use
                 book.rebase()
@@ -166,12 +167,10 @@ class PerformancePool:
         # publish only what moved: against the snapshot's pool while it is the published one, else (batches
         # after the snapshot published moves before the process stopped) against the published rows
         version = self._store.pool_version()
-        published_rows = np.sort(snap.pool) if version is not None and version == snap.version else \
-            self._store.published_members()
+        published_rows = snap.pool if version is not None and version == snap.version else self._store.published_members()
         joined = np.setdiff1d(members, published_rows, assume_unique=True)
         left = np.setdiff1d(published_rows, members, assume_unique=True).tolist()
-        rescored = np.intersect1d(np.setdiff1d(members, joined, assume_unique=True),
-                                  np.fromiter(changed, np.int64, len(changed)))
+        rescored = np.intersect1d(np.setdiff1d(members, joined, assume_unique=True), changed_rows)
         moved = {r: scores[r] for r in np.concatenate([joined, rescored]).tolist()}
         published = (self._store.publish_pool_moves(book.prior, book.threshold(now), moved, left)
                      if moved or left or version is None else (version, [], []))
@@ -179,7 +178,7 @@ class PerformancePool:
         # members' metadata from the snapshot where their video did not change, else from the catalog
         # (as columns: 10^5 objects made here would also cost full garbage collections of start's objects)
         m = snap.members
-        keep = np.isin(m.rows, members) & ~np.isin(m.rows, np.fromiter(changed, np.int64, len(changed)))
+        keep = np.isin(m.rows, members) & ~np.isin(m.rows, changed_rows)
         at = np.flatnonzero(keep).tolist()
         rows = m.rows[keep].tolist()
         video_ids, creators, languages = ([names[i] for i in at] for names in (m.video_ids, m.creators, m.languages))

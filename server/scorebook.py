@@ -255,14 +255,14 @@ class ScoreBook:
                     ) -> "ScoreBook":
         """From `Catalog.engagement_arrays()`: no Python object per video (about 2 s at 10^6 videos)."""
         book = cls(settings)
-        book._fill_arrays(rows, impressions, weighted, last, prior_rate, prior_weight)
+        book._fill_arrays(rows, impressions, weighted, _epoch_seconds(last), prior_rate, prior_weight)
         return book
 
     @classmethod
     def restore(cls, settings: Settings, state: dict[str, np.ndarray]) -> "ScoreBook":
         """From `state()` (a pool snapshot, server/storage/pool_snapshot.py): keys recomputed for these settings."""
         book = cls(settings)
-        book._fill_arrays(state["row"], state["imp"], state["w"], None, state["pr"], state["pw"], seconds=state["t"])
+        book._fill_arrays(state["row"], state["imp"], state["w"], state["t"], state["pr"], state["pw"])
         return book
 
     def state(self) -> dict[str, np.ndarray]:
@@ -275,13 +275,11 @@ class ScoreBook:
         rows = np.array(list(counters), dtype=np.int64)
         imp = np.array([float(c.impressions) for c in counters.values()])
         w = np.array([engagement.weighted(c, self._s) for c in counters.values()])
-        self._fill_arrays(rows, imp, w, [c.last_event_at for c in counters.values()])
+        self._fill_arrays(rows, imp, w, _epoch_seconds([c.last_event_at for c in counters.values()]))
 
-    def _fill_arrays(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, last: list[str] | None,
-                     prior_rate: np.ndarray | None = None, prior_weight: np.ndarray | None = None,
-                     seconds: np.ndarray | None = None) -> None:
-        """All engaged videos at once (at start): vectorised, then one sort. Last events as stored texts
-        (`last`) or as unix seconds (`seconds`)."""
+    def _fill_arrays(self, rows: np.ndarray, impressions: np.ndarray, weighted: np.ndarray, seconds: np.ndarray,
+                     prior_rate: np.ndarray | None = None, prior_weight: np.ndarray | None = None) -> None:
+        """All engaged videos at once (at start): vectorised, then one sort. `seconds`: last events, unix s."""
         s = self._s
         n = len(rows)
         size = max(n, 1024)
@@ -293,7 +291,7 @@ class ScoreBook:
         self._imp = np.zeros(size)
         self._imp[:n] = impressions
         self._t = np.zeros(size)
-        self._t[:n] = np.minimum(_epoch_seconds(last) if seconds is None else seconds, time.time()) if n else 0.0
+        self._t[:n] = np.minimum(seconds, time.time()) if n else 0.0
         self._pr, self._pw = np.full(size, np.nan), np.full(size, np.nan)
         if prior_rate is not None and prior_weight is not None and n:
             self._pr[:n], self._pw[:n] = prior_rate, prior_weight

@@ -576,17 +576,8 @@ class Catalog:
                 .with_hint(s.videos, "INDEXED BY videos_key", dialect_name="sqlite"))
         parts = [stmt] if rows is None else [
             stmt.where(v.row_id.in_([int(r) for r in rows[i : i + 10_000]])) for i in range(0, len(rows), 10_000)]
-        found = []
         with self.db.read() as conn:
-            # The driver's own cursor: SQLAlchemy's row objects cost ~1 s per 10^6 rows here.
-            cursor = conn.connection.driver_connection.cursor()
-            try:
-                for part in parts:
-                    cursor.execute(*_inline(part, conn.dialect))
-                    found += cursor.fetchall()
-            finally:
-                cursor.close()
-        rows = found
+            rows = [r for part in parts for r in _fetch_all(conn, part)]
         if not rows:
             return np.zeros(0, np.int64), np.zeros(0), np.zeros(0), [], np.zeros(0), np.zeros(0)
         ids, imp, w, last, prior_rate, prior_weight = zip(*rows)
@@ -681,15 +672,9 @@ class Catalog:
         return None if value is None else json.loads(value)["version"]
 
     def published_members(self) -> np.ndarray:
-        """The published pool's member rows, sorted (no scores: 10^5 rows in a fraction of a second)."""
+        """The published pool's member rows (no scores: 10^5 rows in a fraction of a second)."""
         with self.db.read() as conn:
-            cursor = conn.connection.driver_connection.cursor()
-            try:
-                cursor.execute(*_inline(select(s.pool_members.c.row_id), conn.dialect))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-        return np.sort(np.array([r[0] for r in rows], np.int64))
+            return np.array([r[0] for r in _fetch_all(conn, select(s.pool_members.c.row_id))], np.int64)
 
     def published_pool(self) -> tuple[str, float, float, dict[int, float]] | None:
         """(version, prior, threshold, {row: score}) as last published, read in one transaction."""
@@ -948,6 +933,16 @@ class Catalog:
 def _driver(conn: Connection):
     """The DB-API connection under a SQLAlchemy connection, inside the same transaction."""
     return conn.connection.driver_connection
+
+
+def _fetch_all(conn: Connection, stmt) -> list[tuple]:
+    """A statement's rows as the driver's own tuples: SQLAlchemy's row objects cost ~1 s per 10^6 rows."""
+    cursor = _driver(conn).cursor()
+    try:
+        cursor.execute(*_inline(stmt, conn.dialect))
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def _inline(stmt, dialect) -> tuple:
