@@ -162,7 +162,8 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
     }
 
 
-def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
+def measure(db: Path, queries: list, repeats: int, first_synthetic: int, prefix: str = "") -> dict:
+    """Lookup + vote latency of the queries against the store; a match to a synthetic sound is false."""
     from server.sounds import vote
     from server.sounds.identity import POSTINGS_CAP
     from server.storage import open_catalog
@@ -174,7 +175,7 @@ def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
     from models.fingerprint import Fingerprinter
 
     frame_s = Fingerprinter.load("cpu").params.frame_seconds
-    lookup_ms, vote_ms, postings, common, found = [], [], [], [], 0
+    lookup_ms, vote_ms, postings, common, found, false = [], [], [], [], 0, 0
     for rep in range(repeats + 1):
         for sound, _, q in queries:
             t0 = time.perf_counter()
@@ -186,6 +187,7 @@ def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
             t2 = time.perf_counter()
             if rep == 0:
                 found += bool(matches) and matches[0].sound == sound
+                false += any(m.sound >= first_synthetic for m in matches)
                 continue  # warm-up pass: its times are not kept
             lookup_ms.append((t1 - t0) * 1000)
             vote_ms.append((t2 - t1) * 1000)
@@ -196,6 +198,7 @@ def measure(db: Path, queries: list, repeats: int, prefix: str = "") -> dict:
     out = {
         "start_s": round(open_s, 3),
         "found": f"{found}/{len(queries)}",
+        "queries_with_a_false_match": f"{false}/{len(queries)}",
         "query_hashes_median": int(np.median([len(q) for _, _, q in queries])),
         "postings_returned_median": int(np.median(postings)),
         "common_hashes_median": int(np.median(common)),
@@ -312,8 +315,8 @@ def main() -> None:
         row = {"clips": n, **built, "bytes_per_posting": round(built["db_bytes"] / built["postings"], 1)}
         row["bytes_per_30s_clip"] = int(row["bytes_per_posting"] * per_clip)
         if n in args.clips:
-            row.update(measure(db, queries, args.repeats))
-            row.update(measure(db, short, args.repeats, prefix="short15_"))
+            row.update(measure(db, queries, args.repeats, len(real) + 1))
+            row.update(measure(db, short, args.repeats, len(real) + 1, prefix="short15_"))
         if n in args.ingest:
             row["ingest_ms_median"] = ingest_times(db, clips, work)
         print(json.dumps(row), flush=True)

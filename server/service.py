@@ -238,7 +238,8 @@ class ColdOpenService:
         if store.stale_fingerprints:
             log.warning(
                 "%d stored fingerprints were made by an older landmark format and were dropped; those videos keep "
-                "their sound ids, and re-ingesting them makes their sounds matchable again", store.stale_fingerprints
+                "their sound ids, but their sounds no longer match new uploads: re-ingest a video to fingerprint it "
+                "again (its sound then gets an id of the new format)", store.stale_fingerprints
             )
         log.info(
             "index ready: %d videos (%s), %d transcripts, %d captions, %s in %.0f ms (sound postings stay in the store)",

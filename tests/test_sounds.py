@@ -53,6 +53,19 @@ def test_reused_sound_is_found_and_unrelated_sounds_are_not(world, kind):
     assert len(false) / pairs <= 0.005, f"{kind}: {len(false)} false matches over {pairs} unrelated pairs: {false}"
 
 
+@pytest.mark.slow
+def test_five_seconds_under_a_voice_over_are_found_as_often_as_chromaprint_finds_them(world):
+    """The hardest synthetic case: a 5-s excerpt from anywhere under 0 dB of speech. Chromaprint (fpcalc
+    1.5.1) finds 71% of them at a threshold giving it <= 1% false matches (benchmarks/sound_robustness.py,
+    benchmarks/RESULTS.md); the landmarks must do at least as well, with no false match."""
+    tracks, folder, _, _, rows = world
+    _, make = soundsuite.EXTRA["excerpt5_voice0"]
+    found = [{rows[m.sound] for m in _query(world, make(i, tracks, folder))} for i in range(N_TRACKS)]
+    hits = sum(i in f for i, f in enumerate(found))
+    assert hits >= 0.71 * N_TRACKS, f"found {hits}/{N_TRACKS}"
+    assert not [(i, j) for i, f in enumerate(found) for j in f - {i}]
+
+
 @pytest.fixture(scope="module")
 def real_world(tmp_path_factory):
     """15-s segments of real recordings (tests/data/music: CC BY and public-domain music and a whale
@@ -79,7 +92,7 @@ def _real_results(real_world, kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["aac32", "phone", "excerpt5", "tempo+3", "pitch+1", "pitch-1"])
+@pytest.mark.parametrize("kind", ["aac32", "phone", "excerpt5", "tempo+3", "tempo-3", "pitch+1", "pitch-1"])
 def test_real_recordings_survive_what_uploads_do_to_them(real_world, kind):
     hits, false, pairs = _real_results(real_world, kind)
     assert all(hits), f"{kind}: not found for segments {[i for i, h in enumerate(hits) if not h]}"
@@ -87,10 +100,10 @@ def test_real_recordings_survive_what_uploads_do_to_them(real_world, kind):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["narration0", "tempo-3"])
+@pytest.mark.parametrize("kind", ["narration0"])
 def test_real_recordings_under_harder_distortions(real_world, kind):
     """Measured, not perfect (benchmarks/RESULTS.md): real narration at equal loudness over a whole segment
-    buries the sparse whale song, and slowing down 3% loses some quiet segments. The music must hold."""
+    buries the sparse whale song. The music must hold."""
     hits, false, pairs = _real_results(real_world, kind)
     _, sources, *_ = real_world
     music = [h for h, src in zip(hits, sources) if src != "nps-humpback"]
@@ -116,8 +129,8 @@ def test_triplet_hashes_are_long_sparse_and_stable():
     fp = Fingerprinter.load("cpu")
     song = ag.resample(ag.music(5, 30.0), ag.RATE, 16000)
     (full,) = fp.fingerprint([song])
-    # Index side: about 35 postings per second of music (<= 16 KB a 30-s clip at the store's ~15 B per row).
-    assert 600 <= full.landmarks <= 1_400
+    # Index side: about 21 postings per second of music; <= 16 KB a 30-s clip at the store's ~18.2 B per row.
+    assert 400 <= full.landmarks <= 880
     # Hashes use the whole 32 bits, and almost every one is distinct within a clip.
     assert full.index_hashes.max() > 2**31 and np.unique(full.index_hashes).size > 0.95 * full.landmarks
     # The query side of a long clip holds every index-side hash of the same audio.

@@ -61,7 +61,10 @@ def test_a_store_written_before_alembic_is_imported_whole(tmp_path):
         record = catalog.get(video_id, include_embeddings=True)
         assert record.metadata.caption == caption and record.extraction.sound_id == sound_id
         assert len(record.frame_embeddings) == frames.get(video_id, 0)
-        assert (catalog.fingerprint(video_id)[1] is None) == (fp_bytes is None)
+        # Its fingerprints were made by the older hash format (triplet32-v1): they cannot be matched by this
+        # one, so they are dropped at open (and counted, for the start-up log); the videos keep their sounds.
+        assert catalog.fingerprint(video_id)[1] is None
+    assert catalog.stale_fingerprints == sum(fp is not None for *_, fp in videos) > 0
     assert {row: c.impressions for row, c in catalog.all_counters().items()} == impressions
     with catalog.db.read() as conn:
         assert sorted(conn.exec_driver_sql("SELECT hash, sound, t FROM sound_postings").all()) == postings

@@ -16,7 +16,7 @@ Deciding and writing happen under the service's write lock and stay cheap:
 * The log is per process. Replicas sharing a catalog also check the catalog itself: a clip about to
   start a new sound takes the catalog's new-sound lock (a PostgreSQL advisory lock, held until its
   write commits), and is matched once more against the postings of sounds created since its lookup
-  began (by any replica), fetched for its index-side hashes only (~1k for 30 s, so the lock is held
+  began (by any replica), fetched for its index-side hashes only (~700 for 30 s, so the lock is held
   for 8-10 ms of lookup plus the commit: benchmarks/postgres_postings.py). New sounds are thus
   created one at a time across replicas (roughly 70-100 per second fleet-wide); clips that reuse a
   known sound never take the lock.

@@ -742,16 +742,18 @@ class Catalog:
             return _NO_INT, _NO_INT, _NO_INT, _NO_INT
         # The hot path of sound matching, written per engine: thousands of keys travel as one JSON text
         # (SQLite's json_each) or one int4 array (PostgreSQL's = ANY), not as thousands of bind parameters.
+        # Rows come back as the driver's tuples: numpy reads SQLAlchemy's row objects at ~25 us each, which
+        # was most of a lookup's time at 10^6 sounds (benchmarks/RESULTS.md, sound identity at scale).
         with self.db.read() as conn:
             if self.db.is_sqlite:
-                rows = conn.exec_driver_sql(
-                    "SELECT hash, sound, t FROM sound_postings WHERE hash IN (SELECT value FROM json_each(?))",
+                rows = _fetch_sql(
+                    conn, "SELECT hash, sound, t FROM sound_postings WHERE hash IN (SELECT value FROM json_each(?))",
                     (json.dumps(keys.tolist()),),
-                ).all()
+                )
             else:
-                rows = conn.exec_driver_sql(
-                    "SELECT hash, sound, t FROM sound_postings WHERE hash = ANY(%s::int4[])", (keys.tolist(),)
-                ).all()
+                rows = _fetch_sql(
+                    conn, "SELECT hash, sound, t FROM sound_postings WHERE hash = ANY(%s::int4[])", (keys.tolist(),)
+                )
         if not rows:
             return _NO_INT, _NO_INT, _NO_INT, _NO_INT
         post = np.array(rows, dtype=np.int64)
@@ -784,10 +786,10 @@ class Catalog:
         if keys.size == 0 or self.db.is_sqlite:
             return _NO_INT, _NO_INT, _NO_INT
         with self.db.read() as conn:
-            rows = conn.exec_driver_sql(
-                "SELECT p.hash, p.sound, p.t FROM sound_postings p JOIN sounds s ON s.id = p.sound "
+            rows = _fetch_sql(
+                conn, "SELECT p.hash, p.sound, p.t FROM sound_postings p JOIN sounds s ON s.id = p.sound "
                 "WHERE p.hash = ANY(%s::int4[]) AND s.created_at >= %s", (keys.tolist(), since),
-            ).all()
+            )
         if not rows:
             return _NO_INT, _NO_INT, _NO_INT
         post = np.array(rows, dtype=np.int64)
@@ -937,9 +939,14 @@ def _driver(conn: Connection):
 
 def _fetch_all(conn: Connection, stmt) -> list[tuple]:
     """A statement's rows as the driver's own tuples: SQLAlchemy's row objects cost ~1 s per 10^6 rows."""
+    return _fetch_sql(conn, *_inline(stmt, conn.dialect))
+
+
+def _fetch_sql(conn: Connection, sql: str, params) -> list[tuple]:
+    """Rows of SQL text (in the driver's parameter style) as the driver's own tuples."""
     cursor = _driver(conn).cursor()
     try:
-        cursor.execute(*_inline(stmt, conn.dialect))
+        cursor.execute(sql, params)
         return cursor.fetchall()
     finally:
         cursor.close()
