@@ -146,13 +146,8 @@ class PerformancePool:
         step("restore")
         # what changed after it: counters a later fold added to, and videos re-ingested or deleted since
         changed = set(self._store.engagement_changed_since(snap.generation).tolist())
-        cursor = snap.cursor
-        while True:
-            batch, after = self._store.changes_after(cursor)
+        for batch, _ in self._store.pages_after(snap.cursor):
             changed.update(int(c.row_id) for c in batch)
-            if not batch or after == cursor:
-                break
-            cursor = after
         changed_rows = np.array(sorted(changed), np.int64)
         step("find_changed")
         if changed:

@@ -179,10 +179,10 @@ class ScoreBook:
                 prior_rate: np.ndarray, prior_weight: np.ndarray, gone) -> Moves:
         """Set rows' counters and priors to these totals (`Catalog.engagement_arrays` for some rows) and drop
         the `gone` rows (deleted, or no longer engaged): a start's replay of what changed after a snapshot."""
-        gone = [int(r) for r in gone]
-        return self._update([int(r) for r in rows], np.asarray(weighted, np.float64), np.asarray(impressions, np.float64),
+        live, gone = [int(r) for r in rows], [int(r) for r in gone]
+        return self._update(live, np.asarray(weighted, np.float64), np.asarray(impressions, np.float64),
                             _epoch_seconds(last), (np.asarray(prior_rate, np.float64), np.asarray(prior_weight, np.float64)),
-                            gone, [int(r) for r in rows] + gone, added=False)
+                            gone, live + gone, added=False)
 
     def _update(self, live: list[int], w: np.ndarray, imp: np.ndarray, t: np.ndarray,
                 priors: tuple[np.ndarray, np.ndarray] | None, gone: list[int], changed: list, added: bool) -> Moves:

@@ -279,15 +279,12 @@ class ColdOpenService:
                 for ids, vectors in store.iter_embeddings(modality):
                     index.add(ids, vectors)
         changes = rows = 0
-        while True:
-            batch, after = store.changes_after(cursor)
+        for batch, cursor in store.pages_after(cursor):
             if batch:
                 touched = sorted({c.row_id for c in batch})
                 refresh_rows(store, local, touched)
                 changes, rows = changes + len(batch), rows + len(touched)
-            if not batch or after == cursor:
-                return after, f"loaded from the snapshot + {changes} newer changes ({rows} rows) replayed"
-            cursor = after
+        return cursor, f"loaded from the snapshot + {changes} newer changes ({rows} rows) replayed"
 
     def write_snapshot(self) -> dict | None:
         """Snapshot the in-process FAISS indexes now (the snapshot thread and close() call this)."""

@@ -354,6 +354,16 @@ class Catalog:
                 return int(conn.execute(select(func.coalesce(func.max(s.vector_changes.c.seq), 0))).scalar_one())
             return int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
 
+    def pages_after(self, cursor: int) -> Iterator[tuple[list[Change], int]]:
+        """`changes_after` page by page from `cursor` to the end of the feed: (changes, cursor after them);
+        the last page is the one after which nothing more was read (possibly empty)."""
+        while True:
+            batch, after = self.changes_after(cursor)
+            yield batch, after
+            if not batch or after == cursor:
+                return
+            cursor = after
+
     def changes_after(self, cursor: int, limit: int = 50_000) -> tuple[list[Change], int]:
         """Changes committed since `cursor`, and the cursor after them. A change may come twice (applying
         one is idempotent), none is skipped.

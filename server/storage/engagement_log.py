@@ -211,8 +211,8 @@ class EngagementLog:
     def _replay(self) -> int:
         """At open: fold what the last process logged and did not fold (it crashed, or was killed)."""
         with self._db.write() as conn:
-            self.generation = int(conn.execute(select(s.meta.c.value).where(s.meta.c.key == _GENERATION)).scalar() or 0)
-            mark = conn.execute(select(s.meta.c.value).where(s.meta.c.key == _MARK)).scalar()
+            self.generation = int(_meta(conn, _GENERATION) or 0)
+            mark = _meta(conn, _MARK)
             through, done_until = -1, ""
             if mark:
                 m = json.loads(mark)
@@ -261,9 +261,13 @@ class EngagementLog:
 
 def _next_generation(conn: Connection) -> int:
     """One more than the last fold's generation, stored in the caller's transaction."""
-    gen = int(conn.execute(select(s.meta.c.value).where(s.meta.c.key == _GENERATION)).scalar() or 0) + 1
+    gen = int(_meta(conn, _GENERATION) or 0) + 1
     _set_meta(conn, _GENERATION, str(gen))
     return gen
+
+
+def _meta(conn: Connection, key: str) -> str | None:
+    return conn.execute(select(s.meta.c.value).where(s.meta.c.key == key)).scalar()
 
 
 def _set_meta(conn: Connection, key: str, value: str) -> None:

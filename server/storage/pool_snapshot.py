@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.storage.snapshots import MAX_AGE_S
+from server.storage.snapshots import MAX_AGE_S, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,7 @@ def write(directory: Path, snap: PoolSnapshot) -> float:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, directory / FILE)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
     took = time.perf_counter() - started
     log.info("pool snapshot written in %.2f s: %d engaged videos, %d members (fold generation %d, cursor %d)",
              took, len(snap.book["row"]), len(m.rows), snap.generation, snap.cursor)

@@ -66,7 +66,7 @@ def write(directory: Path, key: SnapshotKey, cursor: int, indexes: dict[str, Fai
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, directory / "manifest.json")
-    _fsync_dir(directory)
+    fsync_dir(directory)
     for path in directory.iterdir():
         # <generation>-<modality> files only (pool.npz, the pool's snapshot, is not this module's)
         if path.suffix in (".faiss", ".npz") and "-" in path.name and not path.name.startswith(generation + "-"):
@@ -128,7 +128,8 @@ def _write_file(path: Path, blob: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
