@@ -1,13 +1,14 @@
 """Sound postings on PostgreSQL: bytes per posting, lookup latency, and how long a new sound holds the
-cross-replica new-sound lock (server/sounds/identity.py), at --sounds sounds of 1,061 postings each
-(one 30-s clip's index side).
+cross-replica new-sound lock (server/sounds/identity.py), at --sounds sounds of 670 postings each
+(one 30-s clip's index side in hash format triplet32-v2).
 
     python -m benchmarks.postgres_postings [--sounds 10000] [--repeats 20]
 
 A real PostgreSQL 15 server is started here (tests/pgserver.py) and loaded with COPY. Hash values are
 drawn uniformly (benchmarks/sound_scale.py uses the empirical distribution on SQLite), so the lookup
 figures are optimistic about postings returned per query, not about the cost of the key seeks. Queries:
-4,800 keys (a 30-s clip's query side; 500 of them present) and, for the lock, the first 1,061 of them.
+1,396 keys (a 30-s clip's query side; 370 of them present, as for a reused 30-s sound in sound_scale.py)
+and, for the lock, the first 670 of them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PER_SOUND = 1061
+PER_SOUND = 670  # index-side postings of a 30-s sound (benchmarks/sound_scale.py measures it)
+QUERY_KEYS, QUERY_PRESENT = 1396, 370
 
 
 def timed(fn, repeats: int) -> float:
@@ -69,7 +71,8 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE sound_postings")
             size = int(conn.execute("SELECT pg_total_relation_size('sound_postings')").fetchone()[0])
-        query = np.concatenate([hashes[rng.integers(0, n, 500)], rng.integers(-2**31, 2**31, 4300)]).astype(np.uint32)
+        query = np.concatenate([hashes[rng.integers(0, n, QUERY_PRESENT)],
+                                rng.integers(-2**31, 2**31, QUERY_KEYS - QUERY_PRESENT)]).astype(np.uint32)
         since = "2026-11-23T22:00:00.000Z"
 
         def locked() -> None:
@@ -79,9 +82,9 @@ def main() -> None:
         out = {
             "sounds": args.sounds, "postings": n, "load_s": round(load_s, 1),
             "bytes_per_posting": round(size / n, 1), "kb_per_30s_clip": round(size / args.sounds / 1024, 1),
-            "lookup_4800_keys_p50_ms": timed(lambda: catalog.lookup_postings(query, 64), args.repeats),
-            "recheck_4800_keys_p50_ms": timed(lambda: catalog.recent_postings(query, since), args.repeats),
-            "lock_and_recheck_1061_keys_p50_ms": timed(locked, args.repeats),
+            f"lookup_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.lookup_postings(query, 64), args.repeats),
+            f"recheck_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.recent_postings(query, since), args.repeats),
+            f"lock_and_recheck_{PER_SOUND}_keys_p50_ms": timed(locked, args.repeats),
         }
         catalog.close()
     finally:

@@ -125,6 +125,25 @@ def test_match_reports_offsets_and_span(world):
     assert 4.0 <= (best.query_last - best.query_first) * frame_s <= 6.1 and 0.5 <= best.confidence <= 1.0
 
 
+def test_the_vote_ignores_one_off_collisions_and_keeps_a_bare_threshold_match():
+    """vote.match drops sounds with fewer joined postings than the threshold before voting (the random
+    collisions a large corpus returns): a match is neither lost nor made by them."""
+    rng = np.random.default_rng(7)
+    q_hash = rng.integers(0, 2**32, 400)
+    q_time = np.sort(rng.choice(1800, 400, replace=False))
+    # Sound 1: the query's hashes 100..139 at offset +50. Sound 2: exactly 3 postings, at offset -7.
+    # Sound 3: 2 postings on one offset (under the threshold). Then 20k one-off collisions, one per sound.
+    sound = np.r_[np.full(40, 1), np.full(3, 2), np.full(2, 3)]
+    h = np.r_[q_hash[100:140], q_hash[[10, 200, 390]], q_hash[[5, 6]]]
+    t = np.r_[q_time[100:140] + 50, q_time[[10, 200, 390]] - 7, q_time[[5, 6]] + 3]
+    plain = vote.match(q_hash, q_time, h, sound, t)
+    pick = rng.integers(0, 400, 20_000)
+    noisy = vote.match(q_hash, q_time, np.r_[h, q_hash[pick]], np.r_[sound, np.arange(100, 20_100)],
+                       np.r_[t, rng.integers(0, 1800, 20_000)])
+    assert [(m.sound, m.offset, m.matched_frames) for m in plain] == [(1, 50, 40), (2, -7, 3)]
+    assert noisy == plain
+
+
 def test_triplet_hashes_are_long_sparse_and_stable():
     fp = Fingerprinter.load("cpu")
     song = ag.resample(ag.music(5, 30.0), ag.RATE, 16000)

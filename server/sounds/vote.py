@@ -80,6 +80,15 @@ def match(
     # Index of each query occurrence: lo, lo+1, ..., hi-1 for every posting.
     starts = np.repeat(lo - np.concatenate(([0], np.cumsum(reps)[:-1])), reps)
     q_t = q_time[starts + np.arange(reps.sum())]
+    # A sound with fewer joined rows than min_frames cannot reach min_frames distinct frames under any
+    # scale or offset. Most sounds a lookup returns are such: random hash collisions, which grow with the
+    # corpus (one or two per sound), while the sounds worth voting on do not. Dropping them first keeps the
+    # vote's cost set by the query's real candidates, not by the corpus size.
+    _, inverse, rows = np.unique(sound, return_inverse=True, return_counts=True)
+    candidate = rows[inverse] >= min_frames
+    if not candidate.any():
+        return []
+    sound, ref_t, q_t = sound[candidate], ref_t[candidate], q_t[candidate]
     best: dict[int, SoundMatch] = {}
     for scale in scales:
         for m in _vote(sound, ref_t, q_t, scale, min_frames):
@@ -105,8 +114,13 @@ def _vote(sound: np.ndarray, ref_t: np.ndarray, q_t: np.ndarray, scale: float, m
     if pairs.size == 0:
         return []
     sounds = pairs >> 22
-    # Best offset per sound: sort by (sound, -count) and take each sound's first row.
-    best = np.lexsort((-counts, sounds))
+    # Votes at exactly each offset break ties between neighbours (the +-1 spread gives offsets o-1, o and
+    # o+1 of a clean alignment at o the same count).
+    exact_groups, exact_counts = np.unique(votes >> 17, return_counts=True)
+    at = np.minimum(np.searchsorted(exact_groups, pairs), exact_groups.size - 1)
+    exact = np.where(exact_groups[at] == pairs, exact_counts[at], 0)
+    # Best offset per sound: sort by (sound, -count, -exact) and take each sound's first row.
+    best = np.lexsort((-exact, -counts, sounds))
     first = np.ones(best.size, dtype=bool)
     first[1:] = sounds[best[1:]] != sounds[best[:-1]]
     v_group = votes >> 17

@@ -50,8 +50,10 @@ class Database:
             event.listen(self._writer, "connect", _sqlite_writer_connect)
             event.listen(self._writer, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
             path = make_url(self.url).database
+            # Last in, first out: the connection that just served a read serves the next, so a quiet service
+            # keeps reading through a few connections with warm caches instead of cycling through all 32.
             self._reader = create_engine(
-                f"sqlite:///file:{path}?mode=ro&uri=true", pool_size=32, max_overflow=32,
+                f"sqlite:///file:{path}?mode=ro&uri=true", pool_size=32, max_overflow=32, pool_use_lifo=True,
                 execution_options={"isolation_level": "AUTOCOMMIT"},
             )
             event.listen(self._reader, "connect", _sqlite_reader_connect)
@@ -150,4 +152,7 @@ def _sqlite_writer_connect(dbapi_conn, _record) -> None:
 
 
 def _sqlite_reader_connect(dbapi_conn, _record) -> None:
+    # SQLite's default page cache (2 MB) is kept on purpose: a larger one made repeated benchmark queries
+    # faster, but under other traffic a sound lookup's leaf pages are not in it anyway, and at 10^6 sounds
+    # 2, 16 and 128 MB measured alike (benchmarks/RESULTS.md, sound identity at scale).
     dbapi_conn.execute("PRAGMA busy_timeout=30000")
