@@ -26,6 +26,7 @@ of real-audio clips against corpora of N synthetic sounds: the corpus-dependent 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -175,10 +176,6 @@ def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: 
     from server.sounds.identity import POSTINGS_CAP
     from server.storage import open_catalog
 
-    os.sync()
-    with open(db, "rb") as f:  # into the OS's page cache (a running service's steady state)
-        while f.read(1 << 24):
-            pass
     started = time.perf_counter()
     store = open_catalog("", db.parent)
     open_s = time.perf_counter() - started
@@ -186,7 +183,7 @@ def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: 
 
     frame_s = Fingerprinter.load("cpu").params.frame_seconds
     lookup_ms, vote_ms, postings, common, found, false = [], [], [], [], 0, 0
-    traffic = iter(other * (OTHER_TRAFFIC * (repeats + 1) * len(queries) // len(other) + 1))
+    traffic = itertools.cycle(other)
     for rep in range(repeats + 1):
         for sound, _, q in queries:
             for _ in range(OTHER_TRAFFIC):
@@ -332,6 +329,10 @@ def main() -> None:
         row = {"clips": n, **built, "bytes_per_posting": round(built["db_bytes"] / built["postings"], 1)}
         row["bytes_per_30s_clip"] = int(row["bytes_per_posting"] * per_clip)
         if n in args.clips:
+            os.sync()
+            with open(db, "rb") as f:  # into the OS's page cache once (a running service's steady state)
+                while f.read(1 << 24):
+                    pass
             row.update(measure(db, queries, args.repeats, len(real) + 1, other))
             row.update(measure(db, short, args.repeats, len(real) + 1, other, prefix="short15_"))
         if n in args.ingest:

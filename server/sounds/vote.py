@@ -83,28 +83,29 @@ def match(
     # A sound with fewer joined rows than min_frames cannot reach min_frames distinct frames under any
     # scale or offset. Most sounds a lookup returns are such: random hash collisions, which grow with the
     # corpus (one or two per sound), while the sounds worth voting on do not. Dropping them first keeps the
-    # vote's cost set by the query's real candidates, not by the corpus size.
-    _, inverse, rows = np.unique(sound, return_inverse=True, return_counts=True)
-    candidate = rows[inverse] >= min_frames
+    # vote's cost set by the query's real candidates, not by the corpus size. The sounds are numbered
+    # within this query once, here, for every scale's vote.
+    sound_ids, local, rows = np.unique(sound, return_inverse=True, return_counts=True)
+    candidate = rows[local] >= min_frames
     if not candidate.any():
         return []
-    sound, ref_t, q_t = sound[candidate], ref_t[candidate], q_t[candidate]
+    local, ref_t, q_t = local[candidate].astype(np.int64), ref_t[candidate], q_t[candidate]
     best: dict[int, SoundMatch] = {}
     for scale in scales:
-        for m in _vote(sound, ref_t, q_t, scale, min_frames):
+        for m in _vote(sound_ids, local, ref_t, q_t, scale, min_frames):
             if m.sound not in best or m.matched_frames > best[m.sound].matched_frames:
                 best[m.sound] = m
     return sorted(best.values(), key=lambda m: -m.matched_frames)[:limit]
 
 
-def _vote(sound: np.ndarray, ref_t: np.ndarray, q_t: np.ndarray, scale: float, min_frames: int) -> list[SoundMatch]:
-    """Each sound's best offset under one time scale."""
+def _vote(sound_ids: np.ndarray, local: np.ndarray, ref_t: np.ndarray, q_t: np.ndarray, scale: float,
+          min_frames: int) -> list[SoundMatch]:
+    """Each sound's best offset under one time scale; `local` indexes `sound_ids`."""
     offset = ref_t - np.round(q_t * scale).astype(np.int64)
     # (sound, offset, query frame) packed into one int64 so the set operations are 1-D sorts: sounds are
-    # numbered densely within this query (< 2^24: far more than one query's postings), offset + 2^21 < 2^22,
+    # numbered within this query (< 2^24: far more than one query's postings), offset + 2^21 < 2^22,
     # query frame < 2^17 (35 min at 16 ms).
-    sound_ids, local = np.unique(sound, return_inverse=True)
-    key = (local.astype(np.int64) << 39) | ((offset + _OFF) << 17) | q_t
+    key = (local << 39) | ((offset + _OFF) << 17) | q_t
     votes = np.unique(key)  # distinct anchor frames per (sound, offset)
     # Each vote also counts for the neighbouring offsets (+-1 frame); distinct frames again.
     spread = np.unique(np.concatenate([votes + (d << 17) for d in (-1, 0, 1)]))
@@ -116,14 +117,14 @@ def _vote(sound: np.ndarray, ref_t: np.ndarray, q_t: np.ndarray, scale: float, m
     sounds = pairs >> 22
     # Votes at exactly each offset break ties between neighbours (the +-1 spread gives offsets o-1, o and
     # o+1 of a clean alignment at o the same count).
-    exact_groups, exact_counts = np.unique(votes >> 17, return_counts=True)
+    v_group = votes >> 17
+    exact_groups, exact_counts = np.unique(v_group, return_counts=True)
     at = np.minimum(np.searchsorted(exact_groups, pairs), exact_groups.size - 1)
     exact = np.where(exact_groups[at] == pairs, exact_counts[at], 0)
     # Best offset per sound: sort by (sound, -count, -exact) and take each sound's first row.
     best = np.lexsort((-exact, -counts, sounds))
     first = np.ones(best.size, dtype=bool)
     first[1:] = sounds[best[1:]] != sounds[best[:-1]]
-    v_group = votes >> 17
     out = []
     for i in best[first]:
         group = int(pairs[i])

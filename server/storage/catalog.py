@@ -775,8 +775,7 @@ class Catalog:
         common = values[counts >= cap]
         if common.size:
             post = post[~np.isin(post[:, 0], common)]
-        unsigned = post[:, 0].astype(np.int32).view(np.uint32).astype(np.int64)
-        return unsigned, post[:, 1], post[:, 2], common.astype(np.int32).view(np.uint32).astype(np.int64)
+        return _unsigned(post[:, 0]), post[:, 1], post[:, 2], _unsigned(common)
 
     @contextmanager
     def new_sound_lock(self) -> Iterator[None]:
@@ -807,7 +806,7 @@ class Catalog:
         if not rows:
             return _NO_INT, _NO_INT, _NO_INT
         post = _int_rows(rows, 3)
-        return post[:, 0].astype(np.int32).view(np.uint32).astype(np.int64), post[:, 1], post[:, 2]
+        return _unsigned(post[:, 0]), post[:, 1], post[:, 2]
 
     def sound_extent(self, sound_id: int) -> tuple[int, int] | None:
         """(first, last) anchor frame the sound's postings cover, or None for an unknown sound."""
@@ -956,6 +955,16 @@ def _fetch_all(conn: Connection, stmt) -> list[tuple]:
     return _fetch_sql(conn, *_inline(stmt, conn.dialect))
 
 
+def _int_rows(rows: list[tuple], width: int) -> np.ndarray:
+    """Driver tuples of integers as an int64 array (n, width): half the time of np.array over tuples."""
+    return np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=width * len(rows)).reshape(-1, width)
+
+
+def _unsigned(hashes: np.ndarray) -> np.ndarray:
+    """Stored (signed 32-bit) hash values as the fingerprinter's unsigned ones, in int64."""
+    return hashes.astype(np.int32).view(np.uint32).astype(np.int64)
+
+
 def _fetch_sql(conn: Connection, sql: str, params) -> list[tuple]:
     """Rows of SQL text (in the driver's parameter style) as the driver's own tuples."""
     cursor = _driver(conn).cursor()
@@ -1013,11 +1022,6 @@ def _fingerprint_from_blob(blob: bytes) -> Fingerprint:
 
 
 _NO_INT = np.zeros(0, np.int64)
-
-
-def _int_rows(rows: list[tuple], width: int) -> np.ndarray:
-    """Driver tuples of integers as an int64 array (n, width): half the time of np.array over tuples."""
-    return np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=width * len(rows)).reshape(-1, width)
 _NEW_SOUND_LOCK = 0x_C01D_5001  # pg_advisory_lock key: one new sound at a time across replicas
 _POOL_LOCK = 0x_C01D_9001  # pg_advisory_xact_lock key for publishing the pool
 _PG_XMIN = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
