@@ -1,0 +1,181 @@
+"""Why a sound lookup still grows with the corpus, and what a hash-addressed postings layout would cost.
+
+    python -m benchmarks.sound_layouts [--clips 10000 100000 1000000] [--dir /var/tmp/coldopen-sound-scale]
+                                       [--json out.json]
+
+`sound_scale.py` shows a 30-s query's lookup growing about 2x from 10^4 to 10^6 indexed clips although it
+does the same work at every size: one seek per distinct query hash (~1,400). This measures the cost of
+those seeks in three layouts holding the same corpus, with the same key sets, at each size:
+
+* `btree`: the production table (`sound_postings`, SQLite, keyed by hash) of the store that
+  `sound_scale.py --keep` left in --dir, queried with the catalog's key join on a bare sqlite3 connection
+  (no ColdOpen code: rows are fetched, not converted). Needs those stores; skipped for a size without one.
+* `sorted`: the corpus's hashes as one sorted array in a memory-mapped file, looked up by binary search
+  (np.searchsorted, both ends of each key's run). Comparison search like a B-tree's, without SQLite.
+* `hashed`: the same file plus a bucket directory (the offset of each value of the hash's top bits, about
+  8 postings per bucket), so a key costs one directory read and a short scan: a hash-addressed layout.
+  A prototype for this measurement only; the service does not use it (see benchmarks/RESULTS.md).
+
+The corpus is sound_scale's synthetic one (30-s sounds of 670 index-side postings whose hash fields follow
+real audio's skew, same sampler and seed); keys are synthetic 30-s query key sets with that skew. Each
+timed query follows OTHER_TRAFFIC untimed lookups of other key sets, as in sound_scale. Files are read
+into the OS's page cache before timing. Reports per-query p50/p99 ms and the growth from the smallest size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sqlite3
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.sound_scale import OTHER_TRAFFIC, FieldSampler, index_fields, real_segments
+
+QUERIES = 200
+KEYS_PER_QUERY = 1396  # distinct hashes of a 30-s query (sound_scale's query_hashes_median)
+POSTINGS_PER_CLIP = 670  # index-side postings of a 30-s sound (sound_scale's postings_per_30s_clip)
+JOIN = "SELECT p.hash, p.sound, p.t FROM json_each(?) AS k JOIN sound_postings AS p ON p.hash = k.value"
+
+
+def _warm(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def _timed(lookup, keysets: list) -> list[float]:
+    """ms per timed key set, each after OTHER_TRAFFIC untimed ones; the first 50 rounds warm up."""
+    traffic = itertools.cycle(keysets[QUERIES:])
+    out = []
+    for i, keys in enumerate(itertools.chain(keysets[:50], keysets[:QUERIES])):
+        for _ in range(OTHER_TRAFFIC):
+            lookup(next(traffic))
+        t0 = time.perf_counter()
+        lookup(keys)
+        if i >= 50:
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def btree(db: Path, keysets: list[np.ndarray]) -> list[float]:
+    _warm(db)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    texts = [json.dumps(k.view(np.int32).tolist()) for k in keysets]  # stored signed, as the catalog does
+    try:
+        return _timed(lambda text: conn.execute(JOIN, (text,)).fetchall(), texts)
+    finally:
+        conn.close()
+
+
+class Hashed:
+    """Sorted (hash, sound) columns in memory-mapped files, with a directory of bucket offsets by top bits."""
+
+    def __init__(self, folder: Path):
+        self.hashes = np.load(folder / "hashes.npy", mmap_mode="r")
+        self.sounds = np.load(folder / "sounds.npy", mmap_mode="r")
+        self.offsets = np.load(folder / "offsets.npy", mmap_mode="r")
+        self.shift = np.uint32(32 - int(np.log2(self.offsets.size - 1)))  # the directory has 2^bits + 1 entries
+
+    @staticmethod
+    def write(folder: Path, hashes: np.ndarray, sounds: np.ndarray) -> None:
+        order = np.argsort(hashes, kind="stable")
+        np.save(folder / "hashes.npy", hashes[order])
+        np.save(folder / "sounds.npy", sounds[order])
+        del order
+        sorted_hashes = np.load(folder / "hashes.npy", mmap_mode="r")
+        bits = max(8, int(np.ceil(np.log2(max(hashes.size, 1) / 8))))
+        starts = np.arange(2**bits + 1, dtype=np.uint64) << np.uint64(32 - bits)
+        np.save(folder / "offsets.npy", np.searchsorted(sorted_hashes, starts).astype(np.int64))
+
+    def binary(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.searchsorted(self.hashes, keys, "left")
+        hi = np.searchsorted(self.hashes, keys, "right")
+        return self._gather(keys, lo, hi)
+
+    def addressed(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bucket = (keys >> self.shift).astype(np.int64)
+        lo, hi = self.offsets[bucket], self.offsets[bucket + 1]
+        n = hi - lo
+        owner = np.repeat(np.arange(keys.size), n)
+        pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        hit = pos[self.hashes[pos] == keys[owner]]
+        return self.hashes[hit], self.sounds[hit]
+
+    def _gather(self, keys, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+        n = hi - lo
+        pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        return self.hashes[pos], self.sounds[pos]
+
+
+def build_arrays(folder: Path, n_clips: int, sampler: FieldSampler) -> float:
+    """sound_scale's synthetic corpus (same sampler, same seed: the same hash values) as Hashed files."""
+    started = time.perf_counter()
+    total = n_clips * POSTINGS_PER_CLIP
+    hashes = np.concatenate([sampler.hashes(min(50_000_000, total - lo)) for lo in range(0, total, 50_000_000)])
+    sounds = np.arange(total, dtype=np.uint32) // np.uint32(POSTINGS_PER_CLIP)
+    Hashed.write(folder, hashes.astype(np.uint32, copy=False), sounds)
+    return time.perf_counter() - started
+
+
+def summary(ms: list[float]) -> dict:
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+
+def main() -> None:
+    from models.fingerprint import Fingerprinter
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "coldopen-sound-scale")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args()
+    fp = Fingerprinter.load("cpu")
+    fields = np.concatenate([index_fields(fp, a) for _, a in real_segments()])
+    keys_sampler = FieldSampler(fields, seed=5)
+    keysets = [np.unique(keys_sampler.hashes(KEYS_PER_QUERY)) for _ in range(QUERIES + 97)]
+    report: dict = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} cores={os.cpu_count()}",
+        "keys_per_query": KEYS_PER_QUERY,
+        "corpora": [],
+    }
+    for n in sorted(args.clips):
+        row: dict = {"clips": n, "postings": n * POSTINGS_PER_CLIP}
+        db = args.dir / str(n) / "coldopen.sqlite3"
+        if db.exists():
+            row["btree"] = {**summary(btree(db, keysets)), "file_bytes": db.stat().st_size}
+        with tempfile.TemporaryDirectory(dir=args.dir if args.dir.exists() else None) as tmp:
+            folder = Path(tmp)
+            row["arrays_build_s"] = round(build_arrays(folder, n, FieldSampler(fields, seed=0)), 1)
+            for name in ("hashes.npy", "sounds.npy", "offsets.npy"):
+                _warm(folder / name)
+            index = Hashed(folder)
+            for keys in keysets[:20]:  # the layouts agree
+                a, b = index.binary(keys), index.addressed(keys)
+                assert np.array_equal(np.sort(a[0]), np.sort(b[0])) and a[0].size == b[0].size
+            row["sorted"] = summary(_timed(index.binary, keysets))
+            row["hashed"] = summary(_timed(index.addressed, keysets))
+            row["hashed"]["file_bytes"] = sum((folder / f).stat().st_size for f in ("hashes.npy", "sounds.npy", "offsets.npy"))
+            row["postings_returned_median"] = int(np.median([index.addressed(k)[0].size for k in keysets[:QUERIES]]))
+            del index
+        print(json.dumps(row), flush=True)
+        report["corpora"].append(row)
+    first = report["corpora"][0]
+    for row in report["corpora"]:
+        row["growth"] = {k: round(row[k]["p50_ms"] / first[k]["p50_ms"], 2) for k in ("btree", "sorted", "hashed")
+                         if k in row and k in first}
+    print(json.dumps({c["clips"]: c["growth"] for c in report["corpora"]}), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
