@@ -10,11 +10,11 @@ those seeks in three layouts holding the same corpus, with the same key sets, at
 * `btree`: the production table (`sound_postings`, SQLite, keyed by hash) of the store that
   `sound_scale.py --keep` left in --dir, queried with the catalog's key join on a bare sqlite3 connection
   (no ColdOpen code: rows are fetched, not converted). Needs those stores; skipped for a size without one.
-* `sorted`: the corpus's hashes as one sorted array in a memory-mapped file, looked up by binary search
-  (np.searchsorted, both ends of each key's run). Comparison search like a B-tree's, without SQLite.
-* `hashed`: the same file plus a bucket directory (the offset of each value of the hash's top bits, about
-  8 postings per bucket), so a key costs one directory read and a short scan: a hash-addressed layout.
-  A prototype for this measurement only; the service does not use it (see benchmarks/RESULTS.md).
+* `sorted`: the hash column of the segment below (one sorted array in a memory-mapped file), searched by
+  binary search (np.searchsorted, both ends of each key's run): comparison search, without SQLite.
+* `hashed`: `server/sounds/segment.py`'s lookup over the same files: a directory of bucket offsets by the
+  hash's top bits (about 8 postings per bucket), so a key costs one directory read and a short scan.
+  The service does not read through segments yet (see benchmarks/RESULTS.md).
 
 The corpus is sound_scale's synthetic one (30-s sounds of 670 index-side postings whose hash fields follow
 real audio's skew, same sampler and seed); keys are synthetic 30-s query key sets with that skew. Each
@@ -75,54 +75,27 @@ def btree(db: Path, keysets: list[np.ndarray]) -> list[float]:
         conn.close()
 
 
-class Hashed:
-    """Sorted (hash, sound) columns in memory-mapped files, with a directory of bucket offsets by top bits."""
-
-    def __init__(self, folder: Path):
-        self.hashes = np.load(folder / "hashes.npy", mmap_mode="r")
-        self.sounds = np.load(folder / "sounds.npy", mmap_mode="r")
-        self.offsets = np.load(folder / "offsets.npy", mmap_mode="r")
-        self.shift = np.uint32(32 - int(np.log2(self.offsets.size - 1)))  # the directory has 2^bits + 1 entries
-
-    @staticmethod
-    def write(folder: Path, hashes: np.ndarray, sounds: np.ndarray) -> None:
-        order = np.argsort(hashes, kind="stable")
-        np.save(folder / "hashes.npy", hashes[order])
-        np.save(folder / "sounds.npy", sounds[order])
-        del order
-        sorted_hashes = np.load(folder / "hashes.npy", mmap_mode="r")
-        bits = max(8, int(np.ceil(np.log2(max(hashes.size, 1) / 8))))
-        starts = np.arange(2**bits + 1, dtype=np.uint64) << np.uint64(32 - bits)
-        np.save(folder / "offsets.npy", np.searchsorted(sorted_hashes, starts).astype(np.int64))
-
-    def binary(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo = np.searchsorted(self.hashes, keys, "left")
-        hi = np.searchsorted(self.hashes, keys, "right")
-        return self._gather(keys, lo, hi)
-
-    def addressed(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        bucket = (keys >> self.shift).astype(np.int64)
-        lo, hi = self.offsets[bucket], self.offsets[bucket + 1]
-        n = hi - lo
-        owner = np.repeat(np.arange(keys.size), n)
-        pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
-        hit = pos[self.hashes[pos] == keys[owner]]
-        return self.hashes[hit], self.sounds[hit]
-
-    def _gather(self, keys, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-        n = hi - lo
-        pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
-        return self.hashes[pos], self.sounds[pos]
+def binary(segment, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The segment's sorted hash column searched by bisection (both ends of each key's run), its directory
+    unused: comparison search over the same bytes."""
+    lo = np.searchsorted(segment.hashes, keys, "left")
+    hi = np.searchsorted(segment.hashes, keys, "right")
+    n = hi - lo
+    pos = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+    return np.asarray(segment.hashes[pos]), np.asarray(segment.sounds[pos])
 
 
-def build_arrays(folder: Path, n_clips: int, sampler: FieldSampler) -> float:
-    """sound_scale's synthetic corpus (same sampler, same seed: the same hash values) as Hashed files."""
+def build_segment(folder: Path, n_clips: int, sampler: FieldSampler):
+    """sound_scale's synthetic corpus (same sampler, same seed: the same hash values) as a Segment."""
+    from server.sounds.segment import Segment
+
     started = time.perf_counter()
     total = n_clips * POSTINGS_PER_CLIP
     hashes = np.concatenate([sampler.hashes(min(50_000_000, total - lo)) for lo in range(0, total, 50_000_000)])
     sounds = np.arange(total, dtype=np.uint32) // np.uint32(POSTINGS_PER_CLIP)
-    Hashed.write(folder, hashes.astype(np.uint32, copy=False), sounds)
-    return time.perf_counter() - started
+    times = sampler.rng.integers(0, 1875, size=total, dtype=np.int32)
+    segment = Segment.write(folder / "segment", hashes, sounds, times)
+    return segment, time.perf_counter() - started
 
 
 def summary(ms: list[float]) -> dict:
@@ -153,19 +126,17 @@ def main() -> None:
         if db.exists():
             row["btree"] = {**summary(btree(db, keysets)), "file_bytes": db.stat().st_size}
         with tempfile.TemporaryDirectory(dir=args.dir if args.dir.exists() else None) as tmp:
-            folder = Path(tmp)
-            row["arrays_build_s"] = round(build_arrays(folder, n, FieldSampler(fields, seed=0)), 1)
-            for name in ("hashes.npy", "sounds.npy", "offsets.npy"):
-                _warm(folder / name)
-            index = Hashed(folder)
-            for keys in keysets[:20]:  # the layouts agree
-                a, b = index.binary(keys), index.addressed(keys)
-                assert np.array_equal(np.sort(a[0]), np.sort(b[0])) and a[0].size == b[0].size
-            row["sorted"] = summary(_timed(index.binary, keysets))
-            row["hashed"] = summary(_timed(index.addressed, keysets))
-            row["hashed"]["file_bytes"] = sum((folder / f).stat().st_size for f in ("hashes.npy", "sounds.npy", "offsets.npy"))
-            row["postings_returned_median"] = int(np.median([index.addressed(k)[0].size for k in keysets[:QUERIES]]))
-            del index
+            segment, built_s = build_segment(Path(tmp), n, FieldSampler(fields, seed=0))
+            row["segment_build_s"] = round(built_s, 1)
+            for path in segment.folder.iterdir():
+                _warm(path)
+            for keys in keysets[:20]:  # the two searches agree
+                assert np.array_equal(np.sort(binary(segment, keys)[0]), np.sort(segment.lookup(keys)[0]))
+            row["sorted"] = summary(_timed(lambda k: binary(segment, k), keysets))
+            row["hashed"] = summary(_timed(segment.lookup, keysets))
+            row["hashed"]["file_bytes"] = sum(p.stat().st_size for p in segment.folder.iterdir())
+            row["postings_returned_median"] = int(np.median([segment.lookup(k)[0].size for k in keysets[:QUERIES]]))
+            del segment
         print(json.dumps(row), flush=True)
         report["corpora"].append(row)
     first = report["corpora"][0]

@@ -1,6 +1,8 @@
 """Sound identity: which known sound a clip's audio reuses, kept at a cost set by the query, not the corpus.
 
   vote.py      offset voting of a query's hashes against postings (pure numpy)
+  segment.py   hash-addressed, memory-mapped postings whose lookup cost does not grow with the corpus
+               (measured by benchmarks/sound_layouts.py; the service does not read through it yet)
   identity.py  matching outside the service's write lock, and the check under it that gives two
                concurrent uploads of one new sound a single sound id
 Postings themselves live in the catalog (``server/storage/catalog.py``, table ``sound_postings``).
