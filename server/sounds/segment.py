@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from server.storage.snapshots import fsync_dir
+
 FORMAT = 1
 POSTINGS_PER_BUCKET = 8
 _COLUMNS = {"hashes": np.uint32, "sounds": np.uint32, "times": np.int32}
@@ -91,9 +93,9 @@ class Segment:
         del sorted_hashes
         meta = {"format": FORMAT, "bits": bits, "postings": int(hashes.size)}
         _save_text(work / "segment.json", json.dumps(meta))
-        _fsync_dir(work)
+        fsync_dir(work)
         os.rename(work, folder)
-        _fsync_dir(folder.parent)
+        fsync_dir(folder.parent)
         return cls(folder)
 
     def merged(self, folder: Path, hashes: np.ndarray, sounds: np.ndarray, times: np.ndarray) -> "Segment":
@@ -133,11 +135,3 @@ def _save_text(path: Path, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
