@@ -2,7 +2,9 @@
 
   vote.py      offset voting of a query's hashes against postings (pure numpy)
   segment.py   hash-addressed, memory-mapped postings whose lookup cost does not grow with the corpus
-               (measured by benchmarks/sound_layouts.py; the service does not read through it yet)
+               (measured by benchmarks/sound_layouts.py)
+  postings.py  a node's view of all postings: segments plus an in-memory tail, following the catalog's
+               chunks, compacted in the background (segment.py and postings.py are not wired in yet)
   identity.py  matching outside the service's write lock, and the check under it that gives two
                concurrent uploads of one new sound a single sound id
 Postings themselves live in the catalog (``server/storage/catalog.py``, table ``sound_postings``).

@@ -11,8 +11,8 @@ cache, nothing on the heap.
 
 Not yet what the service reads (issue 11): the catalog's `sound_postings` table, keyed by hash, is both
 the store of record and the lookup path today. Serving from segments needs the postings kept compactly in
-the catalog (one packed row per link write) so that both fit the bytes budget, with the postings written
-since the newest segment held in memory and merged in the background.
+the catalog (one packed row per link write) so that both fit the bytes budget; postings.py holds the
+postings written since the newest segment in memory and compacts them into segments.
 
 Hand-written: no library on PyPI offers a memory-mapped, hash-addressed multimap whose files numpy reads
 directly; FAISS's inverted lists are addressed by list number but hold codes for vector search, and the

@@ -1,0 +1,238 @@
+"""A node's hash-addressed view of the sound postings: immutable segments on disk plus a tail in memory.
+
+The catalog keeps postings as chunks (one per link write: a sound, its new hashes and frames), numbered
+in commit order. This follows them, as replicas follow the change feed, and answers lookups at a cost set
+by the query: each segment is hash-addressed (server/sounds/segment.py) and the tail is a dict.
+
+* `lookup` first reads the chunks committed since the last read (`read_after(cursor)`; on PostgreSQL a
+  chunk may come twice, so chunks are kept once by their `seq`), then asks every segment and the tail.
+* Once the tail holds `tail_max` postings, a background thread writes it as a new segment; when there
+  are more than `max_segments`, it merges the two smallest. Either way it then replaces `manifest.json`
+  (written aside, fsynced, renamed): the segments in force and the cursor they cover. A crash leaves the
+  previous manifest in force; segment folders it does not list are removed at the next start.
+* A start maps the manifest's segments and replays only the chunks after its cursor. A manifest that
+  cannot be read, or names a damaged segment, is set aside (logged) and everything is read again.
+
+Not yet what the service reads (issue 11): the catalog still looks postings up in its hash-keyed table;
+wiring this in needs the catalog to keep chunks instead (see benchmarks/RESULTS.md, "2026-12-02, last").
+Hand-written for the reason segment.py gives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from server.sounds.segment import Segment, SegmentError
+from server.storage.snapshots import fsync_dir
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+TAIL_MAX = 256_000   # postings held in memory before they become a segment (~60 MB of dict)
+MAX_SEGMENTS = 8     # a lookup asks each (~0.1-0.3 ms apiece); beyond, the two smallest are merged
+
+_EMPTY = (np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Postings one link write added: `seq` numbers it in the catalog (a chunk read twice counts once)."""
+
+    seq: int
+    sound: int
+    hashes: np.ndarray  # uint32
+    times: np.ndarray   # frames on the sound's timeline
+
+
+ReadAfter = Callable[[int], tuple[list[Chunk], int]]  # cursor -> (chunks committed since, cursor after them)
+
+
+class SoundPostings:
+    def __init__(self, folder: Path, read_after: ReadAfter, key: str = "", tail_max: int = TAIL_MAX,
+                 max_segments: int = MAX_SEGMENTS, compact_every_s: float = 1.0):
+        """`key` names the catalog the chunks come from: segments written for another are not used."""
+        self._folder = folder
+        self._key = key
+        self._read_after = read_after
+        self._tail_max = tail_max
+        self._max_segments = max_segments
+        self._lock = threading.Lock()          # guards the state below (short sections only)
+        self._reading = threading.Lock()       # one catalog read at a time
+        self._compacting = threading.Lock()    # one segment write at a time
+        self._segments: list[Segment] = []
+        self._cursor = 0
+        self._last_read: set[int] = set()      # seqs of the latest read: the next one may return them again
+        self._tail: dict[int, list[tuple[int, int]]] = {}
+        self._tail_chunks: dict[int, Chunk] = {}
+        self._tail_postings = 0
+        self._covered: tuple[int, set[int]] = (0, set())  # (cursor, last_read) of the manifest in force
+        folder.mkdir(parents=True, exist_ok=True)
+        self._load()
+        self.refresh()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(compact_every_s,), name="sound-postings", daemon=True)
+        self._thread.start()
+
+    # --- reading ------------------------------------------------------------
+    def refresh(self) -> None:
+        """Take in the chunks committed since the last read."""
+        with self._reading:
+            while True:  # page by page, to the end
+                with self._lock:
+                    cursor = self._cursor
+                chunks, after = self._read_after(cursor)
+                with self._lock:
+                    for chunk in chunks:
+                        if chunk.seq in self._last_read or chunk.seq in self._tail_chunks:
+                            continue  # read before (on PostgreSQL a read may repeat the previous one's last)
+                        self._tail_chunks[chunk.seq] = chunk
+                        for h, t in zip(chunk.hashes.tolist(), chunk.times.tolist()):
+                            self._tail.setdefault(h, []).append((chunk.sound, t))
+                        self._tail_postings += int(chunk.hashes.size)
+                    if chunks or after != cursor:
+                        self._last_read = {c.seq for c in chunks}
+                    self._cursor = after
+                if not chunks or after == cursor:
+                    return
+
+    def lookup(self, keys: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Postings (uint32 hash, sound, frame) of the given hashes, after taking in new chunks. Hashes with
+        `cap` or more postings are left out and returned as the fourth value, as Catalog.lookup_postings does."""
+        self.refresh()
+        keys = np.unique(keys.astype(np.uint32, copy=False))
+        with self._lock:
+            segments = list(self._segments)
+            hits = [(k, list(self._tail[k])) for k in keys.tolist() if k in self._tail]  # copies: refresh appends
+        parts = [segment.lookup(keys) for segment in segments]
+        if hits:
+            parts.append((
+                np.array([k for k, posts in hits for _ in posts], np.uint32),
+                np.array([p[0] for _, posts in hits for p in posts], np.int64),
+                np.array([p[1] for _, posts in hits for p in posts], np.int64),
+            ))
+        h, s, t = (np.concatenate([p[i] for p in parts]) if parts else _EMPTY[i] for i in range(3))
+        values, counts = np.unique(h, return_counts=True)
+        common = values[counts >= cap]
+        if common.size:
+            keep = ~np.isin(h, common)
+            h, s, t = h[keep], s[keep], t[keep]
+        return h, s, t, common
+
+    @property
+    def segments(self) -> int:
+        with self._lock:
+            return len(self._segments)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._segments) + self._tail_postings
+
+    # --- compaction ---------------------------------------------------------
+    def compact(self) -> bool:
+        """Write the tail as a segment once it is full, or merge the two smallest segments while there are
+        too many. Returns whether it changed anything (the background thread calls this; tests may too)."""
+        with self._compacting:
+            with self._lock:
+                full = self._tail_postings >= self._tail_max
+                chunks = list(self._tail_chunks.values()) if full else []
+                cursor, last_read = self._cursor, set(self._last_read)
+                segments = list(self._segments)
+            if full:
+                new = Segment.write(
+                    self._new_folder(),
+                    np.concatenate([c.hashes.astype(np.uint32, copy=False) for c in chunks]),
+                    np.concatenate([np.full(c.hashes.size, c.sound, np.int64) for c in chunks]),
+                    np.concatenate([c.times.astype(np.int64, copy=False) for c in chunks]),
+                )
+                with self._lock:
+                    self._segments.append(new)
+                    for c in chunks:
+                        del self._tail_chunks[c.seq]
+                    self._rebuild_tail()
+                    self._covered = (cursor, last_read)  # every chunk read by then is in a segment now
+                    self._write_manifest()
+                return True
+            if len(segments) > self._max_segments:
+                a, b = sorted(segments, key=len)[:2]
+                merged = a.merged(self._new_folder(), np.asarray(b.hashes), np.asarray(b.sounds).astype(np.int64),
+                                  np.asarray(b.times).astype(np.int64))
+                with self._lock:
+                    self._segments = [s for s in self._segments if s is not a and s is not b] + [merged]
+                    self._write_manifest()
+                for old in (a, b):
+                    shutil.rmtree(old.folder, ignore_errors=True)  # still mapped by a lookup in flight: harmless
+                return True
+            return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                while self.compact() and not self._stop.is_set():
+                    pass
+            except Exception:  # noqa: BLE001 - logged; the tail keeps serving and the next round retries
+                log.exception("sound postings: compaction failed; lookups go on from memory, retrying")
+
+    def _rebuild_tail(self) -> None:
+        self._tail, self._tail_postings = {}, 0
+        for chunk in self._tail_chunks.values():
+            for h, t in zip(chunk.hashes.tolist(), chunk.times.tolist()):
+                self._tail.setdefault(h, []).append((chunk.sound, t))
+            self._tail_postings += int(chunk.hashes.size)
+
+    def _new_folder(self) -> Path:
+        return self._folder / f"segment-{time.time_ns():x}"
+
+    # --- the manifest -------------------------------------------------------
+    def _write_manifest(self) -> None:
+        """Under the lock: the segments in force and the read they cover (`self._covered`). Replaying from
+        its cursor returns every chunk that is in no listed segment (and perhaps those of `last_read`,
+        which are in one and are skipped)."""
+        cursor, last_read = self._covered
+        text = json.dumps({"format": FORMAT, "key": self._key, "segments": [s.folder.name for s in self._segments],
+                           "cursor": int(cursor), "last_read": sorted(last_read)})
+        tmp = self._folder / (MANIFEST + ".partial")
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._folder / MANIFEST)
+        fsync_dir(self._folder)
+
+    def _load(self) -> None:
+        try:
+            try:
+                manifest = json.loads((self._folder / MANIFEST).read_text())
+            except FileNotFoundError:
+                manifest = {}
+            if manifest and manifest.get("format") != FORMAT:
+                raise SegmentError(f"manifest format {manifest.get('format')}, this server reads {FORMAT}")
+            if manifest and manifest.get("key") != self._key:
+                raise SegmentError(f"it was written for {manifest.get('key')!r}, this server reads {self._key!r}")
+            segments = [Segment(self._folder / name) for name in manifest.get("segments", [])]
+        except (ValueError, SegmentError) as e:
+            log.warning("sound postings: %s holds no usable manifest (%s); reading every chunk again", self._folder, e)
+            manifest, segments = {}, []
+            (self._folder / MANIFEST).unlink(missing_ok=True)
+        self._segments = segments
+        self._cursor = int(manifest.get("cursor", 0))
+        self._last_read = set(manifest.get("last_read", []))
+        self._covered = (self._cursor, set(self._last_read))
+        listed = {s.folder.name for s in segments}
+        for path in self._folder.iterdir():
+            if path.is_dir() and path.name not in listed:
+                shutil.rmtree(path, ignore_errors=True)  # written by a compaction that did not commit
