@@ -15,6 +15,9 @@ those seeks in three layouts holding the same corpus, with the same key sets, at
 * `hashed`: `server/sounds/segment.py`'s lookup over the same files: a directory of bucket offsets by the
   hash's top bits (about 8 postings per bucket), so a key costs one directory read and a short scan.
   The service does not read through segments yet (see benchmarks/RESULTS.md).
+* `node`: `server/sounds/postings.py`'s lookup over that segment plus an in-memory tail of 300 newer
+  sounds, with the postings cap applied: what a node's lookup would cost, less the catalog read of new
+  chunks.
 
 The corpus is sound_scale's synthetic one (30-s sounds of 670 index-side postings whose hash fields follow
 real audio's skew, same sampler and seed); keys are synthetic 30-s query key sets with that skew. Each
@@ -42,6 +45,7 @@ from benchmarks.sound_scale import OTHER_TRAFFIC, FieldSampler, index_fields, re
 QUERIES = 200
 KEYS_PER_QUERY = 1396  # distinct hashes of a 30-s query (sound_scale's query_hashes_median)
 POSTINGS_PER_CLIP = 670  # index-side postings of a 30-s sound (sound_scale's postings_per_30s_clip)
+TAIL_CHUNKS = 300  # newer sounds a node holds in memory between compactions (~200k postings, under TAIL_MAX)
 JOIN = "SELECT p.hash, p.sound, p.t FROM json_each(?) AS k JOIN sound_postings AS p ON p.hash = k.value"
 
 
@@ -98,6 +102,25 @@ def build_segment(folder: Path, n_clips: int, sampler: FieldSampler):
     return segment, time.perf_counter() - started
 
 
+def node_lookup(folder: Path, n_clips: int, segment_name: str, fields: np.ndarray):
+    """`SoundPostings.lookup` (cap 64) over the segment plus a tail of TAIL_CHUNKS newer sounds' chunks, as a
+    node sees its postings between compactions. The segment is adopted through a manifest naming it, as if
+    the node had written it after reading chunk `n_clips` (bootstrapping 670 M postings through
+    chunks needs more memory than this VM has beside the corpus)."""
+    from server.sounds.identity import POSTINGS_CAP
+    from server.sounds.postings import FORMAT, MANIFEST, Chunk, SoundPostings
+
+    (folder / MANIFEST).write_text(json.dumps(
+        {"format": FORMAT, "key": "", "segments": [segment_name], "cursor": n_clips, "last_read": []}))
+    sampler = FieldSampler(fields, seed=3)
+    tail = [Chunk(n_clips + i + 1, n_clips + i, sampler.hashes(POSTINGS_PER_CLIP), np.arange(POSTINGS_PER_CLIP))
+            for i in range(TAIL_CHUNKS)]
+    postings = SoundPostings(folder, lambda cursor: (tail, n_clips + TAIL_CHUNKS) if cursor == n_clips else ([], cursor),
+                             compact_every_s=3600)
+    assert postings.segments == 1 and len(postings) == n_clips * POSTINGS_PER_CLIP + TAIL_CHUNKS * POSTINGS_PER_CLIP
+    return lambda keys: postings.lookup(keys, POSTINGS_CAP)
+
+
 def summary(ms: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
 
@@ -136,12 +159,13 @@ def main() -> None:
             row["hashed"] = summary(_timed(segment.lookup, keysets))
             row["hashed"]["file_bytes"] = sum(p.stat().st_size for p in segment.folder.iterdir())
             row["postings_returned_median"] = int(np.median([segment.lookup(k)[0].size for k in keysets[:QUERIES]]))
+            row["node"] = summary(_timed(node_lookup(Path(tmp), n, segment.folder.name, fields), keysets))
             del segment
         print(json.dumps(row), flush=True)
         report["corpora"].append(row)
     first = report["corpora"][0]
     for row in report["corpora"]:
-        row["growth"] = {k: round(row[k]["p50_ms"] / first[k]["p50_ms"], 2) for k in ("btree", "sorted", "hashed")
+        row["growth"] = {k: round(row[k]["p50_ms"] / first[k]["p50_ms"], 2) for k in ("btree", "sorted", "hashed", "node")
                          if k in row and k in first}
     print(json.dumps({c["clips"]: c["growth"] for c in report["corpora"]}), flush=True)
     if args.json:

@@ -199,7 +199,8 @@ def test_chunks_read_while_a_segment_is_written_survive_a_restart(tmp_path, monk
 
     log = _log_with(10)
     folder = tmp_path / "p"
-    postings = SoundPostings(folder, log.read_after, tail_max=1, compact_every_s=3600)
+    postings = SoundPostings(folder, log.read_after, tail_max=10**9, compact_every_s=3600)
+    postings._tail_max = 1  # flush whatever the tail holds at the next compaction
     write = module.Segment.write
 
     def write_while_more_arrive(*args):
@@ -215,3 +216,18 @@ def test_chunks_read_while_a_segment_is_written_survive_a_restart(tmp_path, monk
     again = SoundPostings(folder, log.read_after, tail_max=10**9, compact_every_s=3600)
     assert _complete(again, log)
     again.close()
+
+
+@pytest.mark.parametrize("repeat_last", [False, True], ids=["in-order", "repeats"])
+def test_a_new_node_writes_what_the_catalog_holds_as_one_segment(tmp_path, repeat_last):
+    log = _log_with(50, repeat_last=repeat_last)
+    big = SoundPostings(tmp_path / "big", log.read_after, tail_max=5_000, compact_every_s=3600)
+    assert big.segments == 1 and _complete(big, log)  # at once, not through the tail
+    small = SoundPostings(tmp_path / "small", log.read_after, tail_max=10**9, compact_every_s=3600)
+    assert small.segments == 0 and _complete(small, log)
+    log.add(sound=50)
+    big.close()
+    again = SoundPostings(tmp_path / "big", log.read_after, tail_max=5_000, compact_every_s=3600)
+    assert again.segments == 1 and _complete(again, log)
+    for p in (small, again):
+        p.close()

@@ -10,8 +10,9 @@ by the query: each segment is hash-addressed (server/sounds/segment.py) and the 
   are more than `max_segments`, it merges the two smallest. Either way it then replaces `manifest.json`
   (written aside, fsynced, renamed): the segments in force and the cursor they cover. A crash leaves the
   previous manifest in force; segment folders it does not list are removed at the next start.
-* A start maps the manifest's segments and replays only the chunks after its cursor. A manifest that
-  cannot be read, or names a damaged segment, is set aside (logged) and everything is read again.
+* A start maps the manifest's segments and replays only the chunks after its cursor. Without one (a new
+  node; or a manifest that cannot be read, names a damaged segment or another catalog: set aside and
+  logged) it reads every chunk and writes them as one segment.
 
 Not yet what the service reads (issue 11): the catalog still looks postings up in its hash-keyed table;
 wiring this in needs the catalog to keep chunks instead (see benchmarks/RESULTS.md, "2026-12-02, last").
@@ -78,8 +79,10 @@ class SoundPostings:
         self._tail_postings = 0
         self._covered: tuple[int, set[int]] = (0, set())  # (cursor, last_read) of the manifest in force
         folder.mkdir(parents=True, exist_ok=True)
-        self._load()
-        self.refresh()
+        if self._load():
+            self.refresh()
+        else:
+            self._bootstrap()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(compact_every_s,), name="sound-postings", daemon=True)
         self._thread.start()
@@ -96,10 +99,7 @@ class SoundPostings:
                     for chunk in chunks:
                         if chunk.seq in self._last_read or chunk.seq in self._tail_chunks:
                             continue  # read before (on PostgreSQL a read may repeat the previous one's last)
-                        self._tail_chunks[chunk.seq] = chunk
-                        for h, t in zip(chunk.hashes.tolist(), chunk.times.tolist()):
-                            self._tail.setdefault(h, []).append((chunk.sound, t))
-                        self._tail_postings += int(chunk.hashes.size)
+                        self._take(chunk)
                     if chunks or after != cursor:
                         self._last_read = {c.seq for c in chunks}
                     self._cursor = after
@@ -187,12 +187,46 @@ class SoundPostings:
             except Exception:  # noqa: BLE001 - logged; the tail keeps serving and the next round retries
                 log.exception("sound postings: compaction failed; lookups go on from memory, retrying")
 
+    def _take(self, chunk: Chunk) -> None:
+        """Under the lock: a chunk into the tail."""
+        self._tail_chunks[chunk.seq] = chunk
+        for h, t in zip(chunk.hashes.tolist(), chunk.times.tolist()):
+            self._tail.setdefault(h, []).append((chunk.sound, t))
+        self._tail_postings += int(chunk.hashes.size)
+
     def _rebuild_tail(self) -> None:
-        self._tail, self._tail_postings = {}, 0
-        for chunk in self._tail_chunks.values():
-            for h, t in zip(chunk.hashes.tolist(), chunk.times.tolist()):
-                self._tail.setdefault(h, []).append((chunk.sound, t))
-            self._tail_postings += int(chunk.hashes.size)
+        chunks, self._tail, self._tail_chunks, self._tail_postings = list(self._tail_chunks.values()), {}, {}, 0
+        for chunk in chunks:
+            self._take(chunk)
+
+    def _bootstrap(self) -> None:
+        """No manifest in force (a new node, or one set aside): read every chunk and, when they fill more
+        than a tail, write them as one segment straight away rather than through the tail's dict."""
+        chunks: dict[int, Chunk] = {}
+        cursor, last_read = 0, set()
+        while True:  # as `refresh` pages
+            page, after = self._read_after(cursor)
+            for chunk in page:
+                chunks.setdefault(chunk.seq, chunk)
+            if page or after != cursor:
+                last_read = {c.seq for c in page}
+            moved, cursor = after != cursor, after
+            if not page or not moved:
+                break
+        self._cursor, self._last_read = cursor, last_read
+        if sum(c.hashes.size for c in chunks.values()) < self._tail_max:
+            for chunk in chunks.values():
+                self._take(chunk)
+            return
+        parts = list(chunks.values())
+        self._segments = [Segment.write(
+            self._new_folder(),
+            np.concatenate([c.hashes.astype(np.uint32, copy=False) for c in parts]),
+            np.concatenate([np.full(c.hashes.size, c.sound, np.int64) for c in parts]),
+            np.concatenate([c.times.astype(np.int64, copy=False) for c in parts]),
+        )]
+        self._covered = (cursor, set(last_read))
+        self._write_manifest()
 
     def _new_folder(self) -> Path:
         return self._folder / f"segment-{time.time_ns():x}"
@@ -213,7 +247,8 @@ class SoundPostings:
         os.replace(tmp, self._folder / MANIFEST)
         fsync_dir(self._folder)
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """The manifest's segments and cursor, if one is in force (else False, and nothing is loaded)."""
         try:
             try:
                 manifest = json.loads((self._folder / MANIFEST).read_text())
@@ -236,3 +271,4 @@ class SoundPostings:
         for path in self._folder.iterdir():
             if path.is_dir() and path.name not in listed:
                 shutil.rmtree(path, ignore_errors=True)  # written by a compaction that did not commit
+        return bool(manifest)
