@@ -56,7 +56,9 @@ class Chunk:
     times: np.ndarray   # frames on the sound's timeline
 
 
-ReadAfter = Callable[[int], tuple[list[Chunk], int]]  # cursor -> (chunks committed since, cursor after them)
+# cursor -> (chunks committed since, the cursor after them). A read may return chunks of the read just before
+# it again (as the catalog's change feed does on PostgreSQL, where a page can end inside a transaction).
+ReadAfter = Callable[[int], tuple[list[Chunk], int]]
 
 
 class SoundPostings:
