@@ -1,14 +1,15 @@
-"""Sound postings on PostgreSQL: bytes per posting, lookup latency, and how long a new sound holds the
-cross-replica new-sound lock (server/sounds/identity.py), at --sounds sounds of 670 postings each
-(one 30-s clip's index side in hash format triplet32-v2).
+"""Sound postings on PostgreSQL: bytes per posting, a node's first start and its following of new chunks,
+lookup latency, and how long a new sound holds the cross-replica new-sound lock (server/sounds/identity.py),
+at --sounds sounds of 670 postings each (one 30-s clip's index side in hash format triplet32-v2).
 
     python -m benchmarks.postgres_postings [--sounds 10000] [--repeats 20]
 
-A real PostgreSQL 15 server is started here (tests/pgserver.py) and loaded with COPY. Hash values are
-drawn uniformly (benchmarks/sound_scale.py uses the empirical distribution on SQLite), so the lookup
-figures are optimistic about postings returned per query, not about the cost of the key seeks. Queries:
-1,396 keys (a 30-s clip's query side; 370 of them present, as for a reused 30-s sound in sound_scale.py)
-and, for the lock, the first 670 of them.
+A real PostgreSQL 15 server is started here (tests/pgserver.py) and loaded with COPY: one `sound_chunks`
+row per sound, as ingests write them. A node (server/sounds/postings.py) then starts on it with no
+postings of its own (it reads every chunk and writes one segment), follows 100 newer chunks, and answers
+lookups locally. Hash values are drawn uniformly (benchmarks/sound_scale.py uses the empirical
+distribution on SQLite). Queries: 1,396 keys (a 30-s clip's query side; 370 of them present, as for a
+reused 30-s sound in sound_scale.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import psycopg
 
+    from server.sounds.postings import SoundPostings
     from server.storage import Catalog, Database
     from tests import pgserver
 
@@ -55,37 +57,58 @@ def main() -> None:
         catalog = Catalog(Database(url))
         rng = np.random.default_rng(0)
         n = args.sounds * PER_SOUND
-        hashes = rng.integers(-2**31, 2**31, size=n, dtype=np.int64)
+        hashes = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+        frames = rng.integers(0, 1875, size=n).astype(np.int32)
         started = time.perf_counter()
         with psycopg.connect(url) as conn, conn.cursor() as cur:
             with cur.copy("COPY sounds (id, created_at, first_video, first_frame, last_frame, postings) FROM STDIN") as cp:
-                for i in range(1, args.sounds + 1):  # the last 20 are "recent": created while a lookup ran
-                    at = "2026-11-23T23:00:00.000Z" if i > args.sounds - 20 else "2026-01-01T00:00:00.000Z"
-                    cp.write_row((i, at, f"v{i}", 0, 1875, PER_SOUND))
-            with cur.copy("COPY sound_postings (hash, sound, t) FROM STDIN") as cp:
-                sounds = np.repeat(np.arange(1, args.sounds + 1), PER_SOUND)
-                frames = rng.integers(0, 1875, size=n)
-                for row in zip(hashes.tolist(), sounds.tolist(), frames.tolist()):
-                    cp.write_row(row)
+                for i in range(1, args.sounds + 101):
+                    cp.write_row((i, "2026-01-01T00:00:00.000Z", f"v{i}", 0, 1875, PER_SOUND))
+            with cur.copy("COPY sound_chunks (txid, sound, hashes, times) FROM STDIN") as cp:
+                for i in range(args.sounds):
+                    part = slice(i * PER_SOUND, (i + 1) * PER_SOUND)
+                    cp.write_row((0, i + 1, hashes[part].astype("<u4").tobytes(), frames[part].astype("<i4").tobytes()))
         load_s = time.perf_counter() - started
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE sound_postings")
-            size = int(conn.execute("SELECT pg_total_relation_size('sound_postings')").fetchone()[0])
+            conn.execute("VACUUM ANALYZE sound_chunks")
+            size = int(conn.execute("SELECT pg_total_relation_size('sound_chunks')").fetchone()[0])
+        folder = root / "node"
+        started = time.perf_counter()
+        node = SoundPostings(folder, catalog.sound_chunks_after, key=catalog.catalog_id(), compact_every_s=3600)
+        first_start_s = time.perf_counter() - started
+        newer = rng.integers(0, 2**32, size=100 * PER_SOUND, dtype=np.uint64).astype(np.uint32)
+        with psycopg.connect(url) as conn, conn.cursor() as cur:  # 100 newer sounds, written as ingests do
+            for i in range(100):
+                cur.execute("INSERT INTO sound_chunks (txid, sound, hashes, times) "
+                            "VALUES (pg_current_xact_id()::text::bigint, %s, %s, %s)",
+                            (args.sounds + i + 1, newer[i * PER_SOUND : (i + 1) * PER_SOUND].astype("<u4").tobytes(),
+                             frames[:PER_SOUND].astype("<i4").tobytes()))
+                conn.commit()
+        started = time.perf_counter()
+        node.refresh()
+        follow_ms = (time.perf_counter() - started) * 1000
+        assert len(node) == n + 100 * PER_SOUND
         query = np.concatenate([hashes[rng.integers(0, n, QUERY_PRESENT)],
-                                rng.integers(-2**31, 2**31, QUERY_KEYS - QUERY_PRESENT)]).astype(np.uint32)
-        since = "2026-11-23T22:00:00.000Z"
+                                rng.integers(0, 2**32, QUERY_KEYS - QUERY_PRESENT, dtype=np.uint64).astype(np.uint32)])
 
-        def locked() -> None:
+        def locked() -> None:  # what a new sound does under the lock on a shared catalog
             with catalog.new_sound_lock():
-                catalog.recent_postings(query[:PER_SOUND], since)
+                node.refresh()
+                node.lookup(query, 64)
+                catalog.recent_postings(query, node.cursor)
 
         out = {
             "sounds": args.sounds, "postings": n, "load_s": round(load_s, 1),
             "bytes_per_posting": round(size / n, 1), "kb_per_30s_clip": round(size / args.sounds / 1024, 1),
-            f"lookup_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.lookup_postings(query, 64), args.repeats),
-            f"recheck_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.recent_postings(query, since), args.repeats),
-            f"lock_and_recheck_{PER_SOUND}_keys_p50_ms": timed(locked, args.repeats),
+            "node_first_start_s": round(first_start_s, 1),
+            "node_bytes_per_posting": round(sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / n, 1),
+            "follow_100_new_chunks_ms": round(follow_ms, 1),
+            "refresh_nothing_new_p50_ms": timed(node.refresh, args.repeats),
+            f"lookup_{QUERY_KEYS}_keys_p50_ms": timed(lambda: node.lookup(query, 64), args.repeats),
+            f"recheck_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.recent_postings(query, node.cursor), args.repeats),
+            "lock_and_recheck_p50_ms": timed(locked, args.repeats),
         }
+        node.close()
         catalog.close()
     finally:
         pg.stop()

@@ -7,14 +7,14 @@
 does the same work at every size: one seek per distinct query hash (~1,400). This measures the cost of
 those seeks in three layouts holding the same corpus, with the same key sets, at each size:
 
-* `btree`: the production table (`sound_postings`, SQLite, keyed by hash) of the store that
-  `sound_scale.py --keep` left in --dir, queried with the catalog's key join on a bare sqlite3 connection
-  (no ColdOpen code: rows are fetched, not converted). Needs those stores; skipped for a size without one.
+* `btree`: the table keyed by hash that held the postings until the chunk layout (`sound_postings`,
+  SQLite) in a store that `sound_scale.py --keep` of that time (main at 42eb8e3 or earlier) left in --dir,
+  queried with the catalog's key join on a bare sqlite3 connection (no ColdOpen code: rows are fetched,
+  not converted). Skipped for a size without such a store.
 * `sorted`: the hash column of the segment below (one sorted array in a memory-mapped file), searched by
   binary search (np.searchsorted, both ends of each key's run): comparison search, without SQLite.
 * `hashed`: `server/sounds/segment.py`'s lookup over the same files: a directory of bucket offsets by the
   hash's top bits (about 8 postings per bucket), so a key costs one directory read and a short scan.
-  The service does not read through segments yet (see benchmarks/RESULTS.md).
 * `node`: `server/sounds/postings.py`'s lookup over that segment plus an in-memory tail of 300 newer
   sounds, with the postings cap applied: what a node's lookup would cost, less the catalog read of new
   chunks.
@@ -67,6 +67,14 @@ def _timed(lookup, keysets: list) -> list[float]:
         if i >= 50:
             out.append((time.perf_counter() - t0) * 1000)
     return out
+
+
+def _has_table(db: Path, name: str) -> bool:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+    finally:
+        conn.close()
 
 
 def btree(db: Path, keysets: list[np.ndarray]) -> list[float]:
@@ -146,7 +154,7 @@ def main() -> None:
     for n in sorted(args.clips):
         row: dict = {"clips": n, "postings": n * POSTINGS_PER_CLIP}
         db = args.dir / str(n) / "coldopen.sqlite3"
-        if db.exists():
+        if db.exists() and _has_table(db, "sound_postings"):
             row["btree"] = {**summary(btree(db, keysets)), "file_bytes": db.stat().st_size}
         with tempfile.TemporaryDirectory(dir=args.dir if args.dir.exists() else None) as tmp:
             segment, built_s = build_segment(Path(tmp), n, FieldSampler(fields, seed=0))

@@ -11,13 +11,14 @@ different clips is measured on the real audio and on the synthetic corpus and pr
 The real recordings (30-s segments) are indexed too, as their own sounds, and are the queries
 (re-encoded as AAC 64 kbit/s): every query must find its own sound.
 
-Postings go into the production store's `sound_postings` table (SQLite, the schema server/storage/schema.py
-creates), bulk-loaded in hash order. Latency is `SoundIdentity.match` (store lookup + offset vote),
-the call an ingest makes outside the write lock, timed per query after one warm-up pass. Each timed
-query follows OTHER_TRAFFIC lookups of other (synthetic) audio, as on a busy service: without them a
-query finds its own B-tree pages in SQLite's cache from its previous repetition, which flatters the
-larger corpora. The store file is read once before timing, so the OS's cache holds what RAM allows, as on
-a running service.
+Postings go into the production store's `sound_chunks` table (SQLite, the schema server/storage/schema.py
+creates; one chunk per sound, as ingests write them) and into one hash-addressed segment of the node's
+postings folder (server/sounds/postings.py), bulk-written. Latency is what `SoundIdentity.match` runs
+(the node's lookup, which first asks the catalog for new chunks, + offset vote), the call an ingest makes
+outside the write lock, timed per query after one warm-up pass. Each timed query follows OTHER_TRAFFIC
+lookups of other (synthetic) audio, as on a busy service, so it finds no pages of its own left in a cache
+by its previous repetition. The store's files are read once before timing, so the OS's cache holds what
+RAM allows, as on a running service. Bytes count both the catalog file and the segment.
 --ingest N ... also measures ColdOpenService.ingest (random-init ViT-B-32 on this machine's device)
 of real-audio clips against corpora of N synthetic sounds: the corpus-dependent stages
 (match_sound, store) and the whole call.
@@ -113,43 +114,55 @@ class FieldSampler:
         return mix32(out)
 
 
-def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: list, chunk: int = 2_000_000) -> dict:
-    """A store whose sound_postings hold `real` sounds (ids 1..) and n_clips synthetic ones."""
+def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: list, batch: int = 10_000) -> dict:
+    """A store holding `real` sounds (ids 1..) and n_clips synthetic ones: their chunks in the catalog's
+    `sound_chunks` (one per sound, as an ingest writes them), and a node's postings folder with all of
+    them in one segment under a manifest that covers those chunks (what a node that followed them, or a
+    new node's first start, writes), so the measured start maps it and reads no chunk."""
+    from server.sounds.postings import FORMAT, MANIFEST
+    from server.sounds.segment import Segment
     from server.storage import open_catalog
 
     if db.parent.exists():
         shutil.rmtree(db.parent)
     db.parent.mkdir(parents=True)
-    open_catalog("", db.parent).close()  # the production schema
+    catalog = open_catalog("", db.parent)  # the production schema
+    key = catalog.catalog_id()
+    catalog.close()
     started = time.perf_counter()
     frames = int(SEGMENT_S / 0.016)
     total = n_clips * per_clip
-    hashes = np.concatenate([sampler.hashes(min(50_000_000, total - lo)) for lo in range(0, total, 50_000_000)])
-    order = np.argsort(hashes, kind="stable")  # load in key order; equal hashes keep sound order
+    first_synthetic = len(real) + 1
+    # The segment's columns, filled in place (synthetic sounds, then the real ones): 12 B a posting, so
+    # that 10^6 sounds and the segment's sort fit this VM's memory.
+    size = total + sum(fp.landmarks for _, fp in real)
+    hashes, sounds, times = np.empty(size, np.uint32), np.empty(size, np.uint32), np.empty(size, np.int32)
+    for lo in range(0, total, 50_000_000):
+        hi = min(total, lo + 50_000_000)
+        hashes[lo:hi] = sampler.hashes(hi - lo)
+        times[lo:hi] = sampler.rng.integers(0, frames, size=hi - lo, dtype=np.int32)
+        sounds[lo:hi] = np.arange(lo, hi, dtype=np.uint32) // np.uint32(per_clip) + np.uint32(first_synthetic)
+    at = total
+    for i, (_, fp) in enumerate(real):
+        hashes[at : at + fp.landmarks], sounds[at : at + fp.landmarks] = fp.index_hashes, i + 1
+        times[at : at + fp.landmarks] = fp.index_times
+        at += fp.landmarks
     generated = time.perf_counter() - started
     conn = sqlite3.connect(str(db), isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")  # a bulk load: the benchmark rebuilds on failure
-    first_synthetic = len(real) + 1
-    for lo in range(0, total, chunk):
-        idx = order[lo : lo + chunk]
-        h = hashes[idx].view(np.int32)
-        sound = idx // per_clip + first_synthetic
-        t = sampler.rng.integers(0, frames, size=idx.size)
-        conn.execute("BEGIN")
-        conn.executemany(
-            "INSERT OR IGNORE INTO sound_postings (hash, sound, t) VALUES (?, ?, ?)",
-            zip(h.tolist(), sound.tolist(), t.tolist()),
-        )
-        conn.execute("COMMIT")
-    del hashes, order
+    insert = "INSERT INTO sound_chunks (txid, sound, hashes, times) VALUES (0, ?, ?, ?)"
     conn.execute("BEGIN")
-    for i, (_, fp) in enumerate(real):
-        conn.executemany(
-            "INSERT OR IGNORE INTO sound_postings (hash, sound, t) VALUES (?, ?, ?)",
-            zip(fp.index_hashes.view(np.int32).tolist(), [i + 1] * fp.landmarks, fp.index_times.tolist()),
-        )
+    conn.executemany(insert, ((i + 1, fp.index_hashes.astype("<u4").tobytes(), fp.index_times.astype("<i4").tobytes())
+                              for i, (_, fp) in enumerate(real)))
     conn.execute("COMMIT")
+    for lo in range(0, n_clips, batch):
+        conn.execute("BEGIN")
+        conn.executemany(insert, (
+            (first_synthetic + i, hashes[i * per_clip : (i + 1) * per_clip].astype("<u4").tobytes(),
+             times[i * per_clip : (i + 1) * per_clip].astype("<i4").tobytes())
+            for i in range(lo, min(n_clips, lo + batch))))
+        conn.execute("COMMIT")
     conn.execute("BEGIN")  # the sounds themselves (videos reference them)
     conn.executemany(
         "INSERT INTO sounds (id, created_at, first_video, first_frame, last_frame, postings) VALUES (?, ?, '', 0, ?, ?)",
@@ -158,14 +171,27 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
     conn.execute("INSERT INTO id_counters (name, last) VALUES ('sound_ids', ?)", (first_synthetic + n_clips - 1,))
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    rows = conn.execute("SELECT count(*) FROM sound_postings").fetchone()[0]
+    chunks = conn.execute("SELECT max(seq) FROM sound_chunks").fetchone()[0]
     conn.close()
+    loaded = time.perf_counter()
+    folder = db.parent / "sound-postings"
+    folder.mkdir()
+    segment = Segment.write(folder / "segment-bulk", hashes, sounds, times)
+    del hashes, sounds, times
+    (folder / MANIFEST).write_text(json.dumps(
+        {"format": FORMAT, "key": key, "segments": [segment.folder.name], "cursor": int(chunks), "last_read": []}))
     return {
-        "postings": int(rows),
+        "postings": len(segment),
         "generate_s": round(generated, 1),
-        "load_s": round(time.perf_counter() - started - generated, 1),
+        "load_s": round(loaded - started - generated, 1),
+        "segment_s": round(time.perf_counter() - loaded, 1),
         "db_bytes": db.stat().st_size,
+        "segment_bytes": _folder_bytes(folder),
     }
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: list[np.ndarray],
@@ -174,11 +200,14 @@ def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: 
     key sets (not timed); a match to a synthetic sound is false."""
     from server.sounds import vote
     from server.sounds.identity import POSTINGS_CAP
+    from server.sounds.postings import SoundPostings
     from server.storage import open_catalog
 
-    started = time.perf_counter()
+    started = time.perf_counter()  # a start: the catalog, then this node's postings (mapped, not rebuilt)
     store = open_catalog("", db.parent)
+    node = SoundPostings(db.parent / "sound-postings", store.sound_chunks_after, key=store.catalog_id())
     open_s = time.perf_counter() - started
+    assert node.segments == 1, "the store's postings were not found: build it again (without --reuse)"
     from models.fingerprint import Fingerprinter
 
     frame_s = Fingerprinter.load("cpu").params.frame_seconds
@@ -187,9 +216,9 @@ def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: 
     for rep in range(repeats + 1):
         for sound, _, q in queries:
             for _ in range(OTHER_TRAFFIC):
-                store.lookup_postings(next(traffic), POSTINGS_CAP)
+                node.lookup(next(traffic), POSTINGS_CAP)
             t0 = time.perf_counter()
-            h, s, t, c = store.lookup_postings(q.hashes, POSTINGS_CAP)
+            h, s, t, c = node.lookup(q.hashes, POSTINGS_CAP)
             t1 = time.perf_counter()
             matches = vote.match(q.hashes, q.times, h, s, t, limit=10)
             if rep == 0 and matches:
@@ -203,6 +232,7 @@ def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: 
             vote_ms.append((t2 - t1) * 1000)
             postings.append(h.size)
             common.append(c.size)
+    node.close()
     store.close()
     total = np.array(lookup_ms) + np.array(vote_ms)
     out = {
@@ -326,13 +356,17 @@ def main() -> None:
             conn.close()
         else:
             built = build(db, n, per_clip, sampler, list(zip([s[0] for s in segments], real)))
-        row = {"clips": n, **built, "bytes_per_posting": round(built["db_bytes"] / built["postings"], 1)}
+        built.setdefault("segment_bytes", _folder_bytes(db.parent / "sound-postings"))
+        both = built["db_bytes"] + built["segment_bytes"]  # the store of record and this node's segments
+        row = {"clips": n, **built, "bytes_per_posting": round(both / built["postings"], 1),
+               "catalog_bytes_per_posting": round(built["db_bytes"] / built["postings"], 1)}
         row["bytes_per_30s_clip"] = int(row["bytes_per_posting"] * per_clip)
         if n in args.clips:
             os.sync()
-            with open(db, "rb") as f:  # into the OS's page cache once (a running service's steady state)
-                while f.read(1 << 24):
-                    pass
+            for path in [db, *(db.parent / "sound-postings").rglob("*.npy")]:  # into the OS's page cache once
+                with open(path, "rb") as f:                                   # (a running service's steady state)
+                    while f.read(1 << 24):
+                        pass
             row.update(measure(db, queries, args.repeats, len(real) + 1, other))
             row.update(measure(db, short, args.repeats, len(real) + 1, other, prefix="short15_"))
         if n in args.ingest:

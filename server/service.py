@@ -45,6 +45,7 @@ from server.pipeline import Pipeline
 from server.pool import PerformancePool
 from server.settings import Settings
 from server.sounds.identity import SoundIdentity
+from server.sounds.postings import SoundPostings
 from server.sounds.vote import SoundMatch
 from server.storage import EMBEDDING_COLUMNS, Catalog, open_catalog
 from server.storage.catalog import Change
@@ -126,7 +127,10 @@ class ColdOpenService:
         self.pipeline = Pipeline(settings, models, on_batch=lambda *batch: self.observer.batch(*batch))
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
-        self._sounds = SoundIdentity(store)
+        # This node's hash-addressed view of the sound postings, following the catalog's chunks.
+        self._postings = SoundPostings(Path(settings.data_dir) / "sound-postings", store.sound_chunks_after,
+                                       key=store.catalog_id())
+        self._sounds = SoundIdentity(store, self._postings)
         # Updated by each engagement batch and published in the catalog (server/pool.py).
         self._ships = any(index.shared for index in indexes.values())
         self._pool = PerformancePool(
@@ -348,6 +352,7 @@ class ColdOpenService:
         self.pipeline.close()
         for index in self._indexes.values():
             index.close()
+        self._postings.close()
         self._store.close()
         if self._lock_file is not None:
             self._lock_file.release()

@@ -82,8 +82,8 @@ def reference_file(i: int, tracks: list, folder: Path) -> Path:
 
 
 class Postings:
-    """References' index-side postings as arrays, sound id = track index: the rows the store's
-    ``sound_postings`` table would hold for them (store lookups are tested end to end elsewhere)."""
+    """References' index-side postings as arrays, sound id = track index: what a node's postings would
+    return for them (store lookups are tested end to end elsewhere)."""
 
     def __init__(self, refs):
         self.hash = np.concatenate([r.index_hashes for r in refs]).astype(np.int64)

@@ -3,7 +3,9 @@ and the check that gives two clips of one new sound, matched at the same time, a
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from models.whisper import Transcript
 from server.domain import Extraction, VideoMetadata
 from server.media import MediaInfo
 from server.sounds.identity import SoundIdentity
+from server.sounds.postings import SoundPostings
 from server.storage import open_catalog
 from tests import audiogen as ag
 
@@ -37,7 +40,9 @@ def fingerprints():
 class World:
     def __init__(self, path, cap: int = 64, url: str = ""):
         self.store = open_catalog(url, path)
-        self.identity = SoundIdentity(self.store, cap=cap)
+        self.postings = SoundPostings(Path(path) / "sound-postings", self.store.sound_chunks_after,
+                                      key=self.store.catalog_id(), compact_every_s=3600)
+        self.identity = SoundIdentity(self.store, self.postings, cap=cap)
         self.write_lock = threading.Lock()
 
     def store_clip(self, video_id: str, fp, looked_up):
@@ -74,16 +79,24 @@ def test_two_clips_of_one_new_sound_matched_at_once_get_one_sound(tmp_path, fing
     assert link_c.sound_id is None and sound_c != sound_a
 
 
-def test_two_replicas_matching_one_new_sound_at_once_get_one_sound(tmp_path, fingerprints, postgres):
+@pytest.mark.parametrize("old_transaction", [False, True], ids=["quiet", "an-older-transaction-open"])
+def test_two_replicas_matching_one_new_sound_at_once_get_one_sound(tmp_path, fingerprints, postgres, old_transaction):
     """Replicas keep no common memory: the check goes through the catalog (the new-sound lock, then the
-    postings of sounds created since the lookup began)."""
+    chunks committed since the lookup began). With an older transaction still open, a follower cannot
+    take in the newer chunks yet (its cursor stops below that transaction): the check reads them itself."""
     _, fps = fingerprints
     url = postgres.new_database()
     one, two = World(tmp_path / "one", url=url), World(tmp_path / "two", url=url)
-    with one.identity.lookup(fps["full"], limit=5) as first, two.identity.lookup(fps["again"], limit=5) as second:
+    holder = contextlib.ExitStack()
+    if old_transaction:
+        conn = holder.enter_context(one.store.db.read())
+        conn.exec_driver_sql("SELECT pg_current_xact_id()")  # an id, so it holds the snapshots' xmin back
+    with holder, one.identity.lookup(fps["full"], limit=5) as first, two.identity.lookup(fps["again"], limit=5) as second:
         assert first.matches == [] and second.matches == []
         sound_a, link_a, _ = one.store_clip("a", fps["full"], first)
         sound_b, link_b, matches = two.store_clip("b", fps["again"], second)
+        if old_transaction:  # the follower could not take "a" in: it came from the catalog
+            assert two.postings.lookup(fps["again"].hashes, 64)[0].size == 0
     assert link_a.sound_id is None and link_b.sound_id == sound_a == sound_b
     assert matches and matches[0].sound == sound_a and link_b.hashes.size == 0
     # Unrelated audio still starts its own sound.
@@ -129,7 +142,7 @@ def test_hashes_at_the_cap_are_left_out_and_get_no_more_postings(tmp_path, finge
         with world.identity.lookup(fp, limit=5) as looked_up:
             pass  # decided outside: force a new sound each time by deciding with no matches
         world.store_clip(f"copy-{i}", fp, type(looked_up)([], 10**9, looked_up.common))
-    h, s, t, common = world.store.lookup_postings(fp.hashes, cap=2)
+    h, s, t, common = world.postings.lookup(fp.hashes, cap=2)
     assert h.size == 0 and np.isin(fp.index_hashes, common).mean() > 0.9  # every hash now has 2 sounds: all left out
     with world.identity.lookup(fp, limit=5) as looked_up:
         sound, link, _ = world.store_clip("copy-2", fp, looked_up)

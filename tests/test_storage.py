@@ -34,12 +34,55 @@ def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
         with catalog.db.read() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"server/storage/schema.py and the Alembic revisions disagree: {diff}"
-        assert catalog.db.revision() == "0005"
+        assert catalog.db.revision() == "0006"
     finally:
         catalog.close()
     again = open_catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
-    assert again.db.revision() == "0005"
+    assert again.db.revision() == "0006"
     again.close()
+
+
+def test_the_postings_upgrade_packs_each_sound_into_one_chunk(catalog_url, tmp_path):
+    """Revision 0006 replaces the hash-keyed `sound_postings` rows with one packed chunk per sound, and a
+    node's postings started on the upgraded catalog find exactly the old rows."""
+    from alembic import command
+    from alembic.config import Config
+
+    from server.sounds.postings import SoundPostings
+    from server.storage.database import _MIGRATIONS, sqlite_url
+
+    db = Database(catalog_url or sqlite_url(tmp_path / "coldopen.sqlite3"))
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with db.write() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    rng = np.random.default_rng(4)
+    old = sorted({(int(h), int(sound), int(t)) for sound in (1, 2, 5) for h, t in
+                  zip(rng.integers(-2**31, 2**31, 300), rng.integers(0, 1875, 300))})
+    with db.write() as conn:
+        conn.exec_driver_sql("INSERT INTO sounds (id, created_at, first_video, postings) VALUES "
+                             "(1, '2026', 'a', 300), (2, '2026', 'b', 300), (5, '2026', 'c', 300), (6, '2026', 'd', 0)")
+        for h, sound, t in old:
+            conn.exec_driver_sql(f"INSERT INTO sound_postings (hash, sound, t) VALUES ({h}, {sound}, {t})")
+    db.migrate()
+    catalog = Catalog(db)
+    try:
+        assert db.revision() == "0006"
+        chunks, _ = catalog.sound_chunks_after(0)
+        assert sorted(c.sound for c in chunks) == [1, 2, 5]  # one each; a sound without postings has none
+        got = sorted((int(h), c.sound, int(t)) for c in chunks
+                     for h, t in zip(c.hashes.astype(np.uint32).view(np.int32), c.times))
+        assert got == old
+        node = SoundPostings(tmp_path / "node", catalog.sound_chunks_after, key=catalog.catalog_id(), compact_every_s=3600)
+        keys = np.array([h for h, _, _ in old[::7]], np.int64).astype(np.uint32)
+        h, snd, t, _ = node.lookup(keys, cap=64)
+        wanted = set(keys.view(np.int32).tolist())
+        assert sorted(zip(h.astype(np.uint32).view(np.int32).tolist(), snd.tolist(), t.tolist())) == [
+            p for p in old if p[0] in wanted]
+        node.close()
+    finally:
+        catalog.close()
 
 
 def test_a_store_written_before_alembic_is_imported_whole(tmp_path):
@@ -66,8 +109,8 @@ def test_a_store_written_before_alembic_is_imported_whole(tmp_path):
         assert catalog.fingerprint(video_id)[1] is None
     assert catalog.stale_fingerprints == sum(fp is not None for *_, fp in videos) > 0
     assert {row: c.impressions for row, c in catalog.all_counters().items()} == impressions
-    with catalog.db.read() as conn:
-        assert sorted(conn.exec_driver_sql("SELECT hash, sound, t FROM sound_postings").all()) == postings
+    chunks, _ = catalog.sound_chunks_after(0, limit=10**6)  # the postings, packed by sound
+    assert sorted((int(h), c.sound, int(t)) for c in chunks for h, t in zip(c.hashes.astype(np.int64).astype(np.uint32).view(np.int32), c.times)) == postings
     assert [(s.sound_id, s.first_video) for s in sorted(catalog.sound_stats("2000"), key=lambda s: s.sound_id)] == sounds
     # The routing profile's language came out of the transcript JSON.
     assert {p.language for p in catalog.profiles([r for r, *_ in videos])} >= {"en"}

@@ -4,8 +4,8 @@
   segment.py   hash-addressed, memory-mapped postings whose lookup cost does not grow with the corpus
                (measured by benchmarks/sound_layouts.py)
   postings.py  a node's view of all postings: segments plus an in-memory tail, following the catalog's
-               chunks, compacted in the background (segment.py and postings.py are not wired in yet)
+               chunks, compacted in the background
   identity.py  matching outside the service's write lock, and the check under it that gives two
                concurrent uploads of one new sound a single sound id
-Postings themselves live in the catalog (``server/storage/catalog.py``, table ``sound_postings``).
+Postings are stored in the catalog as chunks (``server/storage/catalog.py``, table ``sound_chunks``).
 """

@@ -1,7 +1,8 @@
 """Which sound a clip's audio is: matching outside the service's write lock, deciding under it.
 
-A clip's query-side hashes are looked up and voted on (``vote.match``) with no lock held: that is
-the expensive part, and its cost is set by the query (capped postings per hash), not the corpus.
+A clip's query-side hashes are looked up (in this node's hash-addressed postings, ``postings.py``) and
+voted on (``vote.match``) with no lock held: that is the expensive part, and its cost is set by the query
+(capped postings per hash), not the corpus.
 Deciding and writing happen under the service's write lock and stay cheap:
 
 * The sound covering most of the clip wins (a shared sentence of voice-over matches too, but over a
@@ -15,11 +16,10 @@ Deciding and writing happen under the service's write lock and stay cheap:
 
 * The log is per process. Replicas sharing a catalog also check the catalog itself: a clip about to
   start a new sound takes the catalog's new-sound lock (a PostgreSQL advisory lock, held until its
-  write commits), and is matched once more against the postings of sounds created since its lookup
-  began (by any replica), fetched for its index-side hashes only (~700 for 30 s, so the lock is held
-  for 8-10 ms of lookup plus the commit: benchmarks/postgres_postings.py). New sounds are thus
-  created one at a time across replicas (roughly 70-100 per second fleet-wide); clips that reuse a
-  known sound never take the lock.
+  write commits), and is matched once more: this node's postings take in the chunks other replicas
+  committed meanwhile, and the chunks committed beyond what they can follow yet (an older transaction
+  still open) are read from the catalog for its hashes. New sounds are thus created one at a time
+  across replicas; clips that reuse a known sound never take the lock.
 """
 
 from __future__ import annotations
@@ -27,23 +27,18 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import numpy as np
 
 from models.fingerprint import Fingerprint
 from server.sounds import vote
+from server.sounds.postings import SoundPostings
 from server.storage import Catalog, SoundLink
-from server.timing import utc_text
 
 # Hashes with this many postings or more are left out of lookups (and get no more postings): a hash
 # that many sounds share identifies none of them. benchmarks/sound_scale.py measures how many a corpus has.
 POSTINGS_CAP = 64
-
-# A sound created this long before a lookup began may still have been uncommitted when the lookup read:
-# the new-sound recheck on a shared catalog looks this far back (it also absorbs clock skew between replicas).
-RECENT_MARGIN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -61,12 +56,12 @@ class Lookup:
     matches: list[vote.SoundMatch]
     version: int
     common: np.ndarray  # hashes at the postings cap: the clip adds no postings for them
-    started: str = ""   # UTC time (less RECENT_MARGIN_S): sounds created since may be missing from `matches`
 
 
 class SoundIdentity:
-    def __init__(self, store: Catalog, cap: int = POSTINGS_CAP):
+    def __init__(self, store: Catalog, postings: SoundPostings, cap: int = POSTINGS_CAP):
         self._store = store
+        self._postings = postings
         self._cap = cap
         self._lock = threading.Lock()  # guards the log below (short sections only)
         self._log: list[_Written] = []
@@ -81,19 +76,18 @@ class SoundIdentity:
 
     def _match(self, fp: Fingerprint, limit: int) -> tuple[list[vote.SoundMatch], np.ndarray]:
         """Store lookup and vote: (matches, the query's hashes that are at the postings cap)."""
-        h, s, t, common = self._store.lookup_postings(fp.hashes, self._cap)
+        h, s, t, common = self._postings.lookup(fp.hashes, self._cap)
         return vote.match(fp.hashes, fp.times, h, s, t, limit=limit), common
 
     @contextmanager
     def lookup(self, fp: Fingerprint, limit: int) -> Iterator[Lookup]:
         """Match a clip to be stored; `decide` must be called, under the write lock, before this exits."""
-        started = utc_text(datetime.now(timezone.utc) - timedelta(seconds=RECENT_MARGIN_S))
         with self._lock:
             version = self._current
             self._open[version] = self._open.get(version, 0) + 1
         try:
             matches, common = self._match(fp, limit)
-            yield Lookup(matches, version, common, started)
+            yield Lookup(matches, version, common)
         finally:
             with self._lock:
                 self._open[version] -= 1
@@ -112,8 +106,13 @@ class SoundIdentity:
             yield link, matches
             return
         with self._store.new_sound_lock():
-            h, s, t = self._store.recent_postings(fp.index_hashes, looked_up.started)
-            if h.size:  # sounds other replicas created since this lookup began (the query side votes)
+            # Sounds other replicas created since this lookup began: everything this node's postings now
+            # follow, plus chunks committed beyond its cursor (the query side votes).
+            self._postings.refresh()
+            h, s, t, _ = self._postings.lookup(fp.hashes, self._cap)
+            rh, rs, rt = self._store.recent_postings(fp.hashes, self._postings.cursor)
+            h, s, t = np.concatenate([h.astype(np.int64), rh]), np.concatenate([s, rs]), np.concatenate([t, rt])
+            if h.size:
                 link, matches = self._decide(fp, looked_up, (h, s, t))
             yield link, matches
 

@@ -14,8 +14,8 @@ by the query: each segment is hash-addressed (server/sounds/segment.py) and the 
   node; or a manifest that cannot be read, names a damaged segment or another catalog: set aside and
   logged) it reads every chunk and writes them as one segment.
 
-Not yet what the service reads (issue 11): the catalog still looks postings up in its hash-keyed table;
-wiring this in needs the catalog to keep chunks instead (see benchmarks/RESULTS.md, "2026-12-02, last").
+The service reads sound postings only through this (server/sounds/identity.py); the catalog's
+`sound_chunks` table is their store of record (`Catalog.sound_chunks_after` is `read_after`).
 Hand-written for the reason segment.py gives.
 """
 
@@ -27,13 +27,13 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from server.sounds.segment import Segment, SegmentError
+from server.storage import Chunk
 from server.storage.snapshots import fsync_dir
 
 log = logging.getLogger(__name__)
@@ -44,16 +44,6 @@ TAIL_MAX = 256_000   # postings held in memory before they become a segment (~60
 MAX_SEGMENTS = 8     # a lookup asks each (~0.1-0.3 ms apiece); beyond, the two smallest are merged
 
 _EMPTY = (np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64))
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Postings one link write added: `seq` numbers it in the catalog (a chunk read twice counts once)."""
-
-    seq: int
-    sound: int
-    hashes: np.ndarray  # uint32
-    times: np.ndarray   # frames on the sound's timeline
 
 
 # cursor -> (chunks committed since, the cursor after them). A read may return chunks of the read just before
@@ -132,6 +122,12 @@ class SoundPostings:
         return h, s, t, common
 
     @property
+    def cursor(self) -> int:
+        """Every chunk committed before this cursor (in `read_after`'s terms) has been taken in."""
+        with self._lock:
+            return self._cursor
+
+    @property
     def segments(self) -> int:
         with self._lock:
             return len(self._segments)
@@ -151,12 +147,7 @@ class SoundPostings:
                 cursor, last_read = self._cursor, set(self._last_read)
                 segments = list(self._segments)
             if full:
-                new = Segment.write(
-                    self._new_folder(),
-                    np.concatenate([c.hashes.astype(np.uint32, copy=False) for c in chunks]),
-                    np.concatenate([np.full(c.hashes.size, c.sound, np.int64) for c in chunks]),
-                    np.concatenate([c.times.astype(np.int64, copy=False) for c in chunks]),
-                )
+                new = Segment.write(self._new_folder(), *_columns(chunks))
                 with self._lock:
                     self._segments.append(new)
                     for c in chunks:
@@ -220,13 +211,10 @@ class SoundPostings:
             for chunk in chunks.values():
                 self._take(chunk)
             return
-        parts = list(chunks.values())
-        self._segments = [Segment.write(
-            self._new_folder(),
-            np.concatenate([c.hashes.astype(np.uint32, copy=False) for c in parts]),
-            np.concatenate([np.full(c.hashes.size, c.sound, np.int64) for c in parts]),
-            np.concatenate([c.times.astype(np.int64, copy=False) for c in parts]),
-        )]
+        columns = _columns(list(chunks.values()))
+        chunks.clear()  # the columns hold them now: the chunks' own arrays can go before the sort
+        self._segments = [Segment.write(self._new_folder(), *columns)]
+        del columns
         self._covered = (cursor, set(last_read))
         self._write_manifest()
 
@@ -274,3 +262,15 @@ class SoundPostings:
             if path.is_dir() and path.name not in listed:
                 shutil.rmtree(path, ignore_errors=True)  # written by a compaction that did not commit
         return bool(manifest)
+
+
+def _columns(chunks: list[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chunks as segment columns (uint32 hash, uint32 sound, int32 frame): 12 B a posting."""
+    ids = np.array([c.sound for c in chunks], np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() > np.iinfo(np.uint32).max):
+        raise ValueError(f"sound ids must lie in 0..{np.iinfo(np.uint32).max} for a segment; found {ids.max()}")
+    return (
+        np.concatenate([c.hashes.astype(np.uint32, copy=False) for c in chunks] or [np.zeros(0, np.uint32)]),
+        np.repeat(ids.astype(np.uint32), [c.hashes.size for c in chunks]),
+        np.concatenate([c.times.astype(np.int32, copy=False) for c in chunks] or [np.zeros(0, np.int32)]),
+    )

@@ -9,10 +9,8 @@ each comparison probe lands farther away in memory as the data grows; benchmarks
 benchmarks/RESULTS.md). 12.8 B a posting (4 hash, 4 sound, 4 frame, the directory) on disk and in the page
 cache, nothing on the heap.
 
-Not yet what the service reads (issue 11): the catalog's `sound_postings` table, keyed by hash, is both
-the store of record and the lookup path today. Serving from segments needs the postings kept compactly in
-the catalog (one packed row per link write) so that both fit the bytes budget; postings.py holds the
-postings written since the newest segment in memory and compacts them into segments.
+A node's postings (postings.py) are such segments plus a tail in memory; the catalog keeps the store of
+record (table sound_chunks).
 
 Hand-written: no library on PyPI offers a memory-mapped, hash-addressed multimap whose files numpy reads
 directly; FAISS's inverted lists are addressed by list number but hold codes for vector search, and the

@@ -2,7 +2,7 @@
 
   database.py   SQLAlchemy engines for SQLite (embedded default) and PostgreSQL; Alembic migrations
   schema.py     the catalog's tables, keyed so they can be distributed with Citus
-  catalog.py    reads and writes of videos, frames, sounds and postings, engagement
+  catalog.py    reads and writes of videos, frames, sounds and their postings' chunks, engagement
   engagement_log.py  SQLite: engagement counters written behind (a log per batch, folded in the background)
   checkpoint.py SQLite: write-ahead-log checkpoints in a background thread
   migrations/   Alembic revisions (the server applies them at start)
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.storage.catalog import EMBEDDING_COLUMNS, TEXT_COLUMNS, Catalog, PoolMoves, Profile, SoundLink
+from server.storage.catalog import EMBEDDING_COLUMNS, TEXT_COLUMNS, Catalog, Chunk, PoolMoves, Profile, SoundLink
 from server.storage.database import Database, sqlite_url
 
-__all__ = ["Catalog", "Database", "EMBEDDING_COLUMNS", "TEXT_COLUMNS", "PoolMoves", "Profile", "SoundLink", "open_catalog", "sqlite_url"]
+__all__ = ["Catalog", "Chunk", "Database", "EMBEDDING_COLUMNS", "TEXT_COLUMNS", "PoolMoves", "Profile", "SoundLink", "open_catalog", "sqlite_url"]
 
 CATALOG_FILE = "coldopen.sqlite3"
 

@@ -101,6 +101,16 @@ class SoundLink:
     times: np.ndarray        # ... at these sound frames
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """Postings one link write added (table sound_chunks): `seq` numbers it, so a chunk read twice counts once."""
+
+    seq: int
+    sound: int
+    hashes: np.ndarray  # uint32
+    times: np.ndarray   # frames on the sound's timeline
+
+
 class Catalog:
     def __init__(self, db: Database):
         self.db = db
@@ -323,15 +333,13 @@ class Catalog:
                 )
             )
         if link.hashes.size:
-            rows = [dict(hash=h, sound=sound_id, t=t) for h, t in
-                    zip(link.hashes.astype(np.uint32).view(np.int32).tolist(), link.times.tolist())]
-            added = 0
-            for i in range(0, len(rows), 5000):  # RETURNING counts what was new (rowcount of executemany varies by driver)
-                added += len(conn.execute(
-                    self._insert(s.sound_postings).on_conflict_do_nothing().returning(s.sound_postings.c.hash),
-                    rows[i : i + 5000],
-                ).all())
-            conn.execute(update(s.sounds).where(c.id == sound_id).values(postings=c.postings + added))
+            # One chunk per link write (server/sounds/postings.py follows them); a posting the link repeats
+            # (same hash at the same frame) is kept once.
+            pairs = np.unique(np.stack([link.hashes.astype(np.int64), link.times.astype(np.int64)], axis=1), axis=0)
+            txid = 0 if self.db.is_sqlite else select(func.pg_current_xact_id().cast(Text).cast(BigInteger)).scalar_subquery()
+            conn.execute(s.sound_chunks.insert().values(
+                txid=txid, sound=sound_id, hashes=pairs[:, 0].astype("<u4").tobytes(), times=pairs[:, 1].astype("<i4").tobytes()))
+            conn.execute(update(s.sounds).where(c.id == sound_id).values(postings=c.postings + len(pairs)))
         return sound_id
 
     def delete(self, video_id: str, ship: bool = False) -> tuple[int, int] | None:
@@ -743,39 +751,27 @@ class Catalog:
             last = int(rows[-1][0])
 
     # --- sounds -----------------------------------------------------------
-    def lookup_postings(self, hashes: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Postings (uint32 hash, sound, frame) of the given hashes.
-
-        Hashes holding `cap` or more postings are left out (a hash that many sounds share identifies none
-        of them, and gets no more postings); they are returned as the fourth value."""
-        keys = np.unique(hashes.astype(np.uint32).view(np.int32))  # ascending as stored (signed)
-        if keys.size == 0:
-            return _NO_INT, _NO_INT, _NO_INT, _NO_INT
-        # The hot path of sound matching, written per engine: thousands of keys travel as one JSON text
-        # (SQLite's json_each) or one int4 array (PostgreSQL's = ANY), not as thousands of bind parameters.
-        # Rows come back as the driver's tuples: numpy reads SQLAlchemy's row objects at ~25 us each, which
-        # was most of a lookup's time at 10^6 sounds (benchmarks/RESULTS.md, sound identity at scale).
+    def sound_chunks_after(self, cursor: int, limit: int = 2_000) -> tuple[list[Chunk], int]:
+        """Sound chunks committed since `cursor`, and the cursor after them: as `changes_after` reads the
+        change feed (a chunk may come again in the next read, none is skipped)."""
+        c = s.sound_chunks.c
         with self.db.read() as conn:
             if self.db.is_sqlite:
-                # A join driven by the (sorted, distinct) keys: one primary-key seek each, in key order, with
-                # no temporary index of the list (which `hash IN (SELECT ...)` builds first).
-                rows = _fetch_sql(
-                    conn, "SELECT p.hash, p.sound, p.t FROM json_each(?) AS k "
-                    "JOIN sound_postings AS p ON p.hash = k.value",
-                    (json.dumps(keys.tolist()),),
-                )
-            else:
-                rows = _fetch_sql(
-                    conn, "SELECT hash, sound, t FROM sound_postings WHERE hash = ANY(%s::int4[])", (keys.tolist(),)
-                )
-        if not rows:
-            return _NO_INT, _NO_INT, _NO_INT, _NO_INT
-        post = _int_rows(rows, 3)
-        values, counts = np.unique(post[:, 0], return_counts=True)
-        common = values[counts >= cap]
-        if common.size:
-            post = post[~np.isin(post[:, 0], common)]
-        return _unsigned(post[:, 0]), post[:, 1], post[:, 2], _unsigned(common)
+                rows = conn.execute(select(c.seq, c.sound, c.hashes, c.times).where(c.seq > cursor).order_by(c.seq).limit(limit)).all()
+                return [_chunk(r) for r in rows], (int(rows[-1][0]) if rows else cursor)
+            xmin = int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
+            rows = conn.execute(
+                select(c.seq, c.sound, c.hashes, c.times, c.txid).where(c.txid >= cursor, c.txid < xmin)
+                .order_by(c.txid, c.seq).limit(limit)
+            ).all()
+            if len(rows) == limit and int(rows[-1][4]) == cursor:
+                # One transaction fills the page (the migration that packed the old postings writes every
+                # chunk in one): read it whole, it has ended, and go on after it.
+                rows = conn.execute(select(c.seq, c.sound, c.hashes, c.times).where(c.txid == cursor).order_by(c.seq)).all()
+                return [_chunk(r) for r in rows], cursor + 1
+        if len(rows) == limit:
+            return [_chunk(r) for r in rows], int(rows[-1][4])
+        return [_chunk(r) for r in rows], xmin
 
     @contextmanager
     def new_sound_lock(self) -> Iterator[None]:
@@ -793,20 +789,22 @@ class Catalog:
                 conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_NEW_SOUND_LOCK})")
                 conn.commit()
 
-    def recent_postings(self, hashes: np.ndarray, since: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Postings (uint32 hash, sound, frame) of the given hashes whose sound was created at or after `since`."""
-        keys = np.unique(hashes.astype(np.uint32)).view(np.int32)
+    def recent_postings(self, hashes: np.ndarray, cursor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """PostgreSQL: postings (uint32 hash, sound, frame) of the given hashes in chunks at or after a
+        `sound_chunks_after` cursor: committed, but perhaps not yet followed, because an older
+        transaction was still open when the follower last read. Empty on SQLite (one writer)."""
+        keys = np.unique(hashes.astype(np.uint32))
         if keys.size == 0 or self.db.is_sqlite:
             return _NO_INT, _NO_INT, _NO_INT
+        c = s.sound_chunks.c
         with self.db.read() as conn:
-            rows = _fetch_sql(
-                conn, "SELECT p.hash, p.sound, p.t FROM sound_postings p JOIN sounds s ON s.id = p.sound "
-                "WHERE p.hash = ANY(%s::int4[]) AND s.created_at >= %s", (keys.tolist(), since),
-            )
-        if not rows:
+            rows = conn.execute(select(c.seq, c.sound, c.hashes, c.times).where(c.txid >= cursor)).all()
+        parts = [(ch.hashes, np.full(ch.hashes.size, ch.sound, np.int64), ch.times) for ch in map(_chunk, rows)]
+        if not parts:
             return _NO_INT, _NO_INT, _NO_INT
-        post = _int_rows(rows, 3)
-        return _unsigned(post[:, 0]), post[:, 1], post[:, 2]
+        h, snd, t = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        keep = np.isin(h, keys)
+        return h[keep].astype(np.int64), snd[keep], t[keep]
 
     def sound_extent(self, sound_id: int) -> tuple[int, int] | None:
         """(first, last) anchor frame the sound's postings cover, or None for an unknown sound."""
@@ -955,14 +953,10 @@ def _fetch_all(conn: Connection, stmt) -> list[tuple]:
     return _fetch_sql(conn, *_inline(stmt, conn.dialect))
 
 
-def _int_rows(rows: list[tuple], width: int) -> np.ndarray:
-    """Driver tuples of integers as an int64 array (n, width): half the time of np.array over tuples."""
-    return np.fromiter(itertools.chain.from_iterable(rows), np.int64, count=width * len(rows)).reshape(-1, width)
-
-
-def _unsigned(hashes: np.ndarray) -> np.ndarray:
-    """Stored (signed 32-bit) hash values as the fingerprinter's unsigned ones, in int64."""
-    return hashes.astype(np.int32).view(np.uint32).astype(np.int64)
+def _chunk(row) -> Chunk:
+    """A sound_chunks row (seq, sound, hashes, times, ...) as a Chunk."""
+    return Chunk(int(row[0]), int(row[1]), np.frombuffer(row[2], "<u4").astype(np.uint32),
+                 np.frombuffer(row[3], "<i4").astype(np.int32))
 
 
 def _fetch_sql(conn: Connection, sql: str, params) -> list[tuple]:

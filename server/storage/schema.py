@@ -2,7 +2,7 @@
 
 Keys are chosen so the tables can be distributed with Citus: every primary key starts with the table's
 distribution column, and tables that are joined share it (videos, frames and engagement by `video_id`;
-sound_postings by `hash`; sounds by `id`; engagement_events by `event_id`; meta is a reference table).
+sound_chunks by `seq`; sounds by `id`; engagement_events by `event_id`; meta is a reference table).
 So the int64 `row_id` the vector indexes use is not a key: it comes from a sequence (PostgreSQL) or the
 `id_counters` table (SQLite), which never reuse a value, and it is indexed for lookups by row.
 
@@ -121,16 +121,20 @@ sounds = Table(
     Column("postings", BigInteger, nullable=False, server_default="0"),
 )
 
-# The sound index: one row per index-side landmark hash of each sound, keyed by hash, so a lookup is a
-# batch of key seeks whose cost is set by the query and nothing is rebuilt at start. Hashes are stored as
-# signed 32-bit values. A clip that reuses a known sound adds rows only for the part of it the sound did
-# not cover yet (server/sounds/identity.py).
-sound_postings = Table(
-    "sound_postings", metadata,
-    Column("hash", Integer, primary_key=True, autoincrement=False),
-    Column("sound", BigInteger, primary_key=True, autoincrement=False),
-    Column("t", Integer, primary_key=True, autoincrement=False),  # anchor frame on the sound's timeline
-    sqlite_with_rowid=False,
+# The sound postings, as written: one row per link write (a new sound, or the part of a known sound a clip
+# covered first), its index-side hashes and their frames on the sound's timeline packed as little-endian
+# uint32 and int32 arrays. Lookups do not read this table: each node follows it (`seq`, or `txid` on
+# PostgreSQL as for the change feed below) into hash-addressed segments of its own
+# (server/sounds/postings.py), whose lookup cost does not grow with the corpus.
+sound_chunks = Table(
+    "sound_chunks", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("txid", BigInteger, nullable=False),
+    Column("sound", BigInteger, nullable=False),
+    Column("hashes", LargeBinary, nullable=False),
+    Column("times", LargeBinary, nullable=False),
+    Index("sound_chunks_by_txid", "txid"),
+    Index("sound_chunks_by_sound", "sound"),
 )
 
 # The change feed: one row per committed write of a video's vectors (ingest, re-ingest, delete), written in
