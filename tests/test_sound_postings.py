@@ -2,9 +2,10 @@
 scan of every chunk through flushes, merges and restarts; a restart replays only what its segments do
 not hold; a chunk read twice counts once; a crash or a damaged manifest loses nothing.
 
-The chunks come from `ChunkLog`, a stand-in for the catalog's chunk table, which does not exist yet (the
-service still keeps hash-keyed rows): it numbers chunks in commit order and, like the catalog's change
-feed on PostgreSQL, may return the last chunk of a read again in the next one (`repeat_last`)."""
+The chunks come from `ChunkLog`, a stand-in for the catalog's chunk reads (`Catalog.sound_chunks_after`,
+exercised on SQLite and PostgreSQL in test_storage.py and test_sound_identity.py) that lets a test choose
+the page size and, as the change feed may on PostgreSQL, return the last chunk of a read again in the
+next one (`repeat_last`), and step in between two pages."""
 
 import json
 import threading

@@ -12,7 +12,7 @@ by the query: each segment is hash-addressed (server/sounds/segment.py) and the 
   previous manifest in force; segment folders it does not list are removed at the next start.
 * A start maps the manifest's segments and replays only the chunks after its cursor. Without one (a new
   node; or a manifest that cannot be read, names a damaged segment or another catalog: set aside and
-  logged) it reads every chunk and writes them as one segment.
+  logged) it reads every chunk and writes them as one segment (or keeps them in the tail, if fewer).
 
 The service reads sound postings only through this (server/sounds/identity.py); the catalog's
 `sound_chunks` table is their store of record (`Catalog.sound_chunks_after` is `read_after`).
@@ -100,7 +100,8 @@ class SoundPostings:
 
     def lookup(self, keys: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Postings (uint32 hash, sound, frame) of the given hashes, after taking in new chunks. Hashes with
-        `cap` or more postings are left out and returned as the fourth value, as Catalog.lookup_postings does."""
+        `cap` or more postings are left out (a hash that many sounds share identifies none of them) and are
+        returned as the fourth value."""
         self.refresh()
         keys = np.unique(keys.astype(np.uint32, copy=False))
         with self._lock:

@@ -1,7 +1,7 @@
 """Sound postings as packed chunks (issue 11: a sound lookup whose cost does not grow with the corpus).
 
 `sound_postings` held one row per posting, keyed by hash, and was both the store of record and the lookup
-path; its B-tree seeks grow with the corpus (benchmarks/RESULTS.md, "2026-12-02, last"). Postings are now
+path; its B-tree seeks grow with the corpus (benchmarks/RESULTS.md, "2026-12-02, before the change"). Postings are now
 kept as one row per link write with the hashes and frames packed (8 B a posting instead of ~18), and each
 node looks them up in hash-addressed segments of its own that follow this table (server/sounds/postings.py).
 The upgrade packs each sound's existing postings into one chunk, sound by sound, then drops the old table.
