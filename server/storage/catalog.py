@@ -10,7 +10,6 @@ video_id forever.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import uuid
