@@ -128,7 +128,7 @@ class ColdOpenService:
         self._store = store
         self._indexes = indexes  # target modality (visual, spoken, caption) -> vector index
         # This node's hash-addressed view of the sound postings, following the catalog's chunks.
-        self._postings = SoundPostings(Path(settings.data_dir) / "sound-postings", store.sound_chunks_after,
+        self._postings = SoundPostings(settings.data_dir / "sound-postings", store.sound_chunks_after,
                                        key=store.catalog_id())
         self._sounds = SoundIdentity(store, self._postings)
         # Updated by each engagement batch and published in the catalog (server/pool.py).

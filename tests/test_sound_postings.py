@@ -120,7 +120,7 @@ def test_a_crash_mid_compaction_and_damaged_manifests_lose_nothing(tmp_path, cap
         pass
     postings.close()
     (folder / "segment-orphan").mkdir()  # a segment whose manifest was never written
-    (folder / "manifest.json.partial").write_text("{")
+    (folder / "manifest.json.tmp").write_text("{")
     again = SoundPostings(folder, log.read_after, key="cat-1", compact_every_s=3600)
     assert not (folder / "segment-orphan").exists() and _complete(again, log)
     again.close()

@@ -107,8 +107,7 @@ class SoundIdentity:
             return
         with self._store.new_sound_lock():
             # Sounds other replicas created since this lookup began: everything this node's postings now
-            # follow, plus chunks committed beyond its cursor (the query side votes).
-            self._postings.refresh()
+            # follow (a lookup takes in new chunks first), plus chunks committed beyond its cursor.
             h, s, t, _ = self._postings.lookup(fp.hashes, self._cap)
             rh, rs, rt = self._store.recent_postings(fp.hashes, self._postings.cursor)
             h, s, t = np.concatenate([h.astype(np.int64), rh]), np.concatenate([s, rs]), np.concatenate([t, rt])

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -33,8 +32,8 @@ from typing import Callable
 import numpy as np
 
 from server.sounds.segment import Segment, SegmentError
-from server.storage import Chunk
-from server.storage.snapshots import fsync_dir
+from server.storage import Chunk, pages
+from server.storage.snapshots import replace_durably
 
 log = logging.getLogger(__name__)
 
@@ -82,21 +81,16 @@ class SoundPostings:
     # --- reading ------------------------------------------------------------
     def refresh(self) -> None:
         """Take in the chunks committed since the last read."""
-        with self._reading:
-            while True:  # page by page, to the end
-                with self._lock:
-                    cursor = self._cursor
-                chunks, after = self._read_after(cursor)
+        with self._reading:  # only this (and the start) moves the cursor
+            for chunks, after in pages(self._read_after, self._cursor):
                 with self._lock:
                     for chunk in chunks:
                         if chunk.seq in self._last_read or chunk.seq in self._tail_chunks:
                             continue  # read before (on PostgreSQL a read may repeat the previous one's last)
                         self._take(chunk)
-                    if chunks or after != cursor:
+                    if chunks or after != self._cursor:
                         self._last_read = {c.seq for c in chunks}
                     self._cursor = after
-                if not chunks or after == cursor:
-                    return
 
     def lookup(self, keys: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Postings (uint32 hash, sound, frame) of the given hashes, after taking in new chunks. Hashes with
@@ -159,8 +153,7 @@ class SoundPostings:
                 return True
             if len(segments) > self._max_segments:
                 a, b = sorted(segments, key=len)[:2]
-                merged = a.merged(self._new_folder(), np.asarray(b.hashes), np.asarray(b.sounds).astype(np.int64),
-                                  np.asarray(b.times).astype(np.int64))
+                merged = a.merged(self._new_folder(), b.hashes, b.sounds, b.times)
                 with self._lock:
                     self._segments = [s for s in self._segments if s is not a and s is not b] + [merged]
                     self._write_manifest()
@@ -198,15 +191,12 @@ class SoundPostings:
         than a tail, write them as one segment straight away rather than through the tail's dict."""
         chunks: dict[int, Chunk] = {}
         cursor, last_read = 0, set()
-        while True:  # as `refresh` pages
-            page, after = self._read_after(cursor)
+        for page, after in pages(self._read_after, 0):
             for chunk in page:
                 chunks.setdefault(chunk.seq, chunk)
             if page or after != cursor:
                 last_read = {c.seq for c in page}
-            moved, cursor = after != cursor, after
-            if not page or not moved:
-                break
+            cursor = after
         self._cursor, self._last_read = cursor, last_read
         if sum(c.hashes.size for c in chunks.values()) < self._tail_max:
             for chunk in chunks.values():
@@ -230,13 +220,7 @@ class SoundPostings:
         cursor, last_read = self._covered
         text = json.dumps({"format": FORMAT, "key": self._key, "segments": [s.folder.name for s in self._segments],
                            "cursor": int(cursor), "last_read": sorted(last_read)})
-        tmp = self._folder / (MANIFEST + ".partial")
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._folder / MANIFEST)
-        fsync_dir(self._folder)
+        replace_durably(self._folder / MANIFEST, text)
 
     def _load(self) -> bool:
         """The manifest's segments and cursor, if one is in force (else False, and nothing is loaded)."""

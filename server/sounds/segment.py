@@ -98,11 +98,11 @@ class Segment:
 
     def merged(self, folder: Path, hashes: np.ndarray, sounds: np.ndarray, times: np.ndarray) -> "Segment":
         """A new segment at `folder`: this one's postings and the given ones."""
-        return Segment.write(
+        return Segment.write(  # another segment's columns join as they are (uint32 sounds stay uint32)
             folder,
-            np.concatenate([np.asarray(self.hashes), hashes.astype(np.uint32, copy=False)]),
-            np.concatenate([np.asarray(self.sounds).astype(np.int64), sounds.astype(np.int64, copy=False)]),
-            np.concatenate([np.asarray(self.times), times.astype(np.int32, copy=False)]),
+            np.concatenate([self.hashes, np.asarray(hashes).astype(np.uint32, copy=False)]),
+            np.concatenate([self.sounds, np.asarray(sounds)]),
+            np.concatenate([self.times, np.asarray(times).astype(np.int32, copy=False)]),
         )
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

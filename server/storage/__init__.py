@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.storage.catalog import EMBEDDING_COLUMNS, TEXT_COLUMNS, Catalog, Chunk, PoolMoves, Profile, SoundLink
+from server.storage.catalog import EMBEDDING_COLUMNS, TEXT_COLUMNS, Catalog, Chunk, PoolMoves, Profile, SoundLink, pages
 from server.storage.database import Database, sqlite_url
 
-__all__ = ["Catalog", "Chunk", "Database", "EMBEDDING_COLUMNS", "TEXT_COLUMNS", "PoolMoves", "Profile", "SoundLink", "open_catalog", "sqlite_url"]
+__all__ = ["Catalog", "Chunk", "Database", "EMBEDDING_COLUMNS", "TEXT_COLUMNS", "PoolMoves", "Profile", "SoundLink", "open_catalog", "pages", "sqlite_url"]
 
 CATALOG_FILE = "coldopen.sqlite3"
 

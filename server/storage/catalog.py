@@ -363,35 +363,39 @@ class Catalog:
             return int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
 
     def pages_after(self, cursor: int) -> Iterator[tuple[list[Change], int]]:
-        """`changes_after` page by page from `cursor` to the end of the feed: (changes, cursor after them);
-        the last page is the one after which nothing more was read (possibly empty)."""
-        while True:
-            batch, after = self.changes_after(cursor)
-            yield batch, after
-            if not batch or after == cursor:
-                return
-            cursor = after
+        """`changes_after` page by page from `cursor` to the end of the feed (see `pages`)."""
+        return pages(self.changes_after, cursor)
 
     def changes_after(self, cursor: int, limit: int = 50_000) -> tuple[list[Change], int]:
         """Changes committed since `cursor`, and the cursor after them. A change may come twice (applying
-        one is idempotent), none is skipped.
-
-        SQLite has one writer, so its changes commit in seq order. On PostgreSQL sequence values commit out
-        of order, so the cursor is a transaction id instead: every transaction below the snapshot's xmin
-        has ended, and every later one has a larger id."""
+        one is idempotent), none is skipped (`_appended_after`)."""
         c = s.vector_changes.c
+        rows, after = self._appended_after(s.vector_changes, (c.seq, c.row_id, c.video_id), cursor, limit)
+        return [Change(*r) for r in rows], after
+
+    def _appended_after(self, table, columns: tuple, cursor: int, limit: int) -> tuple[list[tuple], int]:
+        """Rows of an append-only table with `seq` and `txid` columns (the change feed, the sound chunks)
+        committed since `cursor`, and the cursor after them; a row may come twice, none is skipped.
+
+        SQLite has one writer, so its rows commit in seq order. On PostgreSQL sequence values commit out
+        of order, so the cursor is a transaction id instead: every transaction below the snapshot's xmin
+        has ended, and every later one has a larger id. A page that ends inside a transaction resumes at
+        it; one transaction that fills a whole page is read whole, and the cursor moves past it."""
+        c = table.c
         with self.db.read() as conn:
             if self.db.is_sqlite:
-                rows = conn.execute(select(c.seq, c.row_id, c.video_id).where(c.seq > cursor).order_by(c.seq).limit(limit)).all()
-                return [Change(*r) for r in rows], (int(rows[-1][0]) if rows else cursor)
+                rows = conn.execute(select(*columns).where(c.seq > cursor).order_by(c.seq).limit(limit)).all()
+                return [tuple(r) for r in rows], (int(rows[-1][0]) if rows else cursor)
             xmin = int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
             rows = conn.execute(
-                select(c.seq, c.row_id, c.video_id, c.txid).where(c.txid >= cursor, c.txid < xmin)
-                .order_by(c.txid, c.seq).limit(limit)
+                select(*columns, c.txid).where(c.txid >= cursor, c.txid < xmin).order_by(c.txid, c.seq).limit(limit)
             ).all()
-        if len(rows) == limit:  # more to read: resume at the last transaction (its rows may come again)
-            return [Change(*r[:3]) for r in rows], int(rows[-1][3])
-        return [Change(*r[:3]) for r in rows], xmin
+            if len(rows) == limit and int(rows[-1][-1]) == cursor:
+                rows = conn.execute(select(*columns).where(c.txid == cursor).order_by(c.seq)).all()
+                return [tuple(r) for r in rows], cursor + 1
+        if len(rows) == limit:
+            return [tuple(r[:-1]) for r in rows], int(rows[-1][-1])
+        return [tuple(r[:-1]) for r in rows], xmin
 
     def vectors(self, row_ids: list[int]) -> dict[int, "RowVectors"]:
         """The current vectors (None where the video has none) and filter attributes of the rows that exist."""
@@ -751,26 +755,11 @@ class Catalog:
 
     # --- sounds -----------------------------------------------------------
     def sound_chunks_after(self, cursor: int, limit: int = 2_000) -> tuple[list[Chunk], int]:
-        """Sound chunks committed since `cursor`, and the cursor after them: as `changes_after` reads the
-        change feed (a chunk may come again in the next read, none is skipped)."""
+        """Sound chunks committed since `cursor`, and the cursor after them: read as the change feed is
+        (`_appended_after`; the migration that packed the old postings wrote every chunk in one transaction)."""
         c = s.sound_chunks.c
-        with self.db.read() as conn:
-            if self.db.is_sqlite:
-                rows = conn.execute(select(c.seq, c.sound, c.hashes, c.times).where(c.seq > cursor).order_by(c.seq).limit(limit)).all()
-                return [_chunk(r) for r in rows], (int(rows[-1][0]) if rows else cursor)
-            xmin = int(conn.exec_driver_sql(_PG_XMIN).scalar_one())
-            rows = conn.execute(
-                select(c.seq, c.sound, c.hashes, c.times, c.txid).where(c.txid >= cursor, c.txid < xmin)
-                .order_by(c.txid, c.seq).limit(limit)
-            ).all()
-            if len(rows) == limit and int(rows[-1][4]) == cursor:
-                # One transaction fills the page (the migration that packed the old postings writes every
-                # chunk in one): read it whole, it has ended, and go on after it.
-                rows = conn.execute(select(c.seq, c.sound, c.hashes, c.times).where(c.txid == cursor).order_by(c.seq)).all()
-                return [_chunk(r) for r in rows], cursor + 1
-        if len(rows) == limit:
-            return [_chunk(r) for r in rows], int(rows[-1][4])
-        return [_chunk(r) for r in rows], xmin
+        rows, after = self._appended_after(s.sound_chunks, (c.seq, c.sound, c.hashes, c.times), cursor, limit)
+        return [_chunk(r) for r in rows], after
 
     @contextmanager
     def new_sound_lock(self) -> Iterator[None]:
@@ -950,6 +939,17 @@ def _driver(conn: Connection):
 def _fetch_all(conn: Connection, stmt) -> list[tuple]:
     """A statement's rows as the driver's own tuples: SQLAlchemy's row objects cost ~1 s per 10^6 rows."""
     return _fetch_sql(conn, *_inline(stmt, conn.dialect))
+
+
+def pages(read_after: Callable[[int], tuple[list, int]], cursor: int) -> Iterator[tuple[list, int]]:
+    """A feed read page by page from `cursor` to its end: (rows, cursor after them); the last page is the
+    one after which nothing more was read (possibly empty)."""
+    while True:
+        batch, after = read_after(cursor)
+        yield batch, after
+        if not batch or after == cursor:
+            return
+        cursor = after
 
 
 def _chunk(row) -> Chunk:

@@ -61,12 +61,7 @@ def write(directory: Path, key: SnapshotKey, cursor: int, indexes: dict[str, Fai
         del blob
     manifest = {"format": FORMAT, "generation": generation, "cursor": int(cursor), **asdict(key),
                 "written_at": time.time(), "indexes": counts}
-    tmp = directory / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / "manifest.json")
-    fsync_dir(directory)
+    replace_durably(directory / "manifest.json", json.dumps(manifest, indent=1))
     for path in directory.iterdir():
         # <generation>-<modality> files only (pool.npz, the pool's snapshot, is not this module's)
         if path.suffix in (".faiss", ".npz") and "-" in path.name and not path.name.startswith(generation + "-"):
@@ -126,6 +121,18 @@ def _write_file(path: Path, blob: np.ndarray) -> None:
         blob.tofile(f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def replace_durably(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a crash leaves the old file or the new one, never part of one:
+    written beside it, fsynced, renamed over it, and the rename made durable."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def fsync_dir(directory: Path) -> None:
