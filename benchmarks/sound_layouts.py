@@ -117,10 +117,10 @@ def node_lookup(folder: Path, n_clips: int, segment_name: str, fields: np.ndarra
     the node had written it after reading chunk `n_clips` (bootstrapping 670 M postings through
     chunks needs more memory than this VM has beside the corpus)."""
     from server.sounds.identity import POSTINGS_CAP
-    from server.sounds.postings import FORMAT, MANIFEST, Chunk, SoundPostings
+    from server.sounds.postings import Chunk, SoundPostings, write_manifest
+    from server.sounds.segment import Segment
 
-    (folder / MANIFEST).write_text(json.dumps(
-        {"format": FORMAT, "key": "", "segments": [segment_name], "cursor": n_clips, "last_read": []}))
+    write_manifest(folder, [Segment(folder / segment_name)], n_clips, set(), key="")
     sampler = FieldSampler(fields, seed=3)
     tail = [Chunk(n_clips + i + 1, n_clips + i, sampler.hashes(POSTINGS_PER_CLIP), np.arange(POSTINGS_PER_CLIP))
             for i in range(TAIL_CHUNKS)]

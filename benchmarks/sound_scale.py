@@ -119,7 +119,7 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
     `sound_chunks` (one per sound, as an ingest writes them), and a node's postings folder with all of
     them in one segment under a manifest that covers those chunks (what a node that followed them, or a
     new node's first start, writes), so the measured start maps it and reads no chunk."""
-    from server.sounds.postings import FORMAT, MANIFEST
+    from server.sounds.postings import write_manifest
     from server.sounds.segment import Segment
     from server.storage import open_catalog
 
@@ -178,8 +178,7 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
     folder.mkdir()
     segment = Segment.write(folder / "segment-bulk", hashes, sounds, times)
     del hashes, sounds, times
-    (folder / MANIFEST).write_text(json.dumps(
-        {"format": FORMAT, "key": key, "segments": [segment.folder.name], "cursor": int(chunks), "last_read": []}))
+    write_manifest(folder, [segment], int(chunks), set(), key=key)
     return {
         "postings": len(segment),
         "generate_s": round(generated, 1),

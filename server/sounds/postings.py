@@ -217,10 +217,7 @@ class SoundPostings:
         """Under the lock: the segments in force and the read they cover (`self._covered`). Replaying from
         its cursor returns every chunk that is in no listed segment (and perhaps those of `last_read`,
         which are in one and are skipped)."""
-        cursor, last_read = self._covered
-        text = json.dumps({"format": FORMAT, "key": self._key, "segments": [s.folder.name for s in self._segments],
-                           "cursor": int(cursor), "last_read": sorted(last_read)})
-        replace_durably(self._folder / MANIFEST, text)
+        write_manifest(self._folder, self._segments, *self._covered, key=self._key)
 
     def _load(self) -> bool:
         """The manifest's segments and cursor, if one is in force (else False, and nothing is loaded)."""
@@ -247,6 +244,15 @@ class SoundPostings:
             if path.is_dir() and path.name not in listed:
                 shutil.rmtree(path, ignore_errors=True)  # written by a compaction that did not commit
         return bool(manifest)
+
+
+def write_manifest(folder: Path, segments: list[Segment], cursor: int, last_read: set[int], key: str) -> None:
+    """Put `segments` (folders under `folder`) in force as covering every chunk read up to `cursor`. The
+    node writes it after each compaction; a bulk loader (benchmarks/sound_scale.py) after writing a
+    segment of every chunk itself, so the next start maps it and reads no chunk."""
+    replace_durably(folder / MANIFEST, json.dumps({
+        "format": FORMAT, "key": key, "segments": [s.folder.name for s in segments],
+        "cursor": int(cursor), "last_read": sorted(last_read)}))
 
 
 def _columns(chunks: list[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
