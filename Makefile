@@ -9,6 +9,9 @@ PYTEST_ARGS ?=
 .PHONY: demo test serve proto samples bench clean
 
 $(BIN)/.installed: pyproject.toml
+	@echo "Creating $(VENV): about 3 GB of downloads and 7 GB on disk, mostly PyTorch's CUDA libraries (PyPI's"
+	@echo "Linux torch wheels carry them even where there is no GPU). Minutes on a fast link, up to half an hour"
+	@echo "on a slow one; later runs reuse $(VENV)."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -e '.[test]'
 	touch $@

@@ -14,9 +14,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from coldopen.v1 import coldopen_pb2, coldopen_pb2_grpc
-from server import gcpolicy
+from server import gcpolicy, startup
 from server.auth import Authenticator
 from server.datadir import DataDirLock
+from server.errors import StartupError
 from server.metrics import Metrics, Observer
 from server.service import ColdOpenService, Models
 from server.servicer import ContentIndexServicer
@@ -52,13 +53,16 @@ class ColdOpenServer:
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                # gRPC sets SO_REUSEPORT by default: a second server on a busy port would start silently and
+                # take half the connections. Bound exclusively, the second one fails to start instead.
+                ("grpc.so_reuseport", 0),
             ],
         )
         self.auth = Authenticator.from_files(
             Path(settings.reader_tokens_file) if settings.reader_tokens_file else None,
             Path(settings.writer_tokens_file) if settings.writer_tokens_file else None,
         )
-        self.observer: Observer = Metrics(settings.metrics_listen) if settings.metrics_listen else Observer()
+        self.observer: Observer = _observer(settings)
         self.servicer = ContentIndexServicer(settings, self.auth, self.observer)
         coldopen_pb2_grpc.add_ContentIndexServicer_to_server(self.servicer, self._grpc)
         self.health = health.HealthServicer()
@@ -68,13 +72,20 @@ class ColdOpenServer:
             self._grpc,
         )
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if settings.tls_cert:
-            self.port = self._grpc.add_secure_port(settings.listen, _tls_credentials(settings))
-        else:
-            self.port = self._grpc.add_insecure_port(settings.listen)
+        try:
+            if settings.tls_cert:
+                self.port = self._grpc.add_secure_port(settings.listen, _tls_credentials(settings))
+            else:
+                self.port = self._grpc.add_insecure_port(settings.listen)
+        except RuntimeError:  # gRPC: "Failed to bind to address"
+            self.port = 0
+        except BaseException:
+            self.observer.close()
+            raise
         if self.port == 0:
             self.observer.close()
-            raise OSError(f"could not listen on {settings.listen}; is the port in use? pass another --listen address")
+            raise StartupError(f"cannot listen on {settings.listen} (--listen): the port is in use or the address is "
+                               f"not this machine's; stop the other server or pass another --listen")
         self.service: ColdOpenService | None = None
 
     @property
@@ -159,6 +170,16 @@ class _PoolRouter(grpc.ServerInterceptor):
         return handler._replace(**{kind: run})
 
 
+def _observer(settings: Settings) -> Observer:
+    if not settings.metrics_listen:
+        return Observer()
+    try:
+        return Metrics(settings.metrics_listen)
+    except OSError as e:
+        raise StartupError(f"cannot serve metrics on {settings.metrics_listen} (--metrics-listen): {e.strerror}; stop "
+                           f"what uses that port or pass another --metrics-listen") from None
+
+
 def _tls_credentials(settings: Settings) -> grpc.ServerCredentials:
     try:
         cert = Path(settings.tls_cert).read_bytes()
@@ -176,13 +197,24 @@ def create_server(settings: Settings) -> ColdOpenServer:
     return ColdOpenServer(settings)
 
 
-def serve(settings: Settings, on_ready=None) -> None:
-    """Lock the data dir, start listening (health NOT_SERVING), load models and index, then serve until signalled."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    lock = DataDirLock(settings.data_dir).acquire()  # a second server on this data dir stops here, before loading
+def serve(settings: Settings, on_ready=None, lock: DataDirLock | None = None) -> None:
+    """Check everything that needs no model (data dir lock, ports, catalog, vector store: server/startup.py),
+    start listening (health NOT_SERVING), load models and index, then serve until signalled. `lock`: the
+    data dir's, when the caller ran startup.preflight already."""
+    lock = lock or startup.preflight(settings)  # a second server on this data dir or port stops here
+    store = None
     try:
         server = create_server(settings).start()
     except BaseException:
+        lock.release()
+        raise
+    try:
+        store = startup.catalog(settings)
+        startup.vector_store(settings)
+    except BaseException:
+        if store is not None:
+            store.close()
+        server.stop(0)
         lock.release()
         raise
     log.info("listening on %s; loading models (health NOT_SERVING until ready)", server.address)
@@ -196,7 +228,13 @@ def serve(settings: Settings, on_ready=None) -> None:
     signal.signal(signal.SIGINT, _signal)
     try:
         models = Models.load(settings)
-        service = ColdOpenService.open(settings, models, lock)
+    except BaseException:
+        store.close()
+        server.stop(0)
+        lock.release()
+        raise
+    try:
+        service = ColdOpenService.open(settings, models, lock, store=store)  # closes the store if it fails
         service.pipeline.warm_up()  # start the decode processes before reporting SERVING
         server.attach(service)
     except BaseException:

@@ -38,14 +38,17 @@ class _Request:
     batch_sizes: list[int] = field(default_factory=list)
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0
+    busy: float = 0.0  # seconds the batches it rode in ran
 
 
 @dataclass(frozen=True)
 class BatchReport:
-    """What one request saw: time queued before its first item ran, and the sizes of the batches it rode in."""
+    """What one request saw: time queued before its first item ran, the model time of the batches it rode
+    in (its stage's own time: shared with the other requests in them), and their sizes."""
 
     wait_ms: float
     batch_sizes: tuple[int, ...]
+    busy_ms: float = 0.0
 
     @property
     def mean_batch(self) -> float:
@@ -84,7 +87,7 @@ class Ticket(Generic[R]):
         if r.error is not None:
             raise r.error
         wait = (r.started - r.enqueued) * 1000 if r.started else 0.0
-        return r.results, BatchReport(round(wait, 2), tuple(r.batch_sizes))
+        return r.results, BatchReport(round(wait, 2), tuple(r.batch_sizes), round(r.busy * 1000, 2))
 
 
 class Batcher(Generic[T, R]):
@@ -197,6 +200,8 @@ class Batcher(Generic[T, R]):
                 log.exception("batcher %s: a batch of %d items failed", self.name, len(batch))
                 error, results = e, [None] * len(batch)
             took = time.perf_counter() - started
+            for r in requests.values():
+                r.busy += took
             with self._cv:
                 self._batches += 1
                 self._items += len(batch)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import grpc
 
-from server.errors import DataDirLocked, ModelLoadError
+from server.client import UploadError, check_upload, describe_error
+from server.errors import DataDirLocked, ModelLoadError, StartupError
 from server.settings import ENV_PREFIX, MIB, Settings, default_env, kind, parse
 
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -22,6 +24,34 @@ REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 # --- argument parsing ---------------------------------------------------------
+def _at_least(least: int, what: str):
+    """An argparse type: an integer >= least (so -k 0 is refused, not silently taken as the default)."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{what} must be at least {least} (got {value})")
+        return value
+
+    return parse
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds (got {raw})")
+    return value
+
+
+COUNT = _at_least(1, "a count")
+CAP = _at_least(0, "a cap (0 = none)")
+
 def _settings_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """One flag per Settings field (--field-name), with the field's help, type and choices."""
     g = p.add_argument_group("settings (flags override COLDOPEN_* environment variables, which override defaults)")
@@ -36,9 +66,10 @@ def _settings_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> N
                 raise argparse.ArgumentTypeError(f"{raw!r} is not a valid {kind(f)}") from None
 
         default = f.default if not isinstance(f.default, Path) else str(f.default)
+        help_text = f"{f.metadata['help']} (default {default!r}; {ENV_PREFIX}{f.name.upper()})"
         g.add_argument(
             "--" + f.name.replace("_", "-"), dest=f.name, type=convert, choices=f.metadata.get("choices"),
-            help=f"{f.metadata['help']} (default {default!r}; {ENV_PREFIX}{f.name.upper()})",
+            help=help_text.replace("%", "%%"),  # argparse formats help with %
         )
     if "max_upload_bytes" not in skip:
         g.add_argument("--max-upload-mib", type=float, help="largest accepted upload in MiB (sets max_upload_bytes)")
@@ -68,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     def client_command(name: str, help: str) -> argparse.ArgumentParser:
         p = command(name, help)
         p.add_argument("--server", default=None, help=f"server address (default $COLDOPEN_SERVER or {DEFAULT_SERVER})")
-        p.add_argument("--timeout", type=float, default=600.0, help="seconds per call")
+        p.add_argument("--timeout", type=_positive_seconds, default=600.0, help="seconds per call")
         p.add_argument("--token", default=None, help="bearer token (default $COLDOPEN_TOKEN); never logged")
         p.add_argument("--ca-cert", type=Path, default=None, help="PEM CA bundle: connect with TLS (default $COLDOPEN_CA_CERT)")
         return p
@@ -86,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--video-id")
     q.add_argument("--text")
     q.add_argument("--embedding", help="comma-separated floats, or @file.json with a list of floats")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=COUNT, default=10, help="neighbours to return (default 10)")
     p.add_argument("--performing", action="store_true", help="only videos in the performs-well pool")
     p.add_argument("--target", choices=["visual", "spoken", "caption"], default="visual",
                    help="compare frames (CLIP), transcripts or captions (MiniLM); default visual")
@@ -100,24 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--creator-id", default="")
     p.add_argument("--caption", default="")
     p.add_argument("--hashtag", action="append", default=[])
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=COUNT, default=10, help="neighbours to return (default 10)")
     p.add_argument("--weight", action="append", default=[], metavar="MODALITY=W",
                    help="visual, spoken, caption or sound weight, e.g. --weight sound=0.5 (repeatable)")
     p.add_argument("--exclude-same-creator", action="store_true")
     p.add_argument("--language", default="")
-    p.add_argument("--max-per-creator", type=int, default=0)
-    p.add_argument("--max-per-sound", type=int, default=0)
+    p.add_argument("--max-per-creator", type=CAP, default=0, help="most neighbours per creator (0 = no cap)")
+    p.add_argument("--max-per-sound", type=CAP, default=0, help="most neighbours per sound (0 = no cap)")
     p.add_argument("--fusion", choices=["zscore", "raw"], default="", help="default: the server's --route-fusion")
 
     p = client_command("rollout", "whether to widen a video's audience to the next tier, hold, or stop")
     p.add_argument("video_id")
-    p.add_argument("--audience", type=int, default=0,
+    p.add_argument("--audience", type=CAP, default=0,
                    help="impressions granted so far (default: the first tier its impressions have not passed)")
 
     p = client_command("engagement", "load engagement events from JSON Lines files ('-' for stdin)")
     p.add_argument("files", nargs="+", help="one JSON object per line: event_id, video_id, impressions, plays, "
                    "completions, watch_time_s, likes, comments, shares, follows, at")
-    p.add_argument("--batch", type=int, default=1000, help="events per call")
+    p.add_argument("--batch", type=COUNT, default=1000, help="events per call")
 
     p = client_command("get", "show what was extracted for a video")
     p.add_argument("video_id")
@@ -130,15 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--video-id")
     q.add_argument("--file", type=Path, help="uploaded for matching only; never stored")
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--limit", type=COUNT, default=10, help="matches to return (default 10)")
 
     p = client_command("sounds", "sounds by how many videos used them recently (trends)")
-    p.add_argument("--window", type=float, default=86400, help="recent window in seconds (default one day)")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--window", type=_positive_seconds, default=86400, help="recent window in seconds (default one day)")
+    p.add_argument("--limit", type=COUNT, default=20, help="sounds to return (default 20)")
 
     p = client_command("sound", "how many videos use one sound, in total and recently")
     p.add_argument("sound_id")
-    p.add_argument("--window", type=float, default=86400, help="recent window in seconds (default one day)")
+    p.add_argument("--window", type=_positive_seconds, default=86400, help="recent window in seconds (default one day)")
 
     p = command("demo", "start a server on this machine, ingest the sample clips and run searches")
     p.add_argument("--samples", type=Path, default=REPO_SAMPLES, help="folder with samples.json and clips")
@@ -156,32 +187,42 @@ def main(argv: list[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
+    except StartupError as e:  # one line, exit 2: what was wrong and what to do
+        _fail(args, f"cannot start: {e}")
+        return 2
     except (ModelLoadError, DataDirLocked) as e:
         _fail(args, f"cannot start: {e}")
+        return 2
+    except UploadError as e:
+        _fail(args, str(e))
         return 2
     except ValueError as e:  # invalid settings
         _fail(args, str(e))
         return 2
     except grpc.RpcError as e:
-        _fail(args, f"{e.code().name}: {e.details()}")
+        _fail(args, describe_error(e, _server(args), getattr(args, "request_id", "")))
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def cmd_serve(args) -> int:
-    from server.app import serve
+    from server import startup
 
     settings = _settings(args)
+    lock = startup.preflight(settings)  # before the heavy imports: a busy port or data dir fails within a second
+    from server.app import serve
+
     configure_logging(settings)
     logging.getLogger(__name__).info("settings %s", settings.redacted())
 
     def ready(server):
-        if args.json:
-            event = {"event": "serving", "address": server.address, "videos": server.service.size, "pid": os.getpid()}
-            if server.metrics_port is not None:
-                event["metrics_port"] = server.metrics_port
+        if args.json:  # metrics_port is null when metrics are off
+            event = {"event": "serving", "address": server.address, "videos": server.service.size, "pid": os.getpid(),
+                     "metrics_port": server.metrics_port}
             print(json.dumps(event), flush=True)
 
-    serve(settings, on_ready=ready)
+    serve(settings, on_ready=ready, lock=lock)
     return 0
 
 
@@ -196,10 +237,10 @@ def cmd_ingest(args) -> int:
         for path in args.files:
             video_id = args.video_id or path.stem
             try:
-                size = path.stat().st_size
-            except OSError as e:
+                size = check_upload(path)
+            except UploadError as e:
                 failures += 1
-                _report(args, {"file": str(path), "video_id": video_id, "error": f"cannot read file: {e.strerror}"})
+                _report(args, {"file": str(path), "video_id": video_id, "error": str(e)})
                 continue
             bar = tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=args.json or not sys.stderr.isatty())
             try:
@@ -210,7 +251,8 @@ def cmd_ingest(args) -> int:
                 _report(args, {"file": str(path), **result}, _describe_ingest)
             except grpc.RpcError as e:
                 failures += 1
-                _report(args, {"file": str(path), "video_id": video_id, "error": f"{e.code().name}: {e.details()}"})
+                _report(args, {"file": str(path), "video_id": video_id,
+                               "error": describe_error(e, _server(args), client.last_request_id)})
             finally:
                 bar.close()
     return 1 if failures else 0
@@ -302,6 +344,8 @@ def _describe_route(r: dict) -> str:
     for i, n in enumerate(r["neighbours"], 1):
         c = n["contributions"]
         why = ", ".join(f"{m} {c[m]:+.3f}" for m in ("visual", "spoken", "caption", "sound") if abs(c[m]) >= 0.0005)
+        if n.get("shared_sound_id"):
+            why += f" (shares {n['shared_sound_id']})"
         lines.append(
             f"  {i}. {n['video_id']:<24} score {n['score']:.3f} (performance {n['performance']:.4f}, "
             f"by {n['creator_id'] or '-'}{', ' + n['sound_id'] if n['sound_id'] else ''}): {why}"
@@ -426,7 +470,12 @@ def cmd_demo(args) -> int:
                     lines = (args.samples / manifest["engagement"]).read_text().splitlines()
                     r = client.record_engagement([engagement_event(json.loads(x)) for x in lines if x.strip()])
                     out["engagement"] = r
-                    _say(args, f"\nrecorded engagement: {r['accepted']} events; performs-well pool: {r['pool_size']} videos")
+                    _say(args, f"\nrecorded engagement: {r['accepted']} events; performs-well pool: {r['pool_size']} videos "
+                               f"(the top {100 - settings.pool_percentile:g}% by score: "
+                               + ("this demo's --pool-percentile" if args.pool_percentile is not None else
+                                  f"the demo runs with --pool-percentile {pool_percentile:g} for its "
+                                  f"{len(manifest['clips'])} clips; a server's default is 80")
+                               + ")")
                 for video_id in manifest.get("route_queries", []):
                     r = client.route(video_id=video_id, k=3)
                     out.setdefault("routes", []).append({"video_id": video_id, **r})
@@ -484,20 +533,39 @@ def _describe_ingest(r: dict) -> str:
     e = r["extraction"]
     m = e["media"]
     t = e["transcript"]
-    timings = ", ".join(f"{s['stage']} {s['ms']:.0f}" for s in e["timings"])
     transcript = f'"{t["text"]}" ({t["language"]})' if t["text"] else "(no speech)" if m["has_audio"] else "(no audio track)"
-    if e["sound_id"]:
-        reused = [x for x in r.get("sound_matches", []) if x["sound_id"] == e["sound_id"]]
-        sound = f"{e['sound_id']} ({'new' if r.get('new_sound') else 'reused'}, {e['landmarks']} landmarks)"
-        if reused:
-            sound += f", also in {', '.join(x['video_id'] for x in reused)}"
-    else:
-        sound = "(none)"
-    return (
+    lines = [
         f"{r['video_id']}: {'replaced, ' if r.get('replaced') else ''}{m['duration_s']:.1f} s {m['width']}x{m['height']}, "
-        f"{e['frames_sampled']} frames -> {e['embedding_dim']}-d {e['embedding_model']}\n"
-        f"  transcript: {transcript}\n  sound: {sound}\n  timings ms: {timings}"
-    )
+        f"{e['frames_sampled']} frames -> {e['embedding_dim']}-d {e['embedding_model']}",
+        f"  transcript: {transcript}",
+        "  sound: " + _describe_uses(e),
+    ]
+    if r.get("sound_matches"):
+        lines.append("  shares sound with: " + "; ".join(
+            f"{x['video_id']} ({x['sound_id']}: here {x['query_start_s']:.1f} s = its {x['reference_start_s']:.1f} s, "
+            f"for {x['duration_s']:.1f} s)" for x in r["sound_matches"]))
+    lines.append("  timings ms: " + ", ".join(f"{s['stage']} {s['ms']:.0f}" for s in e["timings"]))
+    if e.get("queue_wait"):
+        lines.append("  queued ms: " + ", ".join(f"{s['stage']} {s['ms']:.0f}" for s in e["queue_wait"])
+                     + "; mean batch: " + ", ".join(f"{b['stage']} {b['mean']:g}" for b in e.get("batches", [])))
+    if r.get("vectors_pending"):
+        lines.append("  stored, not searchable yet: the vector store was unavailable; it is shipped when the store is "
+                     "back (do not re-send)")
+    return "\n".join(lines)
+
+
+def _describe_uses(e: dict) -> str:
+    """The sounds a video uses: its primary one (new or reused) and any other it also matched."""
+    if not e.get("sounds"):
+        return f"{e['sound_id']} ({e['landmarks']} landmarks)" if e.get("sound_id") else "(none)"
+    parts = []
+    for u in e["sounds"]:
+        origin = "new: this video started it" if u["started"] else "reused"
+        where = f"from {u['start_s']:.1f} s for {u['duration_s']:.1f} s"
+        if abs(u["speed"] - 1.0) > 1e-6:
+            where += f", at {u['speed']:.2f}x its speed"
+        parts.append(f"{u['sound_id']} ({'' if u['primary'] else 'also: '}{origin}; {where})")
+    return "; ".join(parts) + f"; {e['landmarks']} landmarks"
 
 
 def _describe_sound_matches(r: dict) -> str:
@@ -558,5 +626,14 @@ def _parse_embedding(spec: str) -> list[float]:
     return [float(v) for v in json.loads(text)]
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `coldopen` console script. A client command piped into `head` ends quietly when the reader goes
+    away, as Unix tools do (the default SIGPIPE action); the server commands keep Python's, which turns a
+    closed socket into an error instead of ending the process."""
+    if sys.argv[1:2] and sys.argv[1] not in ("serve", "demo"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

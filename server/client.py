@@ -1,14 +1,18 @@
-"""A small synchronous client for the ContentIndex API, used by the CLI and the demo.
+"""The Python client of the ContentIndex API (``server.client.Client``), used by the CLI and the demo.
 
-Results come back as plain dicts (protobuf JSON mapping with the proto's field names)."""
+Results come back as plain dicts: the proto's field names, every field present, numbers as numbers. A file
+is checked before anything is sent (UploadError says what is wrong with it); a failed call raises
+grpc.RpcError, which ``describe_error`` turns into one line for a person. README: "Python client"."""
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict, ParseDict, ParseError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -17,8 +21,74 @@ from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 from server.settings import MAX_CHUNK_BYTES
 
 
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+REQUEST_ID_HEADER = "x-request-id"
+
+
 def to_dict(message) -> dict:
-    return MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    """A reply as a dict with the proto's field names, every field present, and counts as numbers (protobuf's
+    JSON mapping writes 64-bit integers as strings, for JavaScript's sake)."""
+    d = MessageToDict(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _numbers(message.DESCRIPTOR, d)
+
+
+def _numbers(descriptor, d: dict) -> dict:
+    for f in descriptor.fields:
+        if f.name not in d:
+            continue
+        value = d[f.name]
+        if f.message_type is not None:
+            d[f.name] = [_numbers(f.message_type, v) for v in value] if isinstance(value, list) else _numbers(f.message_type, value)
+        elif f.type in _INT64:
+            d[f.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+    return d
+
+
+class UploadError(ValueError):
+    """A local file cannot be uploaded as it is (missing, a directory, empty, unreadable): nothing was sent."""
+
+
+def check_upload(path: Path) -> int:
+    """The size of a file that can be uploaded; UploadError saying what is wrong with it otherwise."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise UploadError(f"{path} is a directory; pass the video files in it (for example {path}/*.mp4)")
+        size = path.stat().st_size
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise UploadError(f"{path} does not exist; check the path") from None
+    except PermissionError:
+        raise UploadError(f"{path} cannot be read (permission denied); check its permissions") from None
+    except OSError as e:
+        raise UploadError(f"{path} cannot be read ({e.strerror}); check the path") from None
+    if size == 0:
+        raise UploadError(f"{path} is empty (0 bytes); pass a complete video or audio file")
+    return size
+
+
+def describe_error(e: grpc.RpcError, address: str, request_id: str = "") -> str:
+    """What a failed call means for whoever made it, in one line: a server that cannot be reached says where
+    it was looked for; any other error is the server's message with the call's request id (the server's log
+    has it on every line about the call)."""
+    code, details = e.code(), e.details() or ""
+    rid = next((v for k, v in (e.trailing_metadata() or ()) if k == REQUEST_ID_HEADER), "") or request_id
+    lowered = details.lower()
+    if code == grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _UNREACHABLE):
+        why = "connection refused" if "refused" in lowered else "no such host" if "dns" in lowered or "resol" in lowered \
+            else "the connection failed (TLS on one side only?)" if "ssl" in lowered or "handshake" in lowered \
+            else "the connection failed"
+        return (f"cannot reach a ColdOpen server at {address} ({why}); check --server (or $COLDOPEN_SERVER), that "
+                f"`coldopen serve` runs there, and --ca-cert if it serves TLS")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and "deadline exceeded" == lowered.strip():
+        return f"no answer from {address} within the call's time limit; retry, or raise --timeout"
+    return f"{code.name}: {details}" + (f" (request id {rid})" if rid else "")
+
+
+_UNREACHABLE = ("failed to connect", "connection refused", "dns resolution failed", "name resolution", "socket closed",
+                "connect failed", "ssl", "handshake")
 
 
 class Client:
@@ -31,10 +101,20 @@ class Client:
             self._channel = grpc.secure_channel(address, creds, options=options)
         else:
             self._channel = grpc.insecure_channel(address, options=options)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._token = token
         self._stub = pb_grpc.ContentIndexStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
+        self.last_request_id = ""  # the x-request-id sent with the latest call (the server logs it)
+
+    @property
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        """Each call's metadata: a new request id (and the bearer token)."""
+        self.last_request_id = uuid.uuid4().hex[:16]
+        md = [(REQUEST_ID_HEADER, self.last_request_id)]
+        if self._token:
+            md.append(("authorization", f"Bearer {self._token}"))
+        return tuple(md)
 
     def close(self) -> None:
         self._channel.close()
@@ -73,6 +153,7 @@ class Client:
         language_hint: str = "",
         on_progress: Callable[[int], None] | None = None,
     ) -> dict:
+        check_upload(path)
         meta = pb.VideoMetadata(
             video_id=video_id,
             creator_id=creator_id,
@@ -109,6 +190,7 @@ class Client:
         if video_id is not None:
             requests = iter([pb.SoundSearchRequest(query=pb.SoundQuery(video_id=video_id, limit=limit))])
         else:
+            check_upload(path)
             query = pb.SoundQuery(upload=pb.UploadInfo(filename=Path(path).name), limit=limit)
             requests = _upload(Path(path), pb.SoundSearchRequest(query=query), None, pb.SoundSearchRequest)
         return to_dict(self._stub.SearchBySound(requests, timeout=self._timeout, metadata=self._metadata))
@@ -146,6 +228,7 @@ class Client:
             query.video_id = video_id
             requests = iter([pb.RouteRequest(query=query)])
         else:
+            check_upload(path)
             query.upload.CopyFrom(pb.VideoMetadata(filename=Path(path).name, **(metadata or {})))
             requests = _upload(Path(path), pb.RouteRequest(query=query), None, pb.RouteRequest)
         return to_dict(self._stub.Route(requests, timeout=self._timeout, metadata=self._metadata))

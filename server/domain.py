@@ -22,6 +22,25 @@ class VideoMetadata:
 
 
 @dataclass(frozen=True)
+class SoundUse:
+    """A video's use of a sound: where the sound's timeline meets the video's (server/sounds/sharing.py).
+
+    A sound frame is round(video frame x scale) + offset; [first, last] is the stretch of the sound's
+    timeline the video covers; matched_frames and confidence are the evidence the link rests on (0 frames:
+    linked before links kept it). `started`: this video is the one the sound was created from."""
+
+    sound_id: int
+    primary: bool
+    offset: int
+    scale: float
+    first: int
+    last: int
+    matched_frames: int
+    confidence: float
+    started: bool = False
+
+
+@dataclass(frozen=True)
 class Extraction:
     media: MediaInfo
     frames_sampled: int
@@ -29,13 +48,23 @@ class Extraction:
     embedding_dim: int
     transcript: Transcript
     timings_ms: dict[str, float] = field(default_factory=dict)
-    sound_id: int | None = None   # the sound this clip uses; None without usable audio
+    sound_id: int | None = None   # the sound this clip uses (its primary one); None without usable audio
     landmarks: int = 0            # landmark hashes in its audio fingerprint
     sampling: str = ""            # uniform | keyframes: how its frames were sampled
+    sounds: tuple[SoundUse, ...] = ()  # every sound it uses, the primary first
+    queue_wait_ms: dict[str, float] = field(default_factory=dict)  # model stage -> time its work waited in the queue
+    batch_sizes: dict[str, float] = field(default_factory=dict)    # model stage -> mean batch its work rode in
+
+    @property
+    def new_sound(self) -> bool:
+        """Whether this video started its primary sound."""
+        return any(u.primary and u.started for u in self.sounds)
 
 
 @dataclass(frozen=True)
 class SoundNeighbour:
+    """A video sharing a stretch of sound with the query: where it starts in each, and for how long."""
+
     video_id: str
     sound_id: int | None
     matched_frames: int
@@ -60,8 +89,12 @@ class IngestResult:
     replaced: bool
     bytes_received: int
     extraction: Extraction
-    new_sound: bool = False
     sound_matches: list[SoundNeighbour] = field(default_factory=list)
+    vectors_pending: bool = False  # stored, but the shared vector store was down: searchable once it is shipped
+
+    @property
+    def new_sound(self) -> bool:
+        return self.extraction.new_sound
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,11 @@ class StorageUnavailable(ColdOpenError):
     """The catalog database or the vector store did not answer; retrying is safe (writes are idempotent)."""
 
 
+class StartupError(RuntimeError):
+    """The server cannot start as configured (a port in use, a database it cannot reach, ...); the message
+    is one line that says what is wrong and what to do. The CLI prints it and exits with status 2."""
+
+
 class ModelLoadError(RuntimeError):
     """A model could not be loaded at start-up; the message says how to fix it."""
 

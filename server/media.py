@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ AUDIO_SAMPLE_RATE = 16_000
 _TRUNCATION_TOLERANCE = 0.9
 _TRUNCATION_SLACK_S = 1.0
 
-_SUPPORTED_HINT = "upload a complete video file (MP4, MOV, MKV or WebM with H.264, H.265, VP9 or AV1 video)"
+_SUPPORTED_HINT = "upload a complete video file (MP4, MOV, MKV or WebM with H.264, H.265, VP8, VP9 or AV1 video)"
 _AUDIO_HINT = "send audio or video (M4A, MP3, Opus, WAV, MP4, ...)"
 # A decode loop looks at the clock this often (frames or audio packets).
 _DEADLINE_EVERY = 16
@@ -389,5 +390,14 @@ def _stream_duration(stream) -> float | None:
 
 
 def _short(e: Exception) -> str:
-    text = str(e).strip() or type(e).__name__
+    """What a decoder said, for the caller: never the server's temporary path or an errno number."""
+    if isinstance(e, av.error.FFmpegError):
+        text = (e.strerror or "").strip() or type(e).__name__
+    else:
+        text = str(e).strip() or type(e).__name__
+    text = _ERRNO.sub("", _PATH.sub("the upload", text)).strip(" :;")
     return text if len(text) <= 200 else text[:200] + "…"
+
+
+_PATH = re.compile(r"'?(?:/[^\s'/]+)+/?'?")
+_ERRNO = re.compile(r"\[Errno -?\d+\]\s*")

@@ -16,8 +16,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-# Stage timings in an Ingest reply that are sizes, not durations.
-_NOT_STAGES = {"clip_batch", "whisper_batch"}
 
 
 class Observer:
@@ -86,8 +84,7 @@ class Metrics(Observer):
 
     def stages(self, timings_ms: dict[str, float]) -> None:
         for stage, ms in timings_ms.items():
-            if stage not in _NOT_STAGES:
-                self._stages.labels(stage).observe(ms / 1000.0)
+            self._stages.labels(stage).observe(ms / 1000.0)
 
     def batch(self, batcher: str, size: int, seconds: float) -> None:
         self._batch_sizes.labels(batcher).observe(size)

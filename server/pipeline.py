@@ -30,12 +30,12 @@ from models.clip import video_embedding
 from models.fingerprint import Fingerprint
 from models.whisper import WINDOW_S, Transcript, WindowTranscript, split_windows
 from server import media
-from server.batching import Batcher, BatcherStats
+from server.batching import Batcher, BatcherStats, BatchReport
 from server.decode import AUDIO_ONLY, DecodedClip, DecodeJob, DecodePool, default_workers
 from server.domain import VideoMetadata
 from server.errors import DeadlineExceeded
 from server.settings import Settings
-from server.timing import since_ms, timed
+from server.timing import timed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class Analysis:
     transcript: Transcript
     fingerprint: Fingerprint | None
     text_embeddings: dict[str, np.ndarray | None]
+    queue_wait_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # model stage -> wait before its first batch
+    batch_sizes: dict[str, float] = dataclasses.field(default_factory=dict)    # model stage -> mean batch it rode in
 
 
 def caption_text(meta: VideoMetadata) -> str:
@@ -133,14 +135,14 @@ class Pipeline:
         timings.update(decoded.timings_ms)
         return decoded
 
-    def enqueue_fingerprint(self, audio: np.ndarray) -> "Callable[[float | None], Fingerprint]":
+    def enqueue_fingerprint(self, audio: np.ndarray) -> "Callable[[float | None], tuple[Fingerprint, BatchReport]]":
         """Queue a clip's audio windows on the fingerprint batcher; call the result with a timeout to get it."""
         fp = self.models.fingerprinter
         ticket = self.fingerprint.enqueue(fp.split(audio))
 
-        def result(timeout: float | None) -> Fingerprint:
-            parts, _ = ticket.result(timeout)
-            return fp.merge(parts, audio.size / media.AUDIO_SAMPLE_RATE)
+        def result(timeout: float | None) -> tuple[Fingerprint, BatchReport]:
+            parts, report = ticket.result(timeout)
+            return fp.merge(parts, audio.size / media.AUDIO_SAMPLE_RATE), report
 
         return result
 
@@ -150,38 +152,42 @@ class Pipeline:
         decoded = self.decode(path, {}, deadline, mode=AUDIO_ONLY)
         audio = decoded.audio if decoded.audio is not None else np.zeros(0, np.float32)
         with _deadline_stage(deadline, "fingerprinting"):
-            return self.enqueue_fingerprint(audio)(_left(deadline))
+            return self.enqueue_fingerprint(audio)(_left(deadline))[0]
 
     def analyse(
         self, meta: VideoMetadata, path: Path, timings: dict[str, float], deadline: float | None = None
     ) -> Analysis:
         """`deadline` (time.monotonic() seconds): past it, DeadlineExceeded names the stage it hit, and the
-        work this upload still had queued on the batchers is dropped."""
+        work this upload still had queued on the batchers is dropped. Each model stage's timing is its own
+        (the batches it rode in); its wait for them is in queue_wait_ms."""
         decoded = self.decode(path, timings, deadline)
         audio = decoded.audio if decoded.audio is not None and decoded.audio.size else None
+        waits: dict[str, float] = {}
+        batches: dict[str, float] = {}
+
+        def report(stage: str, r: BatchReport) -> None:
+            timings[stage], waits[stage], batches[stage] = r.busy_ms, r.wait_ms, round(r.mean_batch, 1)
+
         # Queue every model's work at once; the batchers run concurrently with each other.
-        t0 = time.perf_counter()
         clip_ticket = self.clip.enqueue(decoded.frames.frames)
         whisper_ticket = (
             self.whisper.enqueue([(w, meta.language_hint) for w in split_windows(audio)]) if audio is not None else None
         )
         fp_result = self.enqueue_fingerprint(audio) if audio is not None else None
         with _deadline_stage(deadline, "CLIP embedding"):
-            frame_embeddings, report = clip_ticket.result(_left(deadline))
+            frame_embeddings, clip_report = clip_ticket.result(_left(deadline))
         frame_embeddings = np.asarray(frame_embeddings, dtype=np.float32)
-        timings["embed_frames"] = since_ms(t0)
-        timings["clip_batch"] = round(report.mean_batch, 1)
+        report("embed_frames", clip_report)
         transcript = Transcript(text="", language="", language_probability=0.0, model=self.models.whisper.name)
         fingerprint = None
         if whisper_ticket is not None and fp_result is not None:
             with _deadline_stage(deadline, "transcription"):
-                windows, report = whisper_ticket.result(_left(deadline))
+                windows, whisper_report = whisper_ticket.result(_left(deadline))
             transcript = self.models.whisper.join(windows)
-            timings["transcribe"] = since_ms(t0)
-            timings["whisper_batch"] = round(report.mean_batch, 1)
+            report("transcribe", whisper_report)
             with _deadline_stage(deadline, "fingerprinting"):
-                fingerprint = fp_result(_left(deadline))
-            timings["fingerprint"] = since_ms(t0)
+                fingerprint, fp_report = fp_result(_left(deadline))
+            report("fingerprint", fp_report)
         texts = {"caption": caption_text(meta), "spoken": transcript.text.strip()}
         present = {m: t for m, t in texts.items() if t}
         with timed(timings, "embed_text"), _deadline_stage(deadline, "text embedding"):
@@ -198,6 +204,8 @@ class Pipeline:
             transcript=transcript,
             fingerprint=fingerprint,
             text_embeddings={m: by_modality.get(m) for m in texts},
+            queue_wait_ms=waits,
+            batch_sizes=batches,
         )
 
 

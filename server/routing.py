@@ -150,9 +150,10 @@ class RouteQuery:
     visual: np.ndarray
     spoken: np.ndarray | None
     caption: np.ndarray | None
-    sound_confidence: dict[int, float]  # store row -> confidence of a shared-sound match
+    sound_confidence: dict[int, float]  # store row -> confidence of the stretch of sound it shares with the query
     creator_id: str = ""
     exclude_row: int | None = None
+    shared_sound: dict[int, int] = field(default_factory=dict)  # store row -> the sound it shares with the query
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,7 @@ class RoutedNeighbour:
     contributions: dict[str, float]   # weight x similarity per modality; they sum to `fused`
     similarities: dict[str, float]
     performance: float
+    shared_sound_id: int | None = None  # the sound it shares with the query (its sound reason), if any
 
 
 @dataclass(frozen=True)
@@ -270,6 +272,7 @@ def route(
             contributions={m: float(weights[m] * scaled[m][i]) for m in MODALITIES},
             similarities={m: float(sims[m][i]) for m in MODALITIES},
             performance=float(p),
+            shared_sound_id=query.shared_sound.get(int(pool.rows[i])),
         )
         for i, p in zip(chosen, perf)
     ]

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from models.clip import ClipEmbedder, ClipSpec, resolve_device
-from models.fingerprint import Fingerprinter
+from models.fingerprint import Fingerprint, Fingerprinter
 from models.text import TextEmbedder, TextSpec
 from models.whisper import WhisperSpec, WhisperTranscriber
 from server import engagement, routing
@@ -37,6 +37,7 @@ from server.domain import (
     SearchResult,
     SoundNeighbour,
     SoundStats,
+    SoundUse,
     VideoMetadata,
     VideoRecord,
 )
@@ -46,7 +47,7 @@ from server.pool import PerformancePool
 from server.settings import Settings
 from server.sounds.identity import SoundIdentity
 from server.sounds.postings import SoundPostings
-from server.sounds.vote import SoundMatch
+from server.sounds.sharing import shared, use_of_match
 from server.storage import EMBEDDING_COLUMNS, Catalog, open_catalog
 from server.storage.catalog import Change
 from server.storage.feed import KEEP_CHANGES_S, Follower
@@ -196,23 +197,26 @@ class ColdOpenService:
                 for m, d in dims.items()}
 
     @classmethod
-    def open(cls, settings: Settings, models: Models, lock: DataDirLock | None = None) -> "ColdOpenService":
-        """Lock the data dir (unless the caller already holds `lock`), check it matches the embedding model,
-        rebuild the index from the store. The service releases the lock when it closes."""
+    def open(cls, settings: Settings, models: Models, lock: DataDirLock | None = None,
+             store: Catalog | None = None) -> "ColdOpenService":
+        """Lock the data dir (unless the caller already holds `lock`), open the catalog (unless the caller
+        opened it: `store`), check it matches the embedding model, rebuild the index from the store. The
+        service releases the lock and closes the catalog when it closes."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         lock = lock or DataDirLock(settings.data_dir).acquire()  # before touching anything another server may use
         try:
-            return cls._open_locked(settings, models, lock)
+            return cls._open_locked(settings, models, lock, store)
         except BaseException:
             lock.release()
             raise
 
     @classmethod
-    def _open_locked(cls, settings: Settings, models: Models, lock: DataDirLock) -> "ColdOpenService":
+    def _open_locked(cls, settings: Settings, models: Models, lock: DataDirLock,
+                     store: Catalog | None) -> "ColdOpenService":
         tmp = settings.data_dir / "tmp"
         shutil.rmtree(tmp, ignore_errors=True)  # partial uploads from a previous run
         tmp.mkdir()
-        store = open_catalog(settings.database_url, settings.data_dir)
+        store = store or open_catalog(settings.database_url, settings.data_dir)
         space = store.embedding_space()
         clip = models.clip
         if space is None:
@@ -388,7 +392,8 @@ class ColdOpenService:
     ) -> IngestResult:
         validate_metadata(meta, self.settings)
         if bytes_received == 0:
-            raise InvalidInput(f"upload for {meta.video_id!r} has no bytes; send the file in chunk messages after the metadata")
+            raise InvalidInput(f"the upload for {meta.video_id!r} is empty (0 bytes): send a complete video file "
+                               f"(API clients: its bytes in chunk messages after the metadata)")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
         a = self.pipeline.analyse(meta, path, timings, deadline)
         with timed(timings, "content_prior"):
@@ -407,13 +412,17 @@ class ColdOpenService:
                 transcript=a.transcript,
                 timings_ms=timings,
                 landmarks=fp.landmarks if fp is not None else 0,
+                queue_wait_ms=a.queue_wait_ms,
+                batch_sizes=a.batch_sizes,
             )
             with self._write_lock, ExitStack() as deciding:  # a new sound's lock is held until its write commits
                 link, found = deciding.enter_context(self._sounds.deciding(fp, looked_up)) if fp else (None, [])
+                also = SoundIdentity.others(link, found) if link is not None else []
                 with timed(timings, "store"):
                     written = self._store.upsert(
                         meta, extraction, a.embedding, a.frames.times_s, a.frame_embeddings, a.fingerprint, link,
                         a.text_embeddings, ship=self._ships, frame_dtype=self.settings.frame_embeddings, prior=prior,
+                        also=also,
                     )
                 rowid, replaced, sound_id = written.row, written.replaced, written.sound_id
                 if self._feed is not None:
@@ -432,18 +441,20 @@ class ColdOpenService:
                             index.add(ids, vector[None, :])
                     self._dirty += 1
                     self._pool_behind += replaced  # until the pool has it (a pool snapshot waits for that)
+            pending = False
             if self._ships:
                 with timed(timings, "ship_vectors"):
-                    self._ship_rows([rowid], [written.change])
+                    pending = not self._ship_committed([rowid], written.change, f"video_id={meta.video_id}")
         if replaced:
             try:
                 self._pool.reprofile(rowid)  # a member's pool entry holds the old embedding; its prior changed
             finally:
                 self._pool_caught_up()
-        matches = self._neighbours(found, exclude_row=rowid, limit=5)
+        uses = tuple(self._store.sound_uses(meta.video_id)) if sound_id is not None else ()
+        matches = self._shared_by(list(uses), exclude_video=meta.video_id, limit=5)
         self.observer.stages(timings)
-        new_sound = link is not None and link.sound_id is None
-        extraction = dataclasses.replace(extraction, sound_id=sound_id)
+        extraction = dataclasses.replace(extraction, sound_id=sound_id, sounds=uses)
+        new_sound = extraction.new_sound
         log.info(
             "ingested video_id=%s replaced=%s bytes=%d duration_s=%.2f frames=%d words=%d sound=%s new_sound=%s "
             "sound_matches=%d timings_ms=%s",
@@ -458,7 +469,7 @@ class ColdOpenService:
             len(matches),
             timings,
         )
-        return IngestResult(meta.video_id, replaced, bytes_received, extraction, new_sound, matches)
+        return IngestResult(meta.video_id, replaced, bytes_received, extraction, matches, vectors_pending=pending)
 
     def _apply_changes(self, changes: list[Change]) -> None:
         """Other replicas' writes, from the change feed, into this replica's in-process indexes: each changed
@@ -474,6 +485,17 @@ class ColdOpenService:
         # replica loads the new version after the poll.
         if rows:
             log.info("applied %d changes from other replicas (%d rows)", len(changes), len(rows))
+
+    def _ship_committed(self, rows: list[int], change: int, what: str) -> bool:
+        """Ship a committed write to the shared vector store now; False (logged) when the store does not
+        answer: the write stays in the change feed, and the outbox ships it once the store is back."""
+        try:
+            self._ship_rows(rows, [change])
+            return True
+        except StorageUnavailable as e:
+            log.warning("%s is committed but not yet in the vector store (the outbox ships it when the store is "
+                        "back): %s", what, e)
+            return False
 
     def _ship(self, changes: list[Change]) -> None:
         """The sweeper's shipping of changes a writer left unshipped."""
@@ -522,26 +544,38 @@ class ColdOpenService:
         return EngagementResult(accepted, duplicates, rejected + unknown, len(self._pool), self._pool.threshold)
 
     # --- sounds -------------------------------------------------------------
-    def _neighbours(self, found: list[SoundMatch], exclude_row: int | None, limit: int) -> list[SoundNeighbour]:
-        """The videos behind sound matches: those linked to each matched sound over the matched part, the
-        strongest match first and, within a sound, the oldest video first."""
-        frame_s = self.models.fingerprinter.params.frame_seconds
-        videos = self._store.videos_of_sounds([(m.sound, m.sound_first, m.sound_last) for m in found], limit, exclude_row)
+    def _shared_by(self, uses: list[SoundUse], exclude_video: str | None, limit: int) -> list[SoundNeighbour]:
+        """The videos sharing a stretch of each sound the query uses (server/sounds/sharing.py): its
+        strongest use first and, within a sound, the oldest video first."""
+        found = self._store.sharing([(u.sound_id, u.first, u.last) for u in uses], limit, exclude_video)
         out = []
-        for m in found:
-            for _, video_id, offset in videos.get(m.sound, []):
-                out.append(
-                    SoundNeighbour(
-                        video_id=video_id,
-                        sound_id=m.sound,
-                        matched_frames=m.matched_frames,
-                        query_start_s=round(m.query_first * frame_s, 3),
-                        reference_start_s=round((m.sound_first - offset) * frame_s, 3),
-                        duration_s=round((m.query_last - m.query_first + 1) * frame_s, 3),
-                        confidence=m.confidence,
-                    )
-                )
+        for u in uses:
+            for _, video_id, other in found.get(u.sound_id, []):
+                n = shared(u, other, video_id)
+                if n is not None:
+                    out.append(n)
         return out[:limit]
+
+    def _pool_sharing(self, uses: list[SoundUse], exclude_row: int | None) -> dict[int, tuple[int, float]]:
+        """Performing videos sharing a stretch of sound with the query: row -> (the sound, the confidence of
+        the shared stretch), the same stretches SearchBySound reports."""
+        if not uses:
+            return {}
+        found = self._store.sharing([(u.sound_id, u.first, u.last) for u in uses], limit=len(self._pool) + 1,
+                                    pool_only=True)
+        out: dict[int, tuple[int, float]] = {}
+        for u in uses:
+            for row, video_id, other in found.get(u.sound_id, []):
+                n = shared(u, other, video_id)
+                if n is not None and row != exclude_row and n.confidence > out.get(row, (0, 0.0))[1]:
+                    out[row] = (u.sound_id, n.confidence)
+        return out
+
+    def _query_uses(self, fingerprint: Fingerprint | None, limit: int) -> list[SoundUse]:
+        """The sounds an upload's audio matches, as uses (strongest first)."""
+        if fingerprint is None or not len(fingerprint):
+            return []
+        return [use_of_match(m) for m in self._sounds.match(fingerprint, limit=limit)]
 
     def search_by_sound(
         self, video_id: str | None = None, path: Path | None = None, limit: int = 10, deadline: float | None = None
@@ -554,13 +588,12 @@ class ColdOpenService:
             stored = self._store.fingerprint(video_id)
             if stored is None:
                 raise NotFound(f"video {video_id!r} is not indexed; ingest it first or check the id")
-            row, fingerprint = stored
-            if fingerprint is None:
+            if stored[1] is None:
                 raise InvalidInput(f"video {video_id!r} has no audio track, so it has no sound to search by")
-            return self._neighbours(self._sounds.match(fingerprint, limit=limit), exclude_row=row, limit=limit)
+            return self._shared_by(self._store.sound_uses(video_id), exclude_video=video_id, limit=limit)
         assert path is not None
         fingerprint = self.pipeline.sound_fingerprint(path, deadline)
-        return self._neighbours(self._sounds.match(fingerprint, limit=limit), exclude_row=None, limit=limit)
+        return self._shared_by(self._query_uses(fingerprint, limit), exclude_video=None, limit=limit)
 
     def sound_stats(self, sound_id: str, window_s: float, sample: int = 10) -> tuple[SoundStats, list[str]]:
         sid = parse_sound_id(sound_id)
@@ -664,23 +697,20 @@ class ColdOpenService:
             if not profiles:
                 raise NotFound(f"video {video_id!r} is not indexed; ingest it first, or route an upload")
             p = profiles[0]
-            stored = self._store.fingerprint(video_id)
-            fingerprint = stored[1] if stored else None
+            uses = self._store.sound_uses(video_id)
             query = routing.RouteQuery(p.visual, p.spoken, p.caption, {}, p.creator_id, exclude_row=row)
         else:
             assert upload is not None
             meta, path, size = upload
             validate_metadata(meta, self.settings, require_id=False)
             if size == 0:
-                raise InvalidInput("the route upload has no bytes; send the file in chunk messages after the query")
+                raise InvalidInput("the route upload is empty (0 bytes): send a complete video file (API clients: its "
+                                   "bytes in chunk messages after the query)")
             a = self.pipeline.analyse(meta, path, {}, deadline)
-            fingerprint = a.fingerprint
+            uses = self._query_uses(a.fingerprint, limit=100)
             query = routing.RouteQuery(
                 a.embedding, a.text_embeddings["spoken"], a.text_embeddings["caption"], {}, meta.creator_id
             )
-        confidence = {}
-        if fingerprint is not None and len(fingerprint):
-            confidence = {m.sound: m.confidence for m in self._sounds.match(fingerprint, limit=100)}
         if options.learned:  # --route-weights learned and the request gave none
             learned = self._priors.learned_weights()
             if learned:
@@ -689,14 +719,12 @@ class ColdOpenService:
                 options = dataclasses.replace(
                     options, weights={**{m: (1 - sound) * w / total for m, w in learned.items()}, "sound": sound})
         content_prior = self._live_prior(query.visual, query.spoken, query.caption, query.exclude_row)
+        sharing = self._pool_sharing(uses, query.exclude_row)
         with self._pool.reading() as view:  # held still against a concurrent engagement batch
-            if confidence:
-                shared = {
-                    int(row): confidence[int(sound)]
-                    for row, sound in zip(view.rows.tolist(), view.sounds.tolist())
-                    if int(sound) in confidence and row != query.exclude_row
-                }
-                query = dataclasses.replace(query, sound_confidence=shared)
+            if sharing:
+                query = dataclasses.replace(query, sound_confidence={r: c for r, (_, c) in sharing.items()},
+                                            shared_sound={r: snd for r, (snd, _) in sharing.items()})
+
             try:
                 result = routing.route(view, query, options, performance=self._pool.scores_now)
             except ValueError as e:
@@ -802,8 +830,8 @@ class ColdOpenService:
         finally:
             self._pool_caught_up()
         if self._ships:
-            self._ship_rows([rowid], [change])
-            # The video's sound and its postings stay: the sound id remains valid for other videos and re-ingests.
+            self._ship_committed([rowid], change, f"delete of video_id={video_id}")
+        # The video's sound and its postings stay: the sound id remains valid for other videos and re-ingests.
         log.info("deleted video_id=%s", video_id)
 
     @property

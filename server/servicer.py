@@ -16,7 +16,9 @@ import numpy as np
 
 from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-from server.domain import EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, VideoMetadata, VideoRecord
+from server.domain import (
+    EngagementEvent, Extraction, IngestResult, SearchQuery, SoundNeighbour, SoundStats, SoundUse, VideoMetadata, VideoRecord,
+)
 from server.auth import READ, WRITE, Authenticator, Caller
 from server.engagement import Counters
 from server.logs import clean_request_id, request_context
@@ -35,6 +37,7 @@ from server.errors import (
 )
 from server.routing import DEFAULT_WEIGHTS, FUSIONS, RouteOptions
 from server.service import ColdOpenService
+from server.sounds import sharing
 from server.settings import MAX_CHUNK_BYTES, MIB, Settings
 from server.validation import format_sound_id, validate_metadata
 
@@ -277,6 +280,7 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
                     contributions=pb.ModalityScores(**n.contributions),
                     similarities=pb.ModalityScores(**n.similarities),
                     performance=n.performance,
+                    shared_sound_id=format_sound_id(n.shared_sound_id),
                 )
                 for n in result.neighbours
             ],
@@ -403,7 +407,8 @@ class ContentIndexServicer(pb_grpc.ContentIndexServicer):
         with service.ingest_slot(), service.upload_file() as upload:
             total = self._receive(messages, upload, what, header)
             if total == 0:
-                raise InvalidInput(f"the {what} has no bytes; send the file in chunk messages after the {header}")
+                raise InvalidInput(f"the {what} is empty (0 bytes): send a complete file (API clients: its bytes in "
+                                   f"chunk messages after the {header})")
             yield Path(upload.name), total
 
     def _receive(self, messages, upload, what: str, header: str) -> int:
@@ -572,6 +577,19 @@ def _extraction_to_pb(e: Extraction) -> pb.Extraction:
         sound_id=format_sound_id(e.sound_id),
         landmarks=e.landmarks,
         sampling=e.sampling,
+        new_sound=e.new_sound,
+        sounds=[_sound_use_to_pb(u) for u in e.sounds],
+        queue_wait=[pb.StageTiming(stage=k, ms=v) for k, v in e.queue_wait_ms.items()],
+        batches=[pb.BatchSize(stage=k, mean=v) for k, v in e.batch_sizes.items()],
+    )
+
+
+def _sound_use_to_pb(u: SoundUse) -> pb.SoundUse:
+    start_s, sound_start_s, duration_s = sharing.times(u)
+    return pb.SoundUse(
+        sound_id=format_sound_id(u.sound_id), primary=u.primary, started=u.started, start_s=start_s,
+        sound_start_s=sound_start_s, duration_s=duration_s, speed=u.scale, matched_frames=u.matched_frames,
+        confidence=u.confidence,
     )
 
 
@@ -583,6 +601,7 @@ def _ingest_result_to_pb(r: IngestResult) -> pb.IngestResponse:
         extraction=_extraction_to_pb(r.extraction),
         new_sound=r.new_sound,
         sound_matches=[_sound_match_to_pb(m) for m in r.sound_matches],
+        vectors_pending=r.vectors_pending,
     )
 
 

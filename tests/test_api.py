@@ -41,6 +41,17 @@ def test_ingest_reports_what_was_extracted(populated, models):
     stages = {t.stage for t in e.timings}
     assert {"receive", "probe", "decode_frames", "embed_frames", "decode_audio", "transcribe", "store", "index"} <= stages
     assert all(t.ms >= 0 for t in e.timings)
+    # Each model stage's own time (its batches), not the time since the models were queued: the quick
+    # fingerprint does not repeat Whisper's time; queue waits and batch sizes are reported apart.
+    ms = {t.stage: t.ms for t in e.timings}
+    assert ms["fingerprint"] < ms["transcribe"] and not any(s.endswith("_batch") for s in ms)
+    assert {w.stage for w in e.queue_wait} == {b.stage for b in e.batches} == {"embed_frames", "transcribe", "fingerprint"}
+    assert all(b.mean >= 1 for b in e.batches) and all(w.ms >= 0 for w in e.queue_wait)
+    # ... and GetVideo reads them back as stored (before the store and index stages had run).
+    got = populated[0].stub.GetVideo(pb.GetVideoRequest(video_id="fox")).extraction
+    assert {t.stage: t.ms for t in got.timings}.items() <= ms.items() and "transcribe" in {t.stage for t in got.timings}
+    assert list(got.queue_wait) == list(e.queue_wait)
+    assert list(got.batches) == list(e.batches)
 
 
 def test_transcript_contains_the_spoken_words(populated):

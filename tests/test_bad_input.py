@@ -55,7 +55,7 @@ def _png_bytes() -> bytes:
 @pytest.mark.parametrize(
     "name, make, expected",
     [
-        ("empty upload", lambda clips, tmp: b"", "no bytes"),
+        ("empty upload", lambda clips, tmp: b"", "is empty (0 bytes)"),
         ("random bytes", lambda clips, tmp: np.random.default_rng(0).bytes(50_000), "not a readable media file"),
         ("png renamed .mp4", lambda clips, tmp: _png_bytes(), "still image"),
         ("truncated mp4", lambda clips, tmp: clips["fox"].read_bytes()[: clips["fox"].stat().st_size * 6 // 10], "not a readable media file"),

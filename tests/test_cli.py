@@ -57,7 +57,7 @@ def test_serve_ingest_search_get_delete_and_restart(tiny_clip, clips, tmp_path):
         results = [json.loads(line) for line in r.stdout.splitlines()]
         assert [x["video_id"] for x in results] == ["fox", "coffee", "missing"]
         assert "fox" in results[0]["extraction"]["transcript"]["text"].lower()
-        assert "cannot read file" in results[2]["error"]
+        assert "does not exist" in results[2]["error"]
 
         r = coldopen("ingest", "--server", address, str(clips["rocket"]), "--video-id", "launch")
         assert r.returncode == 0 and "launch:" in r.stdout and "rocket" in r.stdout.lower()

@@ -128,7 +128,7 @@ def test_reuse_adds_a_link_and_only_the_part_the_sound_lacked(tmp_path, fingerpr
     tail, link, _ = world.ingest("tail", fps["tail"])
     assert tail == sound and link.hashes.size == 0 and world.store.sound_postings_total() == before
     # The videos behind a match are those whose span overlaps it.
-    spans = world.store.videos_of_sounds([(sound, int(30 / fp.params.frame_seconds), int(38 / fp.params.frame_seconds))], 10)
+    spans = world.store.sharing([(sound, int(30 / fp.params.frame_seconds), int(38 / fp.params.frame_seconds))], 10)
     assert {v[1] for v in spans[sound]} == {"longer", "tail"}
 
 

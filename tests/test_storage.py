@@ -34,11 +34,11 @@ def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
         with catalog.db.read() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"server/storage/schema.py and the Alembic revisions disagree: {diff}"
-        assert catalog.db.revision() == "0006"
+        assert catalog.db.revision() == "0007"
     finally:
         catalog.close()
     again = open_catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
-    assert again.db.revision() == "0006"
+    assert again.db.revision() == "0007"
     again.close()
 
 
@@ -68,7 +68,7 @@ def test_the_postings_upgrade_packs_each_sound_into_one_chunk(catalog_url, tmp_p
     db.migrate()
     catalog = Catalog(db)
     try:
-        assert db.revision() == "0006"
+        assert db.revision() == "0007"
         chunks, _ = catalog.sound_chunks_after(0)
         assert sorted(c.sound for c in chunks) == [1, 2, 5]  # one each; a sound without postings has none
         got = sorted((int(h), c.sound, int(t)) for c in chunks

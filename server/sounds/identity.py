@@ -5,9 +5,11 @@ voted on (``vote.match``) with no lock held: that is the expensive part, and its
 (capped postings per hash), not the corpus.
 Deciding and writing happen under the service's write lock and stay cheap:
 
-* The sound covering most of the clip wins (a shared sentence of voice-over matches too, but over a
-  shorter span than the song underneath). The clip is linked to it at the matched offset, and adds
-  postings only for the part of its audio the sound did not cover yet.
+* The sound covering most of the clip is its primary sound (ties: more matched frames, then the older
+  sound). The clip is linked to it at the matched offset, and adds postings only for the part of its
+  audio the sound did not cover yet. Every other sound the clip matched (a song under a famous speech
+  matches the speech and the song) is linked too, over the stretch it matched, so each answer about
+  "who else uses this sound" finds the clip (server/sounds/sharing.py).
 * Two uploads of the same new sound can each match before either is stored. So every write of
   postings is also kept in a short in-memory log, numbered; under the lock a clip is matched once more
   against the log entries written after its lookup began (a few clips at most: the ones that were in
@@ -32,8 +34,10 @@ from typing import Iterator
 import numpy as np
 
 from models.fingerprint import Fingerprint
+from server.domain import SoundUse
 from server.sounds import vote
 from server.sounds.postings import SoundPostings
+from server.sounds.sharing import use_of_match
 from server.storage import Catalog, SoundLink
 
 # Hashes with this many postings or more are left out of lookups (and get no more postings): a hash
@@ -98,9 +102,10 @@ class SoundIdentity:
 
     @contextmanager
     def deciding(self, fp: Fingerprint, looked_up: Lookup) -> Iterator[tuple[SoundLink, list[vote.SoundMatch]]]:
-        """Under the write lock: the sound link of a clip with landmarks, and its matches, including sounds
-        written by clips that were deciding beside it. Write the link inside this block: on a shared
-        catalog a new sound holds the new-sound lock until then."""
+        """Under the write lock: the link of a clip with landmarks to its primary sound, and its matches,
+        including sounds written by clips that were deciding beside it (`others` turns them into its uses of
+        the other sounds). Write the links inside this block: on a shared catalog a new sound holds the
+        new-sound lock until then."""
         link, matches = self._decide(fp, looked_up)
         if link.sound_id is not None or not self._store.shared:
             yield link, matches
@@ -114,6 +119,11 @@ class SoundIdentity:
             if h.size:
                 link, matches = self._decide(fp, looked_up, (h, s, t))
             yield link, matches
+
+    @staticmethod
+    def others(link: SoundLink, matches: list[vote.SoundMatch]) -> list[SoundUse]:
+        """The clip's uses of the sounds it matched besides its primary one."""
+        return [use_of_match(m) for m in matches if m.sound != link.sound_id]
 
     def _decide(
         self, fp: Fingerprint, looked_up: Lookup, recent: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -131,7 +141,7 @@ class SoundIdentity:
             if late and not matches:
                 self.joined_in_flight += 1
             matches += late
-        covering = max(matches, key=lambda m: (m.query_last - m.query_first, m.matched_frames), default=None)
+        covering = max(matches, key=lambda m: (m.query_last - m.query_first, m.matched_frames, -m.sound), default=None)
         times = fp.index_times.astype(np.int64)
         # A new sound's timeline is the clip's own; a known sound's is reached through the matched offset.
         on_sound = covering.on_sound(times) if covering is not None else times
@@ -146,6 +156,9 @@ class SoundIdentity:
             int(on_sound.max()),
             fp.index_hashes[new],
             on_sound[new],
+            scale=covering.scale if covering is not None else 1.0,
+            matched_frames=covering.matched_frames if covering is not None else int(np.unique(times).size),
+            confidence=covering.confidence if covering is not None else 1.0,
         )
         return link, matches
 

@@ -15,7 +15,7 @@ import math
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 from sqlalchemy import BigInteger, Connection, Text, and_, case, false, func, literal, select, true, update
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from models.fingerprint import FORMAT as FINGERPRINT_FORMAT, Fingerprint
 from models.whisper import Segment, Transcript
-from server.domain import EngagementEvent, Extraction, SoundStats, VideoMetadata, VideoRecord
+from server.domain import EngagementEvent, Extraction, SoundStats, SoundUse, VideoMetadata, VideoRecord
 from server.engagement import Counters
 from server.media import MediaInfo
 from server.storage import schema as s
@@ -90,14 +90,17 @@ class Change(NamedTuple):
 
 @dataclass(frozen=True)
 class SoundLink:
-    """A video's link to a sound, and the postings the link adds (server/sounds/identity.py decides it)."""
+    """A video's link to its primary sound, and the postings the link adds (server/sounds/identity.py decides it)."""
 
     sound_id: int | None     # None: a new sound
-    offset: int              # sound frame = video frame + offset
+    offset: int              # sound frame = round(video frame x scale) + offset
     first: int               # the video's span on the sound's timeline
     last: int
     hashes: np.ndarray       # postings to add: uint32 hashes ...
     times: np.ndarray        # ... at these sound frames
+    scale: float = 1.0
+    matched_frames: int = 0  # the evidence of the link (a new sound: the clip's own anchor frames)
+    confidence: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -247,9 +250,11 @@ class Catalog:
         ship: bool = False,
         frame_dtype: str = "fp16",
         prior: "tuple[float, float, str] | None" = None,
+        also: Sequence[SoundUse] = (),
     ) -> Written:
-        """Insert or atomically replace a video, its frames, its audio fingerprint and its link to a sound
-        (with the postings the link adds), and log the change of its vectors, all in one transaction.
+        """Insert or atomically replace a video, its frames, its audio fingerprint, its link to its primary
+        sound (with the postings the link adds) and to the other sounds it also uses (`also`), and log the
+        change of its vectors, all in one transaction.
 
         A `sound` with sound_id None starts a new sound. `ship`: the change must still reach an external
         vector store (it stays unshipped until mark_shipped). `frame_dtype`: per-frame embeddings are kept as
@@ -269,11 +274,8 @@ class Catalog:
             embedding_model=extraction.embedding_model,
             embedding=_blob(embedding),
             transcript=json.dumps(dataclasses.asdict(extraction.transcript)),
-            timings=json.dumps(extraction.timings_ms),
+            timings=_timings_json(extraction),
             ingested_at=now,
-            sound_offset=sound.offset if sound is not None else None,
-            sound_first=sound.first if sound is not None else None,
-            sound_last=sound.last if sound is not None else None,
             fingerprint=_fingerprint_blob(fingerprint) if fingerprint is not None and fingerprint.landmarks else None,
             caption_embedding=_blob(text["caption"]) if text.get("caption") is not None else None,
             transcript_embedding=_blob(text["spoken"]) if text.get("spoken") is not None else None,
@@ -301,6 +303,11 @@ class Catalog:
             if replaced:
                 conn.execute(update(s.videos).where(v.video_id == meta.video_id).values(sound_id=sound_id, **values))
                 conn.execute(s.frames.delete().where(s.frames.c.video_id == meta.video_id))
+                conn.execute(s.sound_links.delete().where(s.sound_links.c.video_id == meta.video_id))
+            links = [_link_row(meta.video_id, sound_id, sound)] if sound is not None and sound_id is not None else []
+            links += [_use_row(meta.video_id, u) for u in also if u.sound_id != sound_id]
+            if links:
+                conn.execute(s.sound_links.insert(), links)
             if len(frame_times_s) and frame_dtype != "none":
                 dtype = np.float16 if frame_dtype == "fp16" else np.float32
                 conn.execute(
@@ -807,22 +814,42 @@ class Catalog:
         with self.db.read() as conn:
             return int(conn.execute(select(func.coalesce(func.sum(s.sounds.c.postings), 0))).scalar_one())
 
-    def videos_of_sounds(
-        self, spans: list[tuple[int, int, int]], limit: int, exclude_row: int | None = None
-    ) -> dict[int, list[tuple[int, str, int]]]:
-        """sound -> [(row, video_id, sound_offset)] of the videos linked to it whose span overlaps (first, last)
-        on its timeline, oldest first, at most `limit` per sound."""
-        v = s.videos.c
-        out: dict[int, list[tuple[int, str, int]]] = {}
+    def sound_uses(self, video_id: str) -> list[SoundUse]:
+        """Every sound a video uses, the primary first (empty without usable audio or for an unknown video)."""
+        with self.db.read() as conn:
+            return self._uses(conn, [video_id]).get(video_id, [])
+
+    def _uses(self, conn: Connection, video_ids: list[str]) -> dict[str, list[SoundUse]]:
+        ln, so = s.sound_links.c, s.sounds.c
+        rows = conn.execute(
+            select(ln.video_id, *_USE_COLUMNS, so.first_video)
+            .select_from(s.sound_links.outerjoin(s.sounds, so.id == ln.sound_id))
+            .where(ln.video_id.in_(video_ids)).order_by(ln.video_id, ln.is_primary.desc(), ln.sound_id)
+        ).all()
+        out: dict[str, list[SoundUse]] = {}
+        for r in rows:
+            out.setdefault(r[0], []).append(_use(r[1:-1], started=r[-1] == r[0]))
+        return out
+
+    def sharing(
+        self, spans: list[tuple[int, int, int]], limit: int, exclude_video: str | None = None, pool_only: bool = False,
+    ) -> dict[int, list[tuple[int, str, SoundUse]]]:
+        """sound -> [(row, video_id, its use of the sound)] for the videos using each sound over a stretch of
+        its timeline that overlaps (first, last), oldest first, at most `limit` per sound. `pool_only`: members
+        of the published performs-well pool only."""
+        v, ln, so = s.videos.c, s.sound_links.c, s.sounds.c
+        out: dict[int, list[tuple[int, str, SoundUse]]] = {}
         with self.db.read() as conn:
             for sound_id, first, last in spans:
-                query = select(v.row_id, v.video_id, v.sound_offset).where(
-                    v.sound_id == sound_id, v.sound_first <= last, v.sound_last >= first
-                )
-                if exclude_row is not None:
-                    query = query.where(v.row_id != exclude_row)
+                joined = s.sound_links.join(s.videos, v.video_id == ln.video_id).outerjoin(s.sounds, so.id == ln.sound_id)
+                if pool_only:
+                    joined = joined.join(s.pool_members, s.pool_members.c.row_id == v.row_id)
+                query = select(v.row_id, v.video_id, *_USE_COLUMNS, so.first_video).select_from(joined).where(
+                    ln.sound_id == sound_id, ln.first_frame <= last, ln.last_frame >= first)
+                if exclude_video is not None:
+                    query = query.where(v.video_id != exclude_video)
                 rows = conn.execute(query.order_by(v.ingested_at, v.row_id).limit(limit)).all()
-                out[sound_id] = [(int(r[0]), r[1], int(r[2] or 0)) for r in rows]
+                out[sound_id] = [(int(r[0]), r[1], _use(r[2:-1], started=r[-1] == r[1])) for r in rows]
         return out
 
     def fingerprint(self, video_id: str) -> tuple[int, Fingerprint | None] | None:
@@ -836,18 +863,18 @@ class Catalog:
 
     def sound_stats(self, since: str, sound_id: int | None = None, limit: int = 100) -> list[SoundStats]:
         """Per sound: videos using it, and how many of those were ingested at or after `since` (UTC ISO time)."""
-        so, v = s.sounds.c, s.videos.c
+        so, v, ln = s.sounds.c, s.videos.c, s.sound_links.c
         videos = func.count(v.video_id)
         recent = func.coalesce(func.sum(case((v.ingested_at >= since, 1), else_=0)), 0)
         query = (
             select(so.id, so.created_at, so.first_video, videos, recent)
-            .select_from(s.sounds.join(s.videos, v.sound_id == so.id))
+            .select_from(s.sounds.join(s.sound_links, ln.sound_id == so.id).join(s.videos, v.video_id == ln.video_id))
             .group_by(so.id, so.created_at, so.first_video)
             .order_by(recent.desc(), videos.desc(), so.id)
             .limit(limit)
         )
         if sound_id is not None:
-            query = query.where(v.sound_id == sound_id)
+            query = query.where(ln.sound_id == sound_id)
         with self.db.read() as conn:
             rows = conn.execute(query).all()
         return [SoundStats(int(r[0]), r[1], r[2], int(r[3]), int(r[4])) for r in rows]
@@ -857,10 +884,11 @@ class Catalog:
             return conn.execute(select(s.sounds.c.id).where(s.sounds.c.id == sound_id)).first() is not None
 
     def videos_of_sound(self, sound_id: int, limit: int) -> list[str]:
-        v = s.videos.c
+        v, ln = s.videos.c, s.sound_links.c
         with self.db.read() as conn:
             return list(conn.execute(
-                select(v.video_id).where(v.sound_id == sound_id).order_by(v.ingested_at.desc()).limit(limit)
+                select(v.video_id).select_from(s.sound_links.join(s.videos, v.video_id == ln.video_id))
+                .where(ln.sound_id == sound_id).order_by(v.ingested_at.desc(), v.video_id).limit(limit)
             ).scalars())
 
     # --- reads ------------------------------------------------------------
@@ -888,6 +916,7 @@ class Catalog:
                        v.embedding_model, v.embedding, v.transcript, v.timings, v.ingested_at, v.sound_id,
                        func.length(v.fingerprint)).where(v.video_id == video_id)
             ).first()
+            uses = self._uses(conn, [video_id]).get(video_id, []) if row is not None else []
             frames = []
             if row is not None and include_embeddings:
                 frames = conn.execute(select(f.t_s, f.embedding).where(f.video_id == video_id).order_by(f.idx)).all()
@@ -908,9 +937,10 @@ class Catalog:
                 model=t["model"],
                 segments=[Segment(**seg) for seg in t["segments"]],
             ),
-            timings_ms=json.loads(timings),
+            **_timings_from_json(timings),
             sound_id=sound,
             landmarks=max(0, ((fp_len or 4) - 4) // 8),
+            sounds=tuple(uses),
         )
         record = VideoRecord(
             metadata=VideoMetadata(vid, creator, caption, tuple(json.loads(hashtags)), hint),
@@ -997,6 +1027,44 @@ def _counters(values) -> Counters:
         count(impressions), count(plays), count(completions), watch if math.isfinite(watch) else 0.0,
         count(likes), count(comments), count(shares), count(follows), str(last or ""),
     )
+
+
+def _timings_json(e: Extraction) -> str:
+    """A video's stage timings as stored: stage -> ms, with the model stages' queue waits and batch sizes."""
+    return json.dumps({**e.timings_ms, "queue_wait": e.queue_wait_ms, "batches": e.batch_sizes})
+
+
+_LEGACY_BATCHES = {"clip_batch": "embed_frames", "whisper_batch": "transcribe"}  # stored as stages before issue 28
+
+
+def _timings_from_json(text: str) -> dict[str, dict[str, float]]:
+    stored = json.loads(text)
+    waits, batches = stored.pop("queue_wait", {}), stored.pop("batches", {})
+    for key, stage in _LEGACY_BATCHES.items():
+        if key in stored:
+            batches.setdefault(stage, stored.pop(key))
+    return {"timings_ms": stored, "queue_wait_ms": waits, "batch_sizes": batches}
+
+
+_USE_COLUMNS = tuple(getattr(s.sound_links.c, n) for n in (
+    "sound_id", "is_primary", "sound_offset", "scale", "first_frame", "last_frame", "matched_frames", "confidence"))
+
+
+def _use(values, started: bool) -> SoundUse:
+    sound, primary, offset, scale, first, last, frames, confidence = values
+    return SoundUse(int(sound), bool(primary), int(offset), float(scale), int(first), int(last), int(frames),
+                    float(confidence), started=bool(started))
+
+
+def _link_row(video_id: str, sound_id: int, link: SoundLink) -> dict:
+    return dict(video_id=video_id, sound_id=sound_id, is_primary=True, sound_offset=link.offset, scale=link.scale,
+                first_frame=link.first, last_frame=link.last, matched_frames=link.matched_frames,
+                confidence=link.confidence)
+
+
+def _use_row(video_id: str, u: SoundUse) -> dict:
+    return dict(video_id=video_id, sound_id=u.sound_id, is_primary=False, sound_offset=u.offset, scale=u.scale,
+                first_frame=u.first, last_frame=u.last, matched_frames=u.matched_frames, confidence=u.confidence)
 
 
 def _fingerprint_blob(fp: Fingerprint) -> bytes:

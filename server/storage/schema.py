@@ -52,10 +52,7 @@ videos = Table(
     Column("transcript", Text, nullable=False),    # JSON Transcript
     Column("timings", Text, nullable=False),       # JSON stage -> ms
     Column("ingested_at", String(32), nullable=False),  # UTC ISO text: sorts as time
-    Column("sound_id", BigInteger),                # no foreign key: sounds are distributed by their own id
-    Column("sound_offset", Integer),               # sound frame = video frame + sound_offset
-    Column("sound_first", Integer),                # the video's span on the sound's timeline
-    Column("sound_last", Integer),
+    Column("sound_id", BigInteger),                # its primary sound (sound_links has every sound it uses)
     Column("fingerprint", LargeBinary),            # index side only (models/fingerprint.py)
     Column("caption_embedding", LargeBinary),      # caption + hashtags; NULL when both are empty
     Column("transcript_embedding", LargeBinary),   # NULL without speech
@@ -119,6 +116,25 @@ sounds = Table(
     Column("first_frame", Integer),
     Column("last_frame", Integer),
     Column("postings", BigInteger, nullable=False, server_default="0"),
+)
+
+# Every sound a video uses (server/sounds/identity.py decides them): the primary one, which `videos.sound_id`
+# names (the sound covering most of the clip), and any other it also matched (a song under a famous speech).
+# A sound frame is round(video frame x scale) + sound_offset; [first_frame, last_frame] is the stretch of the
+# sound's timeline the video covers; matched_frames and confidence are the evidence the link rests on (the
+# video that started a sound: its own anchor frames, confidence 1). Distributed by video_id, as `videos`.
+sound_links = Table(
+    "sound_links", metadata,
+    Column("video_id", String(256), ForeignKey("videos.video_id", ondelete="CASCADE"), primary_key=True),
+    Column("sound_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("is_primary", Boolean, nullable=False),
+    Column("sound_offset", Integer, nullable=False),
+    Column("scale", Float, nullable=False, server_default="1"),
+    Column("first_frame", Integer, nullable=False),
+    Column("last_frame", Integer, nullable=False),
+    Column("matched_frames", Integer, nullable=False, server_default="0"),
+    Column("confidence", Float, nullable=False, server_default="1"),
+    Index("sound_links_by_sound", "sound_id", "first_frame"),
 )
 
 # The sound postings, as written: one row per link write (a new sound, or the part of a known sound a clip

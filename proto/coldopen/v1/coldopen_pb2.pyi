@@ -111,8 +111,38 @@ class StageTiming(_message.Message):
     ms: float
     def __init__(self, stage: _Optional[str] = ..., ms: _Optional[float] = ...) -> None: ...
 
+class BatchSize(_message.Message):
+    __slots__ = ("stage", "mean")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    mean: float
+    def __init__(self, stage: _Optional[str] = ..., mean: _Optional[float] = ...) -> None: ...
+
+class SoundUse(_message.Message):
+    __slots__ = ("sound_id", "primary", "started", "start_s", "sound_start_s", "duration_s", "speed", "matched_frames", "confidence")
+    SOUND_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    SOUND_START_S_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    SPEED_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    sound_id: str
+    primary: bool
+    started: bool
+    start_s: float
+    sound_start_s: float
+    duration_s: float
+    speed: float
+    matched_frames: int
+    confidence: float
+    def __init__(self, sound_id: _Optional[str] = ..., primary: bool = ..., started: bool = ..., start_s: _Optional[float] = ..., sound_start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., speed: _Optional[float] = ..., matched_frames: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+
 class Extraction(_message.Message):
-    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks", "sampling")
+    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks", "sampling", "new_sound", "sounds", "queue_wait", "batches")
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     FRAMES_SAMPLED_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +152,10 @@ class Extraction(_message.Message):
     SOUND_ID_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    NEW_SOUND_FIELD_NUMBER: _ClassVar[int]
+    SOUNDS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     media: MediaInfo
     frames_sampled: int
     embedding_model: str
@@ -131,7 +165,11 @@ class Extraction(_message.Message):
     sound_id: str
     landmarks: int
     sampling: str
-    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., sampling: _Optional[str] = ...) -> None: ...
+    new_sound: bool
+    sounds: _containers.RepeatedCompositeFieldContainer[SoundUse]
+    queue_wait: _containers.RepeatedCompositeFieldContainer[StageTiming]
+    batches: _containers.RepeatedCompositeFieldContainer[BatchSize]
+    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., sampling: _Optional[str] = ..., new_sound: bool = ..., sounds: _Optional[_Iterable[_Union[SoundUse, _Mapping]]] = ..., queue_wait: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., batches: _Optional[_Iterable[_Union[BatchSize, _Mapping]]] = ...) -> None: ...
 
 class SoundMatch(_message.Message):
     __slots__ = ("video_id", "sound_id", "matched_frames", "query_start_s", "reference_start_s", "duration_s", "confidence")
@@ -152,20 +190,22 @@ class SoundMatch(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., matched_frames: _Optional[int] = ..., query_start_s: _Optional[float] = ..., reference_start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
-    __slots__ = ("video_id", "replaced", "bytes_received", "extraction", "new_sound", "sound_matches")
+    __slots__ = ("video_id", "replaced", "bytes_received", "extraction", "new_sound", "sound_matches", "vectors_pending")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     REPLACED_FIELD_NUMBER: _ClassVar[int]
     BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
     EXTRACTION_FIELD_NUMBER: _ClassVar[int]
     NEW_SOUND_FIELD_NUMBER: _ClassVar[int]
     SOUND_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_PENDING_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     replaced: bool
     bytes_received: int
     extraction: Extraction
     new_sound: bool
     sound_matches: _containers.RepeatedCompositeFieldContainer[SoundMatch]
-    def __init__(self, video_id: _Optional[str] = ..., replaced: bool = ..., bytes_received: _Optional[int] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., new_sound: bool = ..., sound_matches: _Optional[_Iterable[_Union[SoundMatch, _Mapping]]] = ...) -> None: ...
+    vectors_pending: bool
+    def __init__(self, video_id: _Optional[str] = ..., replaced: bool = ..., bytes_received: _Optional[int] = ..., extraction: _Optional[_Union[Extraction, _Mapping]] = ..., new_sound: bool = ..., sound_matches: _Optional[_Iterable[_Union[SoundMatch, _Mapping]]] = ..., vectors_pending: bool = ...) -> None: ...
 
 class EmbeddingQuery(_message.Message):
     __slots__ = ("values",)
@@ -532,7 +572,7 @@ class ModalityScores(_message.Message):
     def __init__(self, visual: _Optional[float] = ..., spoken: _Optional[float] = ..., caption: _Optional[float] = ..., sound: _Optional[float] = ...) -> None: ...
 
 class RoutedNeighbour(_message.Message):
-    __slots__ = ("video_id", "creator_id", "sound_id", "score", "contributions", "similarities", "performance")
+    __slots__ = ("video_id", "creator_id", "sound_id", "score", "contributions", "similarities", "performance", "shared_sound_id")
     VIDEO_ID_FIELD_NUMBER: _ClassVar[int]
     CREATOR_ID_FIELD_NUMBER: _ClassVar[int]
     SOUND_ID_FIELD_NUMBER: _ClassVar[int]
@@ -540,6 +580,7 @@ class RoutedNeighbour(_message.Message):
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     SIMILARITIES_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SOUND_ID_FIELD_NUMBER: _ClassVar[int]
     video_id: str
     creator_id: str
     sound_id: str
@@ -547,7 +588,8 @@ class RoutedNeighbour(_message.Message):
     contributions: ModalityScores
     similarities: ModalityScores
     performance: float
-    def __init__(self, video_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., score: _Optional[float] = ..., contributions: _Optional[_Union[ModalityScores, _Mapping]] = ..., similarities: _Optional[_Union[ModalityScores, _Mapping]] = ..., performance: _Optional[float] = ...) -> None: ...
+    shared_sound_id: str
+    def __init__(self, video_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., score: _Optional[float] = ..., contributions: _Optional[_Union[ModalityScores, _Mapping]] = ..., similarities: _Optional[_Union[ModalityScores, _Mapping]] = ..., performance: _Optional[float] = ..., shared_sound_id: _Optional[str] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("neighbours", "prior", "prior_uncertainty", "weights", "pool_size", "ingested", "content_prior")
