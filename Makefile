@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CLIP_PRETRAINED ?= none
 PYTEST_ARGS ?=
 
-.PHONY: demo test serve proto samples bench clean
+.PHONY: demo test test-fast lint serve proto samples bench clean
 
 $(BIN)/.installed: pyproject.toml
 	@echo "Creating $(VENV): about 3 GB of downloads and 7 GB on disk, mostly PyTorch's CUDA libraries (PyPI's"
@@ -19,18 +19,28 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/coldopen demo --clip-pretrained $(CLIP_PRETRAINED)
 
+# Everything, end to end (real servers, PostgreSQL, Milvus Lite, models): ~20 minutes on 2 cores.
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit tests only (tests/unit: no server, no database process): about a minute.
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# What CI checks before the tests: lint and import order (ruff), types (mypy; strict on the pure layers).
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 serve: $(BIN)/.installed
 	$(BIN)/coldopen serve --clip-pretrained $(CLIP_PRETRAINED)
 
 # Regenerate the committed gRPC stubs after editing proto/ (tests fail while they are stale).
 proto: $(BIN)/.installed
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=proto --grpc_python_out=proto --pyi_out=proto proto/coldopen/v1/coldopen.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. proto/coldopen/v1/coldopen.proto
 
 samples: $(BIN)/.installed
-	$(BIN)/python -m tests.mediagen samples samples/
+	$(BIN)/python -m testkit.mediagen samples samples/
 
 # Per-stage timings of the ingest pipeline on a 30-second clip (results: benchmarks/RESULTS.md).
 bench: $(BIN)/.installed

@@ -16,14 +16,15 @@ The world (embeddings, not media: thousands of rollouts of real clips do not fit
 - Uploads: `--uploads` new videos from the same world, each rolled out over tiers of 300, 3k, 30k and
   300k impressions; engagement drawn as the impressions are granted.
 
-The content prior is the server's own (server/coldstart/content.py over FAISS indexes of the history):
+The content prior is the server's own (ranking/coldstart/content.py over FAISS indexes of the history):
 neighbours with >= 1,000 impressions, fused z-scored similarities with modality weights learned from
-300 held-out history videos, kernel regression on log scores, conformal 80% interval. Policies, over the same uploads and the same draws:
+300 held-out history videos, kernel regression on log scores, conformal 80% interval. Policies, over the same uploads and
+the same draws:
 1. today: at each spent tier, widen iff the score smoothed toward the corpus mean (the server's
    `prior_impressions`) beats the pool threshold, else stop.
 2. content prior only: the same rule with the score smoothed toward the content prior (the posterior
-   mean, server/coldstart/posterior.py).
-3. the expansion rule alone: `server.coldstart.rollout.decide` (posterior probability test, early
+   mean, ranking/coldstart/posterior.py).
+3. the expansion rule alone: `coldopen.ranking.coldstart.rollout.decide` (posterior probability test, early
    stop) with the corpus mean as the prior, weighted as today's smoothing (to separate the two parts);
 4. content prior + expansion rule: the same rule on the content prior's posterior.
 Reported: impressions spent on uploads in the bottom half of true quality; recall of the true top
@@ -42,13 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-from server.coldstart import posterior as post
-from server.coldstart import prior as cp
-from server.coldstart import rollout
-from server.coldstart.content import ContentPriors
-from server.service import PRIOR_WEIGHT_CAP
-from server.settings import Settings
-from server.storage.vectors import FaissIndex
+from coldopen.app.outlook import PRIOR_WEIGHT_CAP
+from coldopen.config.settings import Settings
+from coldopen.ranking.coldstart import posterior as post
+from coldopen.ranking.coldstart import prior as cp
+from coldopen.ranking.coldstart import rollout
+from coldopen.ranking.coldstart.content import ContentPriors
+from coldopen.storage.vectors import FaissIndex
 
 TIERS = (300, 3000, 30000, 300000)
 W_LIKE, W_SHARE = 1.0, 4.0
@@ -102,8 +103,12 @@ def main() -> None:
     p.add_argument("--base-rate", type=float, default=0.04, help="median weighted engagement per impression")
     p.add_argument("--prior-k", type=int, default=50)
     p.add_argument("--bandwidth", type=float, default=0.25)
-    p.add_argument("--prior-impressions", type=float, default=1000.0,
-                   help="today's smoothing strength (the server's default prior_impressions)")
+    p.add_argument(
+        "--prior-impressions",
+        type=float,
+        default=1000.0,
+        help="today's smoothing strength (the server's default prior_impressions)",
+    )
     p.add_argument("--widen-at", type=float, default=0.5)
     p.add_argument("--stop-below", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
@@ -122,16 +127,24 @@ def main() -> None:
     threshold = float(np.percentile(hist_score, 80, method="lower"))
 
     # The server's content priors over the history: FAISS indexes of every video, calibration on held-out
-    # history videos, modality weights learned from them (server/coldstart/content.py).
-    settings = Settings(prior_k=args.prior_k, prior_bandwidth=args.bandwidth, prior_min_impressions=1000,
-                        prior_calibration_videos=300, prior_impressions=args.prior_impressions)
+    # history videos, modality weights learned from them (ranking/coldstart/content.py).
+    settings = Settings(
+        prior_k=args.prior_k,
+        prior_bandwidth=args.bandwidth,
+        prior_min_impressions=1000,
+        prior_calibration_videos=300,
+        prior_impressions=args.prior_impressions,
+    )
     indexes = {m: FaissIndex(args.dim) for m in MODALITIES}
     for m in MODALITIES:
         indexes[m].add(np.arange(args.history), hist["emb"][m].astype(np.float32))
     priors_of = ContentPriors(
-        settings, indexes, lambda rows: {m: hist["emb"][m][np.asarray(rows, int)] for m in MODALITIES},
+        settings,
+        indexes,
+        lambda rows: {m: hist["emb"][m][np.asarray(rows, int)] for m in MODALITIES},
         lambda rows: (hist_score[np.asarray(rows, int)], hist_imp[np.asarray(rows, int)]),
-        lambda least: np.flatnonzero(hist_imp >= least))
+        lambda least: np.flatnonzero(hist_imp >= least),
+    )
     calibration, weights = priors_of.calibration()
 
     # Uploads: their priors, then three rollouts over the same engagement draws.
@@ -143,6 +156,7 @@ def main() -> None:
         shape, rate = priors[i].gamma()
         capped = min(rate, weight_cap)
         return shape / rate * capped, capped
+
     covered = np.mean([pr.low <= r <= pr.high for pr, r in zip(priors, up["rate"])])
     rank_corr = cp.spearman(np.array([pr.log_mean for pr in priors]), np.log(up["rate"]))
 
@@ -192,9 +206,12 @@ def main() -> None:
                 audience = d.next_audience
         return int(round(imp))
 
-    policies = {"today (corpus-mean prior)": rollout_today, "content prior only": rollout_prior_only,
-                "expansion rule, corpus-mean prior": lambda i: rollout_rule(i, content=False),
-                "content prior + expansion rule": rollout_rule}
+    policies = {
+        "today (corpus-mean prior)": rollout_today,
+        "content prior only": rollout_prior_only,
+        "expansion rule, corpus-mean prior": lambda i: rollout_rule(i, content=False),
+        "content prior + expansion rule": rollout_rule,
+    }
     rate = up["rate"]
     bottom = rate < np.median(rate)
     top = rate >= np.quantile(rate, 0.9)
@@ -215,21 +232,30 @@ def main() -> None:
         row["bottom_half_vs_today"] = round(row["impressions_bottom_half"] / base - 1, 3)
 
     print(f"history {args.history}, uploads {args.uploads}, topics {args.topics}, pool threshold {threshold:.4f}")
-    print(f"prior: 80% interval covers {covered:.1%} of uploads' true rates (calibrated on {calibration.samples} "
-          f"held-out videos, q = {calibration.q_low:.2f} .. {calibration.q_high:.2f}); Spearman vs true rate "
-          f"{rank_corr:.3f} (uploads), {calibration.rank_correlation:.3f} (held-out history); learned weights "
-          + ", ".join(f"{m} {w:.3f}" for m, w in weights.items()) + "\n")
-    print("| policy | impressions on bottom-half uploads | vs today | top-decile recall at the last tier | "
-          "impressions per top-decile video reaching it | bottom-half uploads reaching it |")
+    print(
+        f"prior: 80% interval covers {covered:.1%} of uploads' true rates (calibrated on {calibration.samples} "
+        f"held-out videos, q = {calibration.q_low:.2f} .. {calibration.q_high:.2f}); Spearman vs true rate "
+        f"{rank_corr:.3f} (uploads), {calibration.rank_correlation:.3f} (held-out history); learned weights "
+        + ", ".join(f"{m} {w:.3f}" for m, w in weights.items())
+        + "\n"
+    )
+    print(
+        "| policy | impressions on bottom-half uploads | vs today | top-decile recall at the last tier | "
+        "impressions per top-decile video reaching it | bottom-half uploads reaching it |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, row in table.items():
-        print(f"| {name} | {row['impressions_bottom_half']:,} | {row['bottom_half_vs_today']:+.1%} | "
-              f"{row['top_decile_recall']:.3f} | {row['impressions_per_top_decile_video_reaching_last_tier']:,} | "
-              f"{row['bottom_half_reaching_last_tier']} |")
+        print(
+            f"| {name} | {row['impressions_bottom_half']:,} | {row['bottom_half_vs_today']:+.1%} | "
+            f"{row['top_decile_recall']:.3f} | {row['impressions_per_top_decile_video_reaching_last_tier']:,} | "
+            f"{row['bottom_half_reaching_last_tier']} |"
+        )
     out = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "pool_threshold": threshold, "prior_coverage_80": round(float(covered), 3),
+        "pool_threshold": threshold,
+        "prior_coverage_80": round(float(covered), 3),
         "prior_rank_correlation_uploads": round(rank_corr, 3),
         "prior_rank_correlation_held_out": round(calibration.rank_correlation, 3),
         "calibration": {"q_low": calibration.q_low, "q_high": calibration.q_high, "samples": calibration.samples},

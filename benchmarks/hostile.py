@@ -44,9 +44,29 @@ class Serve:
         from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--json", "--listen", "127.0.0.1:0", "--data-dir", str(data),
-             "--clip-model", str(clip[0]), "--clip-pretrained", str(clip[1]), "--device", "cpu", *extra],
-            stdout=subprocess.PIPE, stderr=open(log, "a"), text=True, cwd=repo, env={**os.environ, **(env or {})},
+            [
+                sys.executable,
+                "-m",
+                "coldopen.cli",
+                "serve",
+                "--json",
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                str(data),
+                "--clip-model",
+                str(clip[0]),
+                "--clip-pretrained",
+                str(clip[1]),
+                "--device",
+                "cpu",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(log, "a"),
+            text=True,
+            cwd=repo,
+            env={**os.environ, **(env or {})},
         )
         line = self.proc.stdout.readline()
         event = json.loads(line) if line.strip() else {}
@@ -88,12 +108,13 @@ def measure(repo: Path, work: Path) -> dict:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from coldopen.v1 import coldopen_pb2 as pb
-    from tests import audiogen, mediagen, tinyclip
+    from testkit import audiogen, mediagen, tinyclip
 
     clip = tinyclip.save(work)
     fox = mediagen.make_clip(work / "fox.mp4", "astronaut", seconds=5, size=(320, 180), speech_name="fox").read_bytes()
-    long = mediagen.write_clip(work / "long.mp4", [np.full((36, 64, 3), i % 255, np.uint8) for i in range(400)], fps=1,
-                               gop=1).read_bytes()
+    long = mediagen.write_clip(
+        work / "long.mp4", [np.full((36, 64, 3), i % 255, np.uint8) for i in range(400)], fps=1, gop=1
+    ).read_bytes()
     hour = audiogen.one_hour_opus(work / "hour.opus").read_bytes()
     log = work / "serve.log"
     out: dict = {}
@@ -117,11 +138,17 @@ def measure(repo: Path, work: Path) -> dict:
 
     threading.Thread(target=sample, daemon=True).start()
     t = time.perf_counter()
-    status = _status(lambda: s.stub.SearchBySound(
-        _chunks(hour, pb.SoundSearchRequest(query=pb.SoundQuery(upload=pb.UploadInfo(filename="hour.opus")))), timeout=300))
+    status = _status(
+        lambda: s.stub.SearchBySound(
+            _chunks(hour, pb.SoundSearchRequest(query=pb.SoundQuery(upload=pb.UploadInfo(filename="hour.opus")))), timeout=300
+        )
+    )
     done.set()
-    out["hour_of_opus_to_search_by_sound"] = {"status": status, "seconds": round(time.perf_counter() - t, 2),
-                                              "peak_rss_growth_mb": round((peak[0] - rss0) / 1e6)}
+    out["hour_of_opus_to_search_by_sound"] = {
+        "status": status,
+        "seconds": round(time.perf_counter() - t, 2),
+        "peak_rss_growth_mb": round((peak[0] - rss0) / 1e6),
+    }
     naive = pb.EngagementEvent(event_id="naive", video_id="fox", impressions=10, at="2026-01-01")
     try:
         r = s.stub.RecordEngagement(iter([naive]), timeout=30)
@@ -129,12 +156,16 @@ def measure(repo: Path, work: Path) -> dict:
     except grpc.RpcError as e:
         out["naive_timestamp"] = e.code().name
     for name, first, call in (
-        ("idle_record_engagement_stream", pb.EngagementEvent(event_id="q", video_id="fox", impressions=1), s.stub.RecordEngagement),
+        (
+            "idle_record_engagement_stream",
+            pb.EngagementEvent(event_id="q", video_id="fox", impressions=1),
+            s.stub.RecordEngagement,
+        ),
         ("idle_route_by_id_stream", pb.RouteRequest(query=pb.RouteQuery(video_id="fox")), s.stub.Route),
     ):
         release = threading.Event()
         t = time.perf_counter()
-        status = _status(lambda: call(_quiet(first, release), timeout=60))
+        status = _status(lambda call=call, first=first, release=release: call(_quiet(first, release), timeout=60))
         release.set()
         out[name] = f"{status.split(':')[0]} after {time.perf_counter() - t:.1f} s (client deadline 60 s)"
     out["creator_id_of_100000_chars"] = _status(lambda: ingest(s.stub, "c", creator_id="c" * 100_000))
@@ -157,8 +188,12 @@ def measure(repo: Path, work: Path) -> dict:
     s = Serve(repo, work / "b", clip, log, env=many)
     ingest(s.stub, "fox")
     release = threading.Event()
-    idle = [s.stub.RecordEngagement.future(_quiet(pb.EngagementEvent(event_id="i", video_id="fox", impressions=1), release),
-                                           timeout=60) for _ in range(64)]
+    idle = [
+        s.stub.RecordEngagement.future(
+            _quiet(pb.EngagementEvent(event_id="i", video_id="fox", impressions=1), release), timeout=60
+        )
+        for _ in range(64)
+    ]
     time.sleep(3)
     t = time.perf_counter()
     status = _status(lambda: health_pb2_grpc.HealthStub(s.channel).Check(health_pb2.HealthCheckRequest(), timeout=5))
@@ -189,8 +224,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="coldopen-hostile-") as tmp:
         results = measure(args.repo.resolve(), Path(tmp))
     report = {
-        "repo": str(args.repo), "commit": commit, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}", "results": results,
+        "repo": str(args.repo),
+        "commit": commit,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

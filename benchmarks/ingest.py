@@ -118,7 +118,7 @@ def naive_baseline(paths: list[Path], models, fps: float) -> list[dict]:
 
 # --- (b) stage ceilings ----------------------------------------------------------------------------
 def decode_ceiling(paths, pool, mode: str, short_side: int, fps: float, max_frames: int):
-    from server.decode import DecodeJob
+    from coldopen.engine.decode import DecodeJob
 
     jobs = [DecodeJob(str(p), mode, fps, max_frames, short_side) for p in paths]
     with ThreadPoolExecutor(max(1, pool.workers)) as ex:
@@ -143,11 +143,11 @@ def run_concurrent(fn, items, concurrency: int) -> list[float]:
 def main() -> None:
     import torch
 
-    from server.decode import default_workers
-    from server.domain import VideoMetadata
-    from server.service import ColdOpenService, Models
-    from server.settings import Settings
     from benchmarks.workload import reference_clips
+    from coldopen.app.service import ColdOpenService, Models
+    from coldopen.config.settings import Settings
+    from coldopen.domain.videos import VideoMetadata
+    from coldopen.engine.decode import default_workers
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=6)
@@ -252,7 +252,7 @@ def main() -> None:
             before = {b.name: b for b in service.pipeline.stats()}
             timings: list[dict] = []
 
-            def ingest(item, service=service):
+            def ingest(item, service=service, mode=mode, timings=timings):
                 i, path = item
                 r = service.ingest(VideoMetadata(video_id=f"{mode}-{i}"), path, path.stat().st_size)
                 timings.append(r.extraction.timings_ms)
@@ -289,10 +289,10 @@ def main() -> None:
 def grpc_phase(service, settings, paths, concurrency: int, mode: str) -> dict:
     import grpc
 
+    from coldopen.api.server import create_server
+    from coldopen.config.settings import MAX_CHUNK_BYTES
     from coldopen.v1 import coldopen_pb2 as pb
     from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-    from server.app import create_server
-    from server.settings import MAX_CHUNK_BYTES
 
     server = create_server(settings).start()
     server.attach(service)

@@ -9,7 +9,7 @@
    Then writes a snapshot (what the background thread does) and deletes --changes videos through the
    catalog, as writes after the snapshot would be.
 3. Opens it again: the snapshot is loaded and those changes replayed, and the pool from its own
-   snapshot (server/storage/pool_snapshot.py, written after the engagement batches of step 4 and
+   snapshot (storage/pool_snapshot.py, written after the engagement batches of step 4 and
    followed by --after-batches more, whose videos the start re-reads). For both opens: seconds until
    the service serves (searches, ingests), and until the performs-well pool of N engaged videos, which
    loads in a background thread, is ready (Route, RecordEngagement and GetVideo's scores wait for it).
@@ -19,7 +19,7 @@
    incremental pool's moves), p50/p99 ms: 20 right after the snapshot (its writeback competes for the
    disk), then 200 after os.sync(), long enough for background folds of the engagement log to run
    meanwhile, and 200 more interleaved with them in blocks of 50 under CPython's default garbage
-   collection (`serve` freezes start's objects: server/gcpolicy.py); full collections inside batches
+   collection (`serve` freezes start's objects: ops/gcpolicy.py); full collections inside batches
    are counted. Then: the folds' cost per video; and, after the restart of step 3 (they write behind the
    service's back), on the same catalog, the counter upsert each batch ran before the log (the old way,
    commit included) and the full recompute each batch ran before the incremental pool (`all_counters` +
@@ -35,10 +35,9 @@ import json
 import os
 import platform
 import resource
-import sqlite3
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -52,57 +51,41 @@ def rss_mb() -> float:
 
 
 def bulk_load(data_dir: Path, n: int, model_name: str, dims: tuple[int, int]) -> None:
-    from server.storage import open_catalog
+    """n videos with clustered vectors and a day of counters, through the catalog's bulk loader."""
+    from coldopen.storage.catalog import open_catalog
+    from testkit.corpus import load_videos, random_counters
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_catalog("", data_dir)
     store.set_embedding_space(model_name, dims[0])
-    store.close()
-    conn = sqlite3.connect(data_dir / "coldopen.sqlite3")
-    media = json.dumps({"duration_s": 30.0, "width": 1280, "height": 720, "fps": 30.0, "has_audio": True,
-                        "container": "mp4", "video_codec": "h264", "audio_codec": "aac", "rotation": 0})
-    transcript = json.dumps({"text": "words", "language": "en", "language_probability": 1.0, "model": "", "segments": []})
-    rng = np.random.default_rng(5)
-    now = datetime.now(timezone.utc)
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
-        visual = make_vectors(m, dims[0], seed=start + 1)
-        spoken = make_vectors(m, dims[1], seed=start + 2)
-        caption = make_vectors(m, dims[1], seed=start + 3)
-        imp = rng.integers(0, 5000, m)
-        with conn:
-            conn.executemany(
-                "INSERT INTO videos (video_id, row_id, creator_id, caption, hashtags, language_hint, language, media, "
-                "frames_sampled, embedding_model, embedding, transcript, timings, ingested_at, transcript_embedding, "
-                "caption_embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                ((f"v{start + i}", start + i + 1, f"creator-{(start + i) % 50_000}", "a caption", "[]", "", "en", media,
-                  30, model_name, visual[i].tobytes(), transcript, "{}", "2026-11-23T00:00:00.000Z",
-                  spoken[i].tobytes(), caption[i].tobytes()) for i in range(m)),
-            )
-            conn.executemany(
-                "INSERT INTO engagement (video_id, impressions, plays, completions, watch_time_s, likes, comments, "
-                "shares, follows, last_event_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                ((f"v{start + i}", int(imp[i]), int(imp[i]) // 2, int(imp[i]) // 4, 0.0, int(imp[i]) // 20,
-                  0, int(rng.integers(0, 10)), 0,
-                  (now - timedelta(seconds=int(rng.integers(0, 86_400)))).isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-                 for i in range(m)),
-            )
-        print(f"  loaded {start + m:,} videos", flush=True)
-    with conn:
-        conn.execute("INSERT INTO id_counters (name, last) VALUES ('video_rows', ?)", (n,))
-    conn.close()
+    try:
+        for start in range(0, n, 100_000):
+            m = min(100_000, n - start)
+            visual = make_vectors(m, dims[0], seed=start + 1)
+            spoken = make_vectors(m, dims[1], seed=start + 2)
+            caption = make_vectors(m, dims[1], seed=start + 3)
+            for _ in load_videos(store, visual, model_name, spoken=spoken, captions=caption, first=start):
+                pass
+            store.bulk.counters(random_counters([f"v{start + i}" for i in range(m)], seed=start + 4))
+            print(f"  loaded {start + m:,} videos", flush=True)
+    finally:
+        store.close()
 
 
 def events(n_videos: int, batch: int, seed: int):
-    from server.domain import EngagementEvent
-    from server.engagement import Counters
+    from coldopen.domain.engagement import Counters, EngagementEvent
 
     rng = np.random.default_rng(seed)
     at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return [
-        EngagementEvent(event_id=f"e{seed}-{i}", video_id=f"v{int(v)}", at=at,
-                        counters=Counters(impressions=int(rng.integers(1, 50)), likes=int(rng.integers(0, 3)),
-                                          shares=int(rng.integers(0, 2))))
+        EngagementEvent(
+            event_id=f"e{seed}-{i}",
+            video_id=f"v{int(v)}",
+            at=at,
+            counters=Counters(
+                impressions=int(rng.integers(1, 50)), likes=int(rng.integers(0, 3)), shares=int(rng.integers(0, 2))
+            ),
+        )
         for i, v in enumerate(rng.integers(0, n_videos, batch))
     ]
 
@@ -110,12 +93,16 @@ def events(n_videos: int, batch: int, seed: int):
 def old_inline_upserts(store, n_videos: int, batches: int, first: int = 0) -> dict:
     """p50/p99 ms of the counter upsert a batch ran before the engagement log (commit included), on
     videos v{first}..v{n_videos - 1}."""
-    from server.storage.catalog import COUNTER_CAP, COUNTER_NAMES
+    from coldopen.domain.engagement import COUNTER_NAMES
+    from coldopen.storage.catalog import COUNTER_CAP
 
     names = ["video_id", *COUNTER_NAMES, "last_event_at"]
-    sql = (f"INSERT INTO engagement ({', '.join(names)}) VALUES {{values}} ON CONFLICT (video_id) DO UPDATE SET "
-           + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {COUNTER_CAP})" for n in COUNTER_NAMES)
-           + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at) RETURNING " + ", ".join(names))
+    sql = (
+        f"INSERT INTO engagement ({', '.join(names)}) VALUES {{values}} ON CONFLICT (video_id) DO UPDATE SET "
+        + ", ".join(f"{n} = min(engagement.{n} + excluded.{n}, {COUNTER_CAP})" for n in COUNTER_NAMES)
+        + ", last_event_at = max(engagement.last_event_at, excluded.last_event_at) RETURNING "
+        + ", ".join(names)
+    )
     row = "(" + ",".join("?" * len(names)) + ")"
     at = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     lat = []
@@ -130,10 +117,10 @@ def old_inline_upserts(store, n_videos: int, batches: int, first: int = 0) -> di
 
 
 def main() -> None:
-    from server import engagement, gcpolicy
-    from server.service import ColdOpenService, Models
-    from server.settings import Settings
-    from server.storage import open_catalog
+    from coldopen.app.service import ColdOpenService, Models
+    from coldopen.config.settings import Settings
+    from coldopen.ops import gcpolicy
+    from coldopen.ranking import scores as engagement
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=int, default=1_000_000)
@@ -146,13 +133,25 @@ def main() -> None:
     p.add_argument("--tmp", default=None, help="where the catalog and snapshot go (~6.5 GB per 1M videos)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     args = p.parse_args()
-    out: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "machine": f"{platform.machine()} cores={os.cpu_count()}", "videos": args.videos,
-                 "index_type": args.index_type}
+    out: dict = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} cores={os.cpu_count()}",
+        "videos": args.videos,
+        "index_type": args.index_type,
+    }
+    if args.tmp:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", listen="127.0.0.1:0", clip_model=args.clip_model,
-                            clip_pretrained="none", device="cpu", decode_workers=0, index_type=args.index_type,
-                            snapshot_interval_s=0)
+        settings = Settings(
+            data_dir=Path(tmp) / "data",
+            listen="127.0.0.1:0",
+            clip_model=args.clip_model,
+            clip_pretrained="none",
+            device="cpu",
+            decode_workers=0,
+            index_type=args.index_type,
+            snapshot_interval_s=0,
+        )
         t = time.perf_counter()
         models = Models.load(settings)
         out["models_load_s"] = round(time.perf_counter() - t, 1)
@@ -164,25 +163,30 @@ def main() -> None:
         t = time.perf_counter()
         service = ColdOpenService.open(settings, models)
         out["start_rebuild_s"] = round(time.perf_counter() - t, 2)
-        service._pool.wait_ready()
+        service.core.pool.wait_ready()
         out["start_rebuild_pool_ready_s"] = round(time.perf_counter() - t, 2)
         out["rss_growth_mb"] = round(rss_mb() - rss0)
         out["gc_tracked_objects"] = len(gc.get_objects())
-        print(f"start, full rebuild: serving after {out['start_rebuild_s']} s, pool ready after "
-              f"{out['start_rebuild_pool_ready_s']} s, +{out['rss_growth_mb']} MB", flush=True)
+        print(
+            f"start, full rebuild: serving after {out['start_rebuild_s']} s, pool ready after "
+            f"{out['start_rebuild_pool_ready_s']} s, +{out['rss_growth_mb']} MB",
+            flush=True,
+        )
         manifest = service.write_snapshot()
         out["snapshot_write_s"] = manifest["seconds"]
-        pool = len(service._pool)
+        pool = len(service.core.pool)
 
         # Engagement batches, incremental (the service) and the full recompute they replaced. Twice: right
         # after the snapshot, while the kernel still writes its ~5 GB back (a server writes one every
         # snapshot_interval_s, so some batches meet that), then after os.sync() (the steady state). The
         # steady state runs in blocks of 50 batches alternating CPython's default garbage collection with
-        # what `serve` does once the pool is ready (server/gcpolicy.py: start's objects frozen), same run.
-        log, checkpoints = service._store._log, service._store.db._checkpointer
+        # what `serve` does once the pool is ready (ops/gcpolicy.py: start's objects frozen), same run.
+        log, checkpoints = service.core.store.engagement.log, service.core.store.db._checkpointer
         collections: list[float] = []  # seconds of each full (generation 2) garbage collection
 
-        def on_gc(phase: str, info: dict, started: list = [0.0]) -> None:
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict) -> None:
             if info["generation"] == 2:
                 if phase == "start":
                     started[0] = time.perf_counter()
@@ -202,23 +206,38 @@ def main() -> None:
             return ms, f0 or log._folding is not None or checkpoints.checkpoints != c0, sum(collections[g0:]) * 1000
 
         def pct(values: list[float]) -> dict:
-            return {"n": len(values), "p50": round(float(np.percentile(values, 50)), 1),
-                    "p99": round(float(np.percentile(values, 99)), 1)} if values else {"n": 0}
+            return (
+                {
+                    "n": len(values),
+                    "p50": round(float(np.percentile(values, 50)), 1),
+                    "p99": round(float(np.percentile(values, 99)), 1),
+                }
+                if values
+                else {"n": 0}
+            )
 
         def summary(runs: list[tuple[float, bool, float]], folds: int) -> dict:
             lat = [ms for ms, _, _ in runs]
-            return {"batches": len(runs), "p50": round(float(np.percentile(lat, 50)), 1),
-                    "p99": round(float(np.percentile(lat, 99)), 1), "max": round(max(lat), 1), "first": round(lat[0], 1),
-                    "pool": pool, "folds_during": folds, "waiting_after": log.waiting(),
-                    "beside_a_fold_or_checkpoint": pct([ms for ms, o, _ in runs if o]),
-                    "alone": pct([ms for ms, o, _ in runs if not o]),
-                    "full_gc": {"batches_with_one": sum(1 for *_, g in runs if g), "max_ms": round(max(g for *_, g in runs), 1)},
-                    "with_a_full_gc": pct([ms for ms, _, g in runs if g]),
-                    "without_gc_or_overlap": pct([ms for ms, o, g in runs if not o and not g])}
+            return {
+                "batches": len(runs),
+                "p50": round(float(np.percentile(lat, 50)), 1),
+                "p99": round(float(np.percentile(lat, 99)), 1),
+                "max": round(max(lat), 1),
+                "first": round(lat[0], 1),
+                "pool": pool,
+                "folds_during": folds,
+                "waiting_after": log.waiting(),
+                "beside_a_fold_or_checkpoint": pct([ms for ms, o, _ in runs if o]),
+                "alone": pct([ms for ms, o, _ in runs if not o]),
+                "full_gc": {"batches_with_one": sum(1 for *_, g in runs if g), "max_ms": round(max(g for *_, g in runs), 1)},
+                "with_a_full_gc": pct([ms for ms, _, g in runs if g]),
+                "without_gc_or_overlap": pct([ms for ms, o, g in runs if not o and not g]),
+            }
 
         folds0 = log.folds
-        out["engagement_batch_ms_during_snapshot_writeback"] = summary([batch(s) for s in range(args.batches)],
-                                                                       log.folds - folds0)
+        out["engagement_batch_ms_during_snapshot_writeback"] = summary(
+            [batch(s) for s in range(args.batches)], log.folds - folds0
+        )
         os.sync()
         # Steady state: long enough (~30 s) for background folds of the engagement log to run meanwhile.
         runs: dict[bool, list] = {False: [], True: []}
@@ -238,29 +257,37 @@ def main() -> None:
         out["engagement_batch_ms"] = summary(runs[True], folds[True])
         out["engagement_batch_ms_default_gc"] = summary(runs[False], folds[False])
         out["gc_frozen_objects"] = frozen_objects
-        for key, label in (("engagement_batch_ms_during_snapshot_writeback", "during the snapshot's writeback"),
-                           ("engagement_batch_ms_default_gc", "steady state, CPython's default GC"),
-                           ("engagement_batch_ms", f"steady state, {frozen_objects:,} start objects frozen (serve)")):
-            print(f"engagement batch of 1,000 events, {label}: p50 {out[key]['p50']} ms, p99 {out[key]['p99']} ms, "
-                  f"max {out[key]['max']} ms over {out[key]['batches']} batches; folds meanwhile "
-                  f"{out[key]['folds_during']} (pool {pool:,}); beside a fold or checkpoint "
-                  f"{out[key]['beside_a_fold_or_checkpoint']}, alone {out[key]['alone']}; full GCs "
-                  f"{out[key]['full_gc']}, batches with one {out[key]['with_a_full_gc']}, with neither "
-                  f"{out[key]['without_gc_or_overlap']}", flush=True)
-        log = service._store._log
+        for key, label in (
+            ("engagement_batch_ms_during_snapshot_writeback", "during the snapshot's writeback"),
+            ("engagement_batch_ms_default_gc", "steady state, CPython's default GC"),
+            ("engagement_batch_ms", f"steady state, {frozen_objects:,} start objects frozen (serve)"),
+        ):
+            print(
+                f"engagement batch of 1,000 events, {label}: p50 {out[key]['p50']} ms, p99 {out[key]['p99']} ms, "
+                f"max {out[key]['max']} ms over {out[key]['batches']} batches; folds meanwhile "
+                f"{out[key]['folds_during']} (pool {pool:,}); beside a fold or checkpoint "
+                f"{out[key]['beside_a_fold_or_checkpoint']}, alone {out[key]['alone']}; full GCs "
+                f"{out[key]['full_gc']}, batches with one {out[key]['with_a_full_gc']}, with neither "
+                f"{out[key]['without_gc_or_overlap']}",
+                flush=True,
+            )
+        log = service.core.store.engagement.log
         if log.folds:
             n, sec = log.last_fold
             out["last_background_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / n * 1e6, 1)}
         t0 = time.perf_counter()
-        n = service._store.fold_engagement()  # waits for a background fold still running (then n may be 0)
+        n = service.core.store.engagement.fold()  # waits for a background fold still running (then n may be 0)
         sec = time.perf_counter() - t0
         # n == 0: a background fold was running and took everything (the seconds are the wait for it)
         out["final_fold"] = {"videos": n, "s": round(sec, 2), "us_per_video": round(sec / n * 1e6, 1) if n else None}
-        print(f"fold of the engagement log: last background fold {out.get('last_background_fold')}, "
-              f"then the rest {out['final_fold']}", flush=True)
-        store = service._store
+        print(
+            f"fold of the engagement log: last background fold {out.get('last_background_fold')}, "
+            f"then the rest {out['final_fold']}",
+            flush=True,
+        )
+        store = service.core.store
         service.write_snapshot()  # the state after the batches, then writes the next start must replay
-        store.fold_engagement()
+        store.engagement.fold()
         t = time.perf_counter()
         service.write_pool_snapshot()
         out["pool_snapshot_write_s"] = round(time.perf_counter() - t, 2)
@@ -268,43 +295,52 @@ def main() -> None:
         for s in range(args.after_batches):  # engagement after the pool snapshot: those videos are re-read
             batch(50_000 + s)
         for i in range(args.changes):
-            store.delete(f"v{i}")
+            store.videos.delete(f"v{i}")
         service.close()
 
         t = time.perf_counter()
         service = ColdOpenService.open(settings, models)
         out["start_snapshot_s"] = round(time.perf_counter() - t, 2)
-        service._pool.wait_ready()
+        service.core.pool.wait_ready()
         out["start_snapshot_pool_ready_s"] = round(time.perf_counter() - t, 2)
-        out["start_snapshot_pool_loaded_from"] = service._pool.loaded_from
-        out["start_snapshot_pool_load_s"] = round(service._pool.loaded_s, 2)
-        print(f"start, snapshot + {args.changes} changes replayed: serving after {out['start_snapshot_s']} s, "
-              f"pool ready after {out['start_snapshot_pool_ready_s']} s (pool loaded from "
-              f"{out['start_snapshot_pool_loaded_from']} in {out['start_snapshot_pool_load_s']} s)", flush=True)
-        assert len(service._indexes["visual"]) == args.videos - args.changes
+        out["start_snapshot_pool_loaded_from"] = service.core.pool.loaded_from
+        out["start_snapshot_pool_load_s"] = round(service.core.pool.loaded_s, 2)
+        print(
+            f"start, snapshot + {args.changes} changes replayed: serving after {out['start_snapshot_s']} s, "
+            f"pool ready after {out['start_snapshot_pool_ready_s']} s (pool loaded from "
+            f"{out['start_snapshot_pool_loaded_from']} in {out['start_snapshot_pool_load_s']} s)",
+            flush=True,
+        )
+        assert len(service.core.indexes["visual"]) == args.videos - args.changes
         # The old ways, measured last: they write counters and publish a pool behind the service's back.
         # The old way, same catalog: each batch's counters upserted into the table in its own transaction
         # (what a batch did before the log: ~1,000 random pages written and fsynced per batch).
-        out["old_inline_counter_upsert_ms"] = old_inline_upserts(service._store, args.videos, args.batches,
-                                                               first=args.changes)  # those were deleted
+        out["old_inline_counter_upsert_ms"] = old_inline_upserts(
+            service.core.store, args.videos, args.batches, first=args.changes
+        )  # those were deleted
         print(f"the old way, counters upserted inside each batch: {out['old_inline_counter_upsert_ms']}", flush=True)
-        store = service._store
+        store = service.core.store
         t0 = time.perf_counter()
-        counters = store.all_counters()
+        counters = store.engagement.all_counters()
         prior = engagement.prior_rate(list(counters.values()), settings)
         now = datetime.now(timezone.utc)
         scores = {row: engagement.score(c, settings, prior, now) for row, c in counters.items()}
         members, threshold = engagement.pool(scores, counters, settings)
         t1 = time.perf_counter()
-        store.publish_pool(prior, threshold, {r: scores[r] for r in members})
-        out["full_recompute_ms"] = {"score_and_select": round((t1 - t0) * 1000), "publish": round((time.perf_counter() - t1) * 1000)}
+        store.pool.publish(prior, threshold, {r: scores[r] for r in members})
+        out["full_recompute_ms"] = {
+            "score_and_select": round((t1 - t0) * 1000),
+            "publish": round((time.perf_counter() - t1) * 1000),
+        }
         print(f"the old way, per batch: {out['full_recompute_ms']}", flush=True)
         service.close()
         db = settings.data_dir / "coldopen.sqlite3"
         snap = sum(f.stat().st_size for f in (settings.data_dir / "snapshots").iterdir())
-        out["bytes_per_video"] = {"catalog": round(db.stat().st_size / args.videos),
-                                  "snapshot": round(snap / args.videos),
-                                  "memory": round(out["rss_growth_mb"] * 2**20 / args.videos)}
+        out["bytes_per_video"] = {
+            "catalog": round(db.stat().st_size / args.videos),
+            "snapshot": round(snap / args.videos),
+            "memory": round(out["rss_growth_mb"] * 2**20 / args.videos),
+        }
         out["at_10M_gb"] = {k: round(v * 10_000_000 / 1e9, 1) for k, v in out["bytes_per_video"].items()}
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     args.out.mkdir(parents=True, exist_ok=True)

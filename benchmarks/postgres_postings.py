@@ -1,11 +1,11 @@
 """Sound postings on PostgreSQL: bytes per posting, a node's first start and its following of new chunks,
-lookup latency, and how long a new sound holds the cross-replica new-sound lock (server/sounds/identity.py),
+lookup latency, and how long a new sound holds the cross-replica new-sound lock (sounds/identity.py),
 at --sounds sounds of 670 postings each (one 30-s clip's index side in hash format triplet32-v2).
 
     python -m benchmarks.postgres_postings [--sounds 10000] [--repeats 20]
 
-A real PostgreSQL 15 server is started here (tests/pgserver.py) and loaded with COPY: one `sound_chunks`
-row per sound, as ingests write them. A node (server/sounds/postings.py) then starts on it with no
+A real PostgreSQL 15 server is started here (testkit/pgserver.py) and loaded through the catalog's bulk
+loader (COPY): one `sound_chunks` row per sound, as ingests write them. A node (sounds/postings.py) then starts on it with no
 postings of its own (it reads every chunk and writes one segment), follows 100 newer chunks, and answers
 lookups locally. Hash values are drawn uniformly (benchmarks/sound_scale.py uses the empirical
 distribution on SQLite). Queries: 1,396 keys (a 30-s clip's query side; 370 of them present, as for a
@@ -42,9 +42,10 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import psycopg
 
-    from server.sounds.postings import SoundPostings
-    from server.storage import Catalog, Database
-    from tests import pgserver
+    from coldopen.sounds.postings import SoundPostings
+    from coldopen.storage.catalog import Catalog
+    from coldopen.storage.database import Database
+    from testkit import pgserver
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sounds", type=int, default=10_000)
@@ -60,30 +61,20 @@ def main() -> None:
         hashes = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
         frames = rng.integers(0, 1875, size=n).astype(np.int32)
         started = time.perf_counter()
-        with psycopg.connect(url) as conn, conn.cursor() as cur:
-            with cur.copy("COPY sounds (id, created_at, first_video, first_frame, last_frame, postings) FROM STDIN") as cp:
-                for i in range(1, args.sounds + 101):
-                    cp.write_row((i, "2026-01-01T00:00:00.000Z", f"v{i}", 0, 1875, PER_SOUND))
-            with cur.copy("COPY sound_chunks (txid, sound, hashes, times) FROM STDIN") as cp:
-                for i in range(args.sounds):
-                    part = slice(i * PER_SOUND, (i + 1) * PER_SOUND)
-                    cp.write_row((0, i + 1, hashes[part].astype("<u4").tobytes(), frames[part].astype("<i4").tobytes()))
+        for lo in range(0, args.sounds, 10_000):
+            catalog.bulk.sounds([(hashes[i * PER_SOUND : (i + 1) * PER_SOUND], frames[i * PER_SOUND : (i + 1) * PER_SOUND])
+                                 for i in range(lo, min(args.sounds, lo + 10_000))], 1875)
         load_s = time.perf_counter() - started
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE sound_chunks")
             size = int(conn.execute("SELECT pg_total_relation_size('sound_chunks')").fetchone()[0])
         folder = root / "node"
         started = time.perf_counter()
-        node = SoundPostings(folder, catalog.sound_chunks_after, key=catalog.catalog_id(), compact_every_s=3600)
+        node = SoundPostings(folder, catalog.sounds.chunks_after, key=catalog.catalog_id(), compact_every_s=3600)
         first_start_s = time.perf_counter() - started
         newer = rng.integers(0, 2**32, size=100 * PER_SOUND, dtype=np.uint64).astype(np.uint32)
-        with psycopg.connect(url) as conn, conn.cursor() as cur:  # 100 newer sounds, written as ingests do
-            for i in range(100):
-                cur.execute("INSERT INTO sound_chunks (txid, sound, hashes, times) "
-                            "VALUES (pg_current_xact_id()::text::bigint, %s, %s, %s)",
-                            (args.sounds + i + 1, newer[i * PER_SOUND : (i + 1) * PER_SOUND].astype("<u4").tobytes(),
-                             frames[:PER_SOUND].astype("<i4").tobytes()))
-                conn.commit()
+        for i in range(100):  # 100 newer sounds, each committed alone as an ingest commits it
+            catalog.bulk.sounds([(newer[i * PER_SOUND : (i + 1) * PER_SOUND], frames[:PER_SOUND])], 1875)
         started = time.perf_counter()
         node.refresh()
         follow_ms = (time.perf_counter() - started) * 1000
@@ -92,10 +83,10 @@ def main() -> None:
                                 rng.integers(0, 2**32, QUERY_KEYS - QUERY_PRESENT, dtype=np.uint64).astype(np.uint32)])
 
         def locked() -> None:  # what a new sound does under the lock on a shared catalog
-            with catalog.new_sound_lock():
+            with catalog.sounds.new_sound_lock():
                 node.refresh()
                 node.lookup(query, 64)
-                catalog.recent_postings(query, node.cursor)
+                catalog.sounds.recent_postings(query, node.cursor)
 
         out = {
             "sounds": args.sounds, "postings": n, "load_s": round(load_s, 1),
@@ -105,7 +96,7 @@ def main() -> None:
             "follow_100_new_chunks_ms": round(follow_ms, 1),
             "refresh_nothing_new_p50_ms": timed(node.refresh, args.repeats),
             f"lookup_{QUERY_KEYS}_keys_p50_ms": timed(lambda: node.lookup(query, 64), args.repeats),
-            f"recheck_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.recent_postings(query, node.cursor), args.repeats),
+            f"recheck_{QUERY_KEYS}_keys_p50_ms": timed(lambda: catalog.sounds.recent_postings(query, node.cursor), args.repeats),
             "lock_and_recheck_p50_ms": timed(locked, args.repeats),
         }
         node.close()

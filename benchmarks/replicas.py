@@ -38,7 +38,7 @@ class Serve:
 
         self.log = open(data_dir.with_suffix(".log"), "a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--json", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
+            [sys.executable, "-m", "coldopen.cli", "serve", "--json", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
              "--clip-model", str(clip[0]), "--clip-pretrained", str(clip[1]), "--device", "cpu", *flags],
             stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=ROOT,
         )
@@ -56,8 +56,8 @@ class Serve:
 
 
 def upload(data: bytes, video_id: str):
+    from coldopen.config.settings import MAX_CHUNK_BYTES
     from coldopen.v1 import coldopen_pb2 as pb
-    from server.settings import MAX_CHUNK_BYTES
 
     yield pb.IngestRequest(metadata=pb.VideoMetadata(video_id=video_id, creator_id="bench"))
     for i in range(0, len(data), MAX_CHUNK_BYTES):
@@ -126,7 +126,7 @@ def run_stack(name: str, servers: list[Serve], clips: list[bytes], args) -> dict
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
-    from tests import milvusserver, pgserver, tinyclip
+    from testkit import milvusserver, pgserver, tinyclip
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--uploads", type=int, default=40)

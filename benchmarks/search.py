@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import sqlite3
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -89,42 +88,42 @@ def bench_index(name: str, index, qs: np.ndarray, truth: np.ndarray, k: int = 10
 
 
 def bulk_store(data_dir: Path, vectors: np.ndarray, model_name: str) -> None:
-    """Videos with these embeddings, written straight into the store's schema (a bulk load for benchmarks)."""
-    from server.storage import open_catalog
+    """Videos bench-0.. with these embeddings, through the catalog's bulk loader."""
+    from coldopen.storage.catalog import open_catalog
+    from testkit.corpus import load_videos
 
     data_dir.mkdir(parents=True, exist_ok=True)
     store = open_catalog("", data_dir)
     store.set_embedding_space(model_name, vectors.shape[1])
-    store.close()
-    conn = sqlite3.connect(data_dir / "coldopen.sqlite3")
-    media = json.dumps({"duration_s": 30.0, "width": 1280, "height": 720, "fps": 30.0, "has_audio": True,
-                        "container": "mp4", "video_codec": "h264", "audio_codec": "aac", "rotation": 0})
-    transcript = json.dumps({"text": "", "language": "en", "language_probability": 1.0, "model": "", "segments": []})
-    with conn:
-        conn.executemany(
-            "INSERT INTO videos (video_id, row_id, creator_id, caption, hashtags, language_hint, language, media, "
-            "frames_sampled, embedding_model, embedding, transcript, timings, ingested_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            ((f"bench-{i}", i + 1, f"creator-{i % 5000}", "", "[]", "", "en", media, 30, model_name, v.tobytes(),
-              transcript, "{}", "2026-11-23T00:00:00.000Z") for i, v in enumerate(vectors)),
-        )
-        conn.execute("INSERT INTO id_counters (name, last) VALUES ('video_rows', ?)", (len(vectors),))
-    conn.close()
+    try:
+        for _ in load_videos(store, vectors, model_name, prefix="bench-", creators=5000):
+            pass
+    finally:
+        store.close()
 
 
 def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args) -> dict:
     import grpc
 
+    from coldopen.api.server import create_server
+    from coldopen.app.service import ColdOpenService, Models
+    from coldopen.config.settings import Settings
     from coldopen.v1 import coldopen_pb2 as pb
     from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-    from server.app import create_server
-    from server.service import ColdOpenService, Models
-    from server.settings import Settings
 
+    if args.tmp:
+        Path(args.tmp).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", listen="127.0.0.1:0", clip_model=args.clip_model,
-                            clip_pretrained="none", device=args.device, decode_workers=0, index_type=args.index_type,
-                            snapshot_interval_s=0)
+        settings = Settings(
+            data_dir=Path(tmp) / "data",
+            listen="127.0.0.1:0",
+            clip_model=args.clip_model,
+            clip_pretrained="none",
+            device=args.device,
+            decode_workers=0,
+            index_type=args.index_type,
+            snapshot_interval_s=0,
+        )
         models = Models.load(settings)
         if models.clip.dim != vectors.shape[1]:
             raise SystemExit(f"--dim {vectors.shape[1]} does not match {args.clip_model}'s {models.clip.dim}")
@@ -163,14 +162,18 @@ def main() -> None:
     import faiss
     import torch
 
-    from server.storage.vectors import FaissIndex, TorchExactIndex, faiss_gpu_count
+    from coldopen.storage.vectors import FaissIndex, TorchExactIndex, faiss_gpu_count
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100000,1000000")
     p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--vectors", type=Path, default=None,
-                   help="an (n, dim) float32 .npy of your own embeddings instead of the synthetic corpus "
-                        "(recall depends on the data: measure on yours); --sizes takes the first n rows")
+    p.add_argument(
+        "--vectors",
+        type=Path,
+        default=None,
+        help="an (n, dim) float32 .npy of your own embeddings instead of the synthetic corpus "
+        "(recall depends on the data: measure on yours); --sizes takes the first n rows",
+    )
     p.add_argument("--clip-model", default="ViT-B-32", help="for the gRPC server (its embedding width = --dim)")
     p.add_argument("--device", default="auto")
     p.add_argument("--ef", default="16,32,64,128", help="hnsw efSearch values to measure")
@@ -232,8 +235,13 @@ def main() -> None:
             size = round(len(faiss.serialize_index(index._index)) / n)
             for value in values.split(","):
                 index.set_search_params(f"{knob}={value}" + (",k_factor_rf=4" if kind == "ivf" else ""))
-                rows.append({**bench_index(f"{kind} ({index.description.split(' inner')[0][6:]})", index, qs, truth,
-                                           far=far_truth), "build_s": build_s, "bytes_per_vector": size})
+                rows.append(
+                    {
+                        **bench_index(f"{kind} ({index.description.split(' inner')[0][6:]})", index, qs, truth, far=far_truth),
+                        "build_s": build_s,
+                        "bytes_per_vector": size,
+                    }
+                )
                 print(rows[-1], flush=True)
             del index
         if not args.no_grpc and n <= args.grpc_max:
@@ -243,13 +251,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "search.json").write_text(json.dumps(results, indent=2))
     print(f"\nsearch, top-10, {results['machine']}, faiss {results['faiss']}, torch {results['torch']}")
-    print("| vectors | index | batched q/s | single p50 ms | single p99 ms | recall@10 | recall@10, far queries | build s | bytes/vector |")
+    print(
+        "| vectors | index | batched q/s | single p50 ms | single p99 ms | recall@10 | recall@10, far queries | build s "
+        "| bytes/vector |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for n, rows in results["sizes"].items():
         for r in rows:
-            print(f"| {int(n):,} | {r['backend']} | {r.get('batched_qps', '')} | {r['single_p50_ms']} | "
-                  f"{r['single_p99_ms']} | {r.get('recall_at_10', '')} | {r.get('recall_at_10_far', '')} | "
-                  f"{r.get('build_s', '')} | {r.get('bytes_per_vector', '')} |")
+            print(
+                f"| {int(n):,} | {r['backend']} | {r.get('batched_qps', '')} | {r['single_p50_ms']} | "
+                f"{r['single_p99_ms']} | {r.get('recall_at_10', '')} | {r.get('recall_at_10_far', '')} | "
+                f"{r.get('build_s', '')} | {r.get('bytes_per_vector', '')} |"
+            )
     print(f"\nwrote {args.out / 'search.json'}")
 
 

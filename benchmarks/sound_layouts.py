@@ -13,9 +13,9 @@ those seeks in three layouts holding the same corpus, with the same key sets, at
   not converted). Skipped for a size without such a store.
 * `sorted`: the hash column of the segment below (one sorted array in a memory-mapped file), searched by
   binary search (np.searchsorted, both ends of each key's run): comparison search, without SQLite.
-* `hashed`: `server/sounds/segment.py`'s lookup over the same files: a directory of bucket offsets by the
+* `hashed`: `sounds/segment.py`'s lookup over the same files: a directory of bucket offsets by the
   hash's top bits (about 8 postings per bucket), so a key costs one directory read and a short scan.
-* `node`: `server/sounds/postings.py`'s lookup over that segment plus an in-memory tail of 300 newer
+* `node`: `sounds/postings.py`'s lookup over that segment plus an in-memory tail of 300 newer
   sounds, with the postings cap applied: what a node's lookup would cost, less the catalog read of new
   chunks.
 
@@ -100,7 +100,7 @@ def binary(segment, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def build_segment(folder: Path, n_clips: int, sampler: FieldSampler):
     """sound_scale's synthetic corpus (same sampler, same seed: the same hash values) as a Segment."""
-    from server.sounds.segment import Segment
+    from coldopen.sounds.segment import Segment
 
     started = time.perf_counter()
     total = n_clips * POSTINGS_PER_CLIP
@@ -116,9 +116,9 @@ def node_lookup(folder: Path, n_clips: int, segment_name: str, fields: np.ndarra
     node sees its postings between compactions. The segment is adopted through a manifest naming it, as if
     the node had written it after reading chunk `n_clips` (bootstrapping 670 M postings through
     chunks needs more memory than this VM has beside the corpus)."""
-    from server.sounds.identity import POSTINGS_CAP
-    from server.sounds.postings import Chunk, SoundPostings, write_manifest
-    from server.sounds.segment import Segment
+    from coldopen.sounds.identity import POSTINGS_CAP
+    from coldopen.sounds.postings import Chunk, SoundPostings, write_manifest
+    from coldopen.sounds.segment import Segment
 
     write_manifest(folder, [Segment(folder / segment_name)], n_clips, set(), key="")
     sampler = FieldSampler(fields, seed=3)
@@ -135,7 +135,7 @@ def summary(ms: list[float]) -> dict:
 
 
 def main() -> None:
-    from models.fingerprint import Fingerprinter
+    from coldopen.models.fingerprint import Fingerprinter
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000])

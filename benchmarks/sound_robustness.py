@@ -57,8 +57,8 @@ def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_ov
     """Every distortion of every track against all tracks, ColdOpen and Chromaprint. `related(kind, i, j)`:
     track j may legitimately be found for query i (its own reference, a lead-in, another part of one recording).
     Returns the seconds of reference audio and the time each fingerprinter took on it."""
-    from server import media
-    from tests import soundsuite
+    from coldopen.engine import media
+    from testkit import soundsuite
 
     n = len(tracks)
     ref_files = [soundsuite.reference_file(i, tracks, folder) for i in range(n)]
@@ -102,8 +102,8 @@ def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_ov
 
 
 def main() -> None:
-    from models.fingerprint import Fingerprinter
-    from tests import soundsuite
+    from coldopen.models.fingerprint import Fingerprinter
+    from testkit import soundsuite
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tracks", type=int, default=21)
@@ -162,7 +162,7 @@ def main() -> None:
     for title, t in (("synthetic songs", table), ("real recordings", real_table)):
         print(f"\n{title}\n| distortion | ColdOpen hit | ColdOpen false | Chromaprint hit (BER<{args.chromaprint_ber}) | false | "
               f"Chromaprint hit (BER<{calibrated:.3f}) | false |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for kind, r in t.items():
+        for r in t.values():
             print(f"| {r['what']} | {r['coldopen_hit']:.0%} | {r['coldopen_false']:.2%} | {r['chromaprint_hit']:.0%} | "
                   f"{r['chromaprint_false']:.2%} | {r['chromaprint_hit_at_1pct']:.0%} | {r['chromaprint_false_at_1pct']:.2%} |")
     if args.json:

@@ -11,9 +11,9 @@ different clips is measured on the real audio and on the synthetic corpus and pr
 The real recordings (30-s segments) are indexed too, as their own sounds, and are the queries
 (re-encoded as AAC 64 kbit/s): every query must find its own sound.
 
-Postings go into the production store's `sound_chunks` table (SQLite, the schema server/storage/schema.py
+Postings go into the production store's `sound_chunks` table (SQLite, the schema storage/schema.py
 creates; one chunk per sound, as ingests write them) and into one hash-addressed segment of the node's
-postings folder (server/sounds/postings.py), bulk-written. Latency is what `SoundIdentity.match` runs
+postings folder (sounds/postings.py), bulk-written. Latency is what `SoundIdentity.match` runs
 (the node's lookup, which first asks the catalog for new chunks, + offset vote), the call an ingest makes
 outside the write lock, timed per query after one warm-up pass. Each timed query follows OTHER_TRAFFIC
 lookups of other (synthetic) audio, as on a busy service, so it finds no pages of its own left in a cache
@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shutil
-import sqlite3
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -48,7 +47,7 @@ FIELD_MASKS = (0x1FF, 0xFF, 0xFF, 0x3F, 0x3F)
 
 
 def real_segments() -> list[tuple[str, np.ndarray]]:
-    from server import media
+    from coldopen.engine import media
 
     out = []
     for path in sorted(MUSIC.glob("*.ogg")):
@@ -106,7 +105,7 @@ class FieldSampler:
         self.rng = np.random.default_rng(seed)
 
     def hashes(self, n: int) -> np.ndarray:
-        from models.fingerprint import mix32
+        from coldopen.models.fingerprint import mix32
 
         out = np.zeros(n, np.int64)
         for col, shift in zip(self.columns, FIELD_SHIFTS):
@@ -119,16 +118,15 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
     `sound_chunks` (one per sound, as an ingest writes them), and a node's postings folder with all of
     them in one segment under a manifest that covers those chunks (what a node that followed them, or a
     new node's first start, writes), so the measured start maps it and reads no chunk."""
-    from server.sounds.postings import write_manifest
-    from server.sounds.segment import Segment
-    from server.storage import open_catalog
+    from coldopen.sounds.postings import write_manifest
+    from coldopen.sounds.segment import Segment
+    from coldopen.storage.catalog import open_catalog
 
     if db.parent.exists():
         shutil.rmtree(db.parent)
     db.parent.mkdir(parents=True)
-    catalog = open_catalog("", db.parent)  # the production schema
+    catalog = open_catalog("", db.parent)
     key = catalog.catalog_id()
-    catalog.close()
     started = time.perf_counter()
     frames = int(SEGMENT_S / 0.016)
     total = n_clips * per_clip
@@ -148,31 +146,16 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
         times[at : at + fp.landmarks] = fp.index_times
         at += fp.landmarks
     generated = time.perf_counter() - started
-    conn = sqlite3.connect(str(db), isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=OFF")  # a bulk load: the benchmark rebuilds on failure
-    insert = "INSERT INTO sound_chunks (txid, sound, hashes, times) VALUES (0, ?, ?, ?)"
-    conn.execute("BEGIN")
-    conn.executemany(insert, ((i + 1, fp.index_hashes.astype("<u4").tobytes(), fp.index_times.astype("<i4").tobytes())
-                              for i, (_, fp) in enumerate(real)))
-    conn.execute("COMMIT")
+    # The catalog's rows, through its bulk loader (the real sounds first, so they get ids 1..).
+    ids = catalog.bulk.sounds([(fp.index_hashes, fp.index_times) for _, fp in real], frames)
     for lo in range(0, n_clips, batch):
-        conn.execute("BEGIN")
-        conn.executemany(insert, (
-            (first_synthetic + i, hashes[i * per_clip : (i + 1) * per_clip].astype("<u4").tobytes(),
-             times[i * per_clip : (i + 1) * per_clip].astype("<i4").tobytes())
-            for i in range(lo, min(n_clips, lo + batch))))
-        conn.execute("COMMIT")
-    conn.execute("BEGIN")  # the sounds themselves (videos reference them)
-    conn.executemany(
-        "INSERT INTO sounds (id, created_at, first_video, first_frame, last_frame, postings) VALUES (?, ?, '', 0, ?, ?)",
-        ((i, "2026-01-01T00:00:00.000000Z", frames, per_clip) for i in range(1, first_synthetic + n_clips)),
-    )
-    conn.execute("INSERT INTO id_counters (name, last) VALUES ('sound_ids', ?)", (first_synthetic + n_clips - 1,))
-    conn.execute("COMMIT")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    chunks = conn.execute("SELECT max(seq) FROM sound_chunks").fetchone()[0]
-    conn.close()
+        hi = min(n_clips, lo + batch)
+        ids += catalog.bulk.sounds(
+            [(hashes[i * per_clip : (i + 1) * per_clip], times[i * per_clip : (i + 1) * per_clip]) for i in range(lo, hi)],
+            frames)
+    assert ids == list(range(1, first_synthetic + n_clips)), "the bulk load's sound ids must match the segment's"
+    chunks = catalog.sounds.position()
+    catalog.close()
     loaded = time.perf_counter()
     folder = db.parent / "sound-postings"
     folder.mkdir()
@@ -197,17 +180,17 @@ def measure(db: Path, queries: list, repeats: int, first_synthetic: int, other: 
             prefix: str = "") -> dict:
     """Lookup + vote latency of the queries against the store, each after OTHER_TRAFFIC lookups of `other`
     key sets (not timed); a match to a synthetic sound is false."""
-    from server.sounds import vote
-    from server.sounds.identity import POSTINGS_CAP
-    from server.sounds.postings import SoundPostings
-    from server.storage import open_catalog
+    from coldopen.sounds import vote
+    from coldopen.sounds.identity import POSTINGS_CAP
+    from coldopen.sounds.postings import SoundPostings
+    from coldopen.storage.catalog import open_catalog
 
     started = time.perf_counter()  # a start: the catalog, then this node's postings (mapped, not rebuilt)
     store = open_catalog("", db.parent)
-    node = SoundPostings(db.parent / "sound-postings", store.sound_chunks_after, key=store.catalog_id())
+    node = SoundPostings(db.parent / "sound-postings", store.sounds.chunks_after, key=store.catalog_id())
     open_s = time.perf_counter() - started
     assert node.segments == 1, "the store's postings were not found: build it again (without --reuse)"
-    from models.fingerprint import Fingerprinter
+    from coldopen.models.fingerprint import Fingerprinter
 
     frame_s = Fingerprinter.load("cpu").params.frame_seconds
     lookup_ms, vote_ms, postings, common, found, false = [], [], [], [], 0, 0
@@ -262,9 +245,9 @@ class _Query:
 
 def ingest_times(db: Path, clips: list[Path], workdir: Path) -> dict:
     """ColdOpenService.ingest of `clips` with the corpus at `db` as its store."""
-    from server.domain import VideoMetadata
-    from server.service import ColdOpenService, Models
-    from server.settings import Settings
+    from coldopen.app.service import ColdOpenService, Models
+    from coldopen.config.settings import Settings
+    from coldopen.domain.videos import VideoMetadata
 
     data = db.parent
     settings = Settings(data_dir=data, listen="127.0.0.1:0", clip_model="ViT-B-32", clip_pretrained="none",
@@ -284,10 +267,11 @@ def ingest_times(db: Path, clips: list[Path], workdir: Path) -> dict:
 
 
 def main() -> None:
-    from models.fingerprint import Fingerprinter
-    from tests import audiogen as ag
-    from tests import mediagen
-    from server import media
+    from coldopen.engine import media
+    from coldopen.models.fingerprint import Fingerprinter
+    from coldopen.storage.catalog import open_catalog
+    from testkit import audiogen as ag
+    from testkit import mediagen
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, nargs="+", default=[10_000, 100_000])
@@ -304,7 +288,7 @@ def main() -> None:
     full = [f for (_, a), f in zip(segments, fields) if a.size >= SEGMENT_S * 16000 * 0.99]
     per_clip = int(np.mean([f.size for f in full]))
     sampler = FieldSampler(np.concatenate(fields))
-    from models.fingerprint import mix32
+    from coldopen.models.fingerprint import mix32
 
     # Collisions between different recordings only (segments of one song legitimately repeat).
     recordings = {}
@@ -330,7 +314,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     queries, short = [], []  # the whole segment (a 30-s query) and its 5-20 s part (a short one)
     real = fp.fingerprint([a for _, a in segments])
-    for k, ((name, audio), ref) in enumerate(zip(segments, real)):
+    for k, ((name, audio), _ref) in enumerate(zip(segments, real)):
         path = ag.encode(work / "q.m4a", ag.resample(audio, 16000, ag.RATE), bitrate=64_000)
         decoded = media.decode_audio(path)
         if audio.size >= SEGMENT_S * 16000 * 0.99:  # only whole 30-s segments are 30-s queries
@@ -348,11 +332,9 @@ def main() -> None:
     for n in sorted(set(args.clips) | set(args.ingest)):
         db = args.dir / f"{n}" / "coldopen.sqlite3"
         if args.reuse and db.exists():
-            conn = sqlite3.connect(str(db))
-            built = {"postings": conn.execute("SELECT sum(postings) FROM sounds").fetchone()[0] or 0,
-                     "db_bytes": db.stat().st_size, "reused": True}
-            built["postings"] = int(built["postings"]) + sum(f.landmarks for f in real) - len(real) * per_clip
-            conn.close()
+            catalog = open_catalog("", db.parent)
+            built = {"postings": catalog.sounds.postings_total(), "db_bytes": db.stat().st_size, "reused": True}
+            catalog.close()
         else:
             built = build(db, n, per_clip, sampler, list(zip([s[0] for s in segments], real)))
         built.setdefault("segment_bytes", _folder_bytes(db.parent / "sound-postings"))

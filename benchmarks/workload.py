@@ -13,7 +13,7 @@ SENTENCES = ["fox", "coffee", "rocket", "cat", "astronaut", "weather"]
 
 
 def make_reference_clip(path: Path, seconds: int = 30, size=(1280, 720), fps: int = 30, variant: int = 0) -> Path:
-    from tests import mediagen
+    from testkit import mediagen
 
     photos = PHOTOS[variant % len(PHOTOS):] + PHOTOS[: variant % len(PHOTOS)]
     per = seconds * fps // len(photos)

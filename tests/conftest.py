@@ -10,12 +10,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from coldopen.api.server import create_server
+from coldopen.app.service import ColdOpenService, Models
+from coldopen.config.settings import MAX_CHUNK_BYTES, Settings
 from coldopen.v1 import coldopen_pb2 as pb
 from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-from server.app import create_server
-from server.service import ColdOpenService, Models
-from server.settings import MAX_CHUNK_BYTES, Settings
-from tests import mediagen, milvusserver, pgserver, tinyclip
+from testkit import mediagen, milvusserver, pgserver, tinyclip
 
 # Every process this test session starts inherits this mark, so the session can check at its end that it
 # left none behind (servers killed with SIGKILL included: their decode workers must exit by themselves).

@@ -1,0 +1,92 @@
+"""Route: the performing videos most like a new one (an indexed video, or an upload processed without being
+stored unless asked), fused over its modalities, with its content prior."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from coldopen.app.core import Core
+from coldopen.app.ingest import Ingest
+from coldopen.app.outlook import Outlook
+from coldopen.app.sounds import SoundQueries
+from coldopen.app.validation import validate_metadata
+from coldopen.domain.errors import InvalidInput
+from coldopen.domain.modalities import ALL, SOUND
+from coldopen.domain.sounds import SoundUse
+from coldopen.domain.videos import IngestResult, VideoMetadata
+from coldopen.ranking import routing
+
+
+class Route:
+    def __init__(self, core: Core, ingest: Ingest, sounds: SoundQueries, outlook: Outlook):
+        self._core = core
+        self._ingest = ingest
+        self._sounds = sounds
+        self._outlook = outlook
+
+    def route(
+        self,
+        options: routing.RouteOptions,
+        video_id: str | None = None,
+        upload: tuple[VideoMetadata, Path, int] | None = None,
+        store: bool = False,
+        deadline: float | None = None,
+    ) -> tuple[routing.RouteResult, IngestResult | None]:
+        """Performing neighbours of an indexed video, or of an upload (processed without being stored
+        unless `store`). Returns the routing and, for a stored upload, its ingest result."""
+        core = self._core
+        core.check_count(options.k, "k", "neighbours")
+        bad = [m for m in options.weights if m not in ALL]
+        if bad:
+            raise InvalidInput(f"unknown modality weights {bad}; use {', '.join(ALL)}")
+        ingested = None
+        if upload is not None and store:
+            meta, path, size = upload
+            ingested = self._ingest.ingest(meta, path, size, deadline=deadline)
+            video_id, upload = meta.video_id, None
+        query, uses = self._query(video_id, upload, deadline)
+        options = self._weights(options)
+        content_prior = self._outlook.live_prior(query.visual, query.spoken, query.caption, query.exclude_row)
+        sharing = self._sounds.pool_sharing(uses, query.exclude_row)
+        with core.pool.reading() as view:  # held still against a concurrent engagement batch
+            if sharing:
+                query = dataclasses.replace(query, sound_confidence={r: c for r, (_, c) in sharing.items()},
+                                            shared_sound={r: snd for r, (snd, _) in sharing.items()})
+            try:
+                result = routing.route(view, query, options, performance=core.pool.scores_now)
+            except ValueError as e:
+                raise InvalidInput(str(e)) from None
+        return dataclasses.replace(result, content_prior=content_prior), ingested
+
+    def _query(self, video_id: str | None, upload: tuple[VideoMetadata, Path, int] | None, deadline: float | None
+               ) -> tuple[routing.RouteQuery, list[SoundUse]]:
+        """What is routed: an indexed video's stored profile and sounds, or what an upload's analysis found."""
+        core = self._core
+        if video_id is not None:
+            row, p = core.profile(video_id)
+            assert p.visual is not None  # a profile read with its vectors
+            query = routing.RouteQuery(p.visual, p.spoken, p.caption, {}, p.creator_id, exclude_row=row)
+            return query, core.store.sounds.uses(video_id)
+        assert upload is not None
+        meta, path, size = upload
+        validate_metadata(meta, core.settings, require_id=False)
+        if size == 0:
+            raise InvalidInput("the route upload is empty (0 bytes): send a complete video file (API clients: its "
+                               "bytes in chunk messages after the query)")
+        a = core.pipeline.analyse(meta, path, {}, deadline)
+        query = routing.RouteQuery(a.embedding, a.text_embeddings["spoken"], a.text_embeddings["caption"], {},
+                                   meta.creator_id)
+        return query, self._sounds.query_uses(a.fingerprint, limit=100)
+
+    def _weights(self, options: routing.RouteOptions) -> routing.RouteOptions:
+        """With --route-weights learned and none in the request: the weights learned from engagement."""
+        if not options.learned:
+            return options
+        learned = self._core.priors.learned_weights()
+        if not learned:
+            return options
+        sound = routing.DEFAULT_WEIGHTS[SOUND]
+        total = sum(learned.values())
+        return dataclasses.replace(
+            options, weights={**{m: (1 - sound) * w / total for m, w in learned.items()}, SOUND: sound})

@@ -1,0 +1,3 @@
+from coldopen.cli.main import run
+
+run()

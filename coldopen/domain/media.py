@@ -1,0 +1,18 @@
+"""What a media file is, as probed from its container."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+    has_audio: bool
+    container: str
+    video_codec: str
+    audio_codec: str
+    rotation: int = 0

@@ -1,0 +1,88 @@
+"""Vector indexes for video-level embeddings, behind one interface with interchangeable backends.
+
+Vectors are L2-normalised, so inner product is cosine similarity. Ids are the catalog's int64 row ids;
+the string video_id <-> int64 mapping lives in the catalog. An index is a view built from the catalog,
+so it never holds anything the catalog has not committed.
+
+  faiss_index.py   FAISS in process (the default): flat (exact), HNSW, IVF or any index_factory string,
+                   on GPU where the FAISS build supports it; tombstone deletes, background rebuilds
+  torch_index.py   exact search in torch, for CUDA hosts whose FAISS has no GPU support (flat only)
+  milvus_index.py  Milvus, shared by all replicas (`--vector-store http://host:19530` or a Milvus Lite `*.db`)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+import numpy as np
+
+from coldopen.config.settings import Settings
+from coldopen.storage.vectors.faiss_index import FaissIndex, check_index_type, faiss_gpu_count
+from coldopen.storage.vectors.torch_index import TorchExactIndex
+
+__all__ = [
+    "VectorIndex",
+    "FaissIndex",
+    "TorchExactIndex",
+    "build_index",
+    "check_index_type",
+    "faiss_gpu_count",
+    "open_indexes",
+]
+
+
+class VectorIndex(Protocol):
+    dim: int
+    shared: bool  # True: one store for every replica (written once, by the writer); False: a per-process view
+
+    @property
+    def description(self) -> str: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, attrs: list[dict] | None = None) -> None:
+        """Insert or replace (shared stores) vectors; `attrs` are per-row filter fields (creator, language, sound)."""
+        ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (n_queries, k), best first; missing slots have id -1."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def build_index(dim: int, device: str, index_type: str = "flat", search_params: str = "") -> VectorIndex:
+    """FAISS on GPU when it can; for exact search, torch on CUDA when FAISS cannot; FAISS on CPU otherwise."""
+    if device in ("auto", "cuda") and faiss_gpu_count() > 0:
+        return FaissIndex(dim, index_type, search_params, use_gpu=True)
+    if device in ("auto", "cuda") and index_type == "flat":
+        import torch
+
+        if torch.cuda.is_available():
+            return TorchExactIndex(dim, "cuda")
+    return FaissIndex(dim, index_type, search_params)
+
+
+def open_indexes(settings: Settings, dims: dict[str, int]) -> dict[str, VectorIndex]:
+    """One index per modality: in-process (FAISS or torch) when settings.vector_store is empty, else
+    Milvus collections named <milvus_collection_prefix>_<modality>."""
+    if not settings.vector_store:
+        return {
+            m: build_index(dim, settings.device, settings.index_type, settings.index_search_params) for m, dim in dims.items()
+        }
+    from coldopen.storage.vectors.milvus_index import MilvusIndex
+
+    return {
+        m: MilvusIndex(
+            settings.vector_store,
+            f"{settings.milvus_collection_prefix}_{m}",
+            dim,
+            settings.vector_index,
+            json.loads(settings.vector_index_params),
+            json.loads(settings.vector_search_params),
+        )
+        for m, dim in dims.items()
+    }

@@ -1,0 +1,384 @@
+"""FAISS in process: exact (flat) or approximate (HNSW, IVF, any index_factory string) inner-product
+search, with deletes as tombstones, background rebuilds, and snapshots.
+
+Ids inside FAISS are positions (0, 1, 2, ... in insertion order); this class maps them to the catalog's
+row ids. Positions only ever grow, so:
+  - a delete or a re-ingest marks the old position dead (a tombstone, O(1)) instead of compacting the
+    whole index under the write lock as `IndexIDMap2.remove_ids` did; searches ask FAISS for a few more
+    neighbours than wanted and drop dead ones (asking again, wider, in the rare case too few were left);
+  - once dead positions pass `rebuild_dead_fraction` of the index (and for trained types such as IVF,
+    once enough vectors are in to train on), a background thread builds a fresh index from the live
+    vectors while searches and writes go on against the old one, then swaps it in; vectors written
+    during the build are copied over at the swap. Nothing on the request path waits for a rebuild.
+  - on a host whose FAISS has GPU support, searches use a GPU copy that writes update in place
+    (`add` appends the same positions) and that a rebuild replaces from its own thread.
+Hand-written because FAISS leaves id mapping, removal for graph indexes (HNSW cannot remove) and
+rebuilds to the caller; `snapshot_state`/`restore` use FAISS's own serialisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import NamedTuple
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Short names for `--index-type`; anything else is passed to faiss.index_factory as it is.
+# ivf: inverted lists over 8-bit scalar-quantised codes (a quarter of the memory traffic per scanned
+# vector), the candidates re-ranked with the exact vectors (RFlat), so scores are exact.
+INDEX_TYPES = {"flat": "Flat", "hnsw": "HNSW32", "ivf": "IVF{nlist},SQ8,RFlat"}
+# Search parameters per short name (faiss.ParameterSpace syntax), chosen with benchmarks/search.py
+# (recall@10 against exact search on its 10^6-vector corpus; see benchmarks/RESULTS.md).
+DEFAULT_SEARCH_PARAMS = {"hnsw": "efSearch=128", "ivf": "nprobe=8,k_factor_rf=4"}
+TRAIN_MIN = 10_000          # a type that needs training serves exact (flat) search until this many vectors
+REBUILD_MIN_DEAD = 1_000
+
+
+def faiss_gpu_count() -> int:
+    """GPUs FAISS can use: 0 for faiss-cpu builds or hosts without CUDA."""
+    if not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    try:
+        return int(faiss.get_num_gpus())
+    except RuntimeError:
+        return 0
+
+
+def check_index_type(index_type: str, search_params: str = "", dim: int = 64) -> str | None:
+    """None if the index type and search parameters can be built; else what is wrong, for settings checks."""
+    factory = INDEX_TYPES.get(index_type, index_type).replace("{nlist}", "64")
+    try:
+        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        return (f"index_type {index_type!r} is neither flat, hnsw, ivf nor a FAISS index_factory string FAISS "
+                f"accepts ({str(e).strip().splitlines()[-1][:200]})")
+    params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
+    if params:
+        try:
+            faiss.ParameterSpace().set_index_parameters(index, params)  # type: ignore[arg-type]  # faiss's stub: it takes the string
+        except RuntimeError as e:
+            return (f"index_search_params {params!r} do not apply to index_type {index_type!r} "
+                    f"({str(e).strip().splitlines()[-1][:200]}); e.g. efSearch=64 for hnsw, nprobe=64 for ivf")
+    return None
+
+
+class SnapshotState(NamedTuple):
+    """An index's position maps as a snapshot keeps them beside the serialised index."""
+
+    ids: np.ndarray     # position -> row id
+    dead: np.ndarray    # position -> tombstoned
+    staged: bool        # still the exact staging index (trained type not built yet)
+
+
+class FaissIndex:
+    """One modality's vectors in process; see the module docstring."""
+
+    shared = False  # an in-process view: each replica builds (or loads) its own from the catalog
+
+    def __init__(
+        self, dim: int, index_type: str = "flat", search_params: str = "", use_gpu: bool = False,
+        rebuild_dead_fraction: float = 0.1,
+    ):
+        self.dim = dim
+        self.index_type = index_type
+        self._factory = INDEX_TYPES.get(index_type, index_type)
+        self._built = self._factory  # with the list count filled in, once an IVF is trained
+        self._search_params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
+        self._dead_fraction = rebuild_dead_fraction
+        self._lock = threading.Lock()
+        self._gpu_res = faiss.StandardGpuResources() if use_gpu else None
+        self._index, self._staged = self._empty()
+        self._gpu = self._to_gpu(self._index)
+        self._ids = np.zeros(1024, dtype=np.int64)     # position -> row id
+        self._dead = np.zeros(1024, dtype=bool)        # position -> tombstone
+        self._pos = np.full(1024, -1, dtype=np.int64)  # row id -> live position, -1 if none
+        self._n = 0
+        self._n_dead = 0
+        self._rebuilder: threading.Thread | None = None
+        self._train_at = TRAIN_MIN
+        self.rebuilds = 0
+
+    # --- description ----------------------------------------------------------
+    @property
+    def description(self) -> str:
+        kind = "Flat, staged until trained" if self._staged else self._built
+        where = "gpu" if self._gpu_res is not None else "cpu"
+        params = f" {self._search_params}" if self._search_params and not self._staged else ""
+        return f"faiss {kind}{params} inner product dim={self.dim} on {where}"
+
+    @property
+    def exact(self) -> bool:
+        return self._staged or self._factory == "Flat"
+
+    def __len__(self) -> int:
+        return self._n - self._n_dead
+
+    @property
+    def dead(self) -> int:
+        return self._n_dead
+
+    # --- writes ---------------------------------------------------------------
+    def add(self, ids: np.ndarray, vectors: np.ndarray, attrs: list[dict] | None = None) -> None:
+        """Insert or replace: an id already present gets a new position and its old one a tombstone."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids) != len(vectors):
+            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
+        if len(np.unique(ids)) != len(ids):  # the last vector of a repeated id wins
+            _, first_from_end = np.unique(ids[::-1], return_index=True)
+            keep = np.sort(len(ids) - 1 - first_from_end)
+            ids, vectors = ids[keep], vectors[keep]
+        with self._lock:
+            self._kill(ids)
+            start = self._n
+            self._index.add(vectors)
+            if self._gpu is not None:
+                self._gpu.add(vectors)
+            self._grow(start + len(ids), int(ids.max()) + 1 if len(ids) else 0)
+            self._ids[start : start + len(ids)] = ids
+            self._dead[start : start + len(ids)] = False
+            self._pos[ids] = np.arange(start, start + len(ids))
+            self._n += len(ids)
+            due = self._rebuild_due()
+        if due:
+            self.rebuild(background=True)
+
+    def remove(self, ids: np.ndarray) -> None:
+        with self._lock:
+            self._kill(np.asarray(ids, dtype=np.int64).reshape(-1))
+            due = self._rebuild_due()
+        if due:
+            self.rebuild(background=True)
+
+    def _kill(self, ids: np.ndarray) -> None:
+        ids = np.unique(ids[(ids >= 0) & (ids < len(self._pos))])
+        pos = self._pos[ids]
+        pos = pos[pos >= 0]
+        self._dead[pos] = True
+        self._n_dead += len(pos)
+        self._pos[ids] = -1
+
+    def _grow(self, positions: int, rows: int) -> None:
+        if positions > len(self._ids):
+            size = max(positions, 2 * len(self._ids))
+            self._ids = np.concatenate([self._ids, np.zeros(size - len(self._ids), np.int64)])
+            self._dead = np.concatenate([self._dead, np.zeros(size - len(self._dead), bool)])
+        if rows > len(self._pos):
+            size = max(rows, 2 * len(self._pos))
+            self._pos = np.concatenate([self._pos, np.full(size - len(self._pos), -1, np.int64)])
+
+    def get(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of `ids`: (found mask, (found, dim) vectors), as FAISS reconstructs them
+        (exact for flat and HNSW-flat storage)."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        with self._lock:
+            pos = np.full(len(ids), -1, np.int64)
+            inside = (ids >= 0) & (ids < len(self._pos))
+            pos[inside] = self._pos[ids[inside]]
+            found = pos >= 0
+            if not found.any():
+                return found, np.zeros((0, self.dim), np.float32)
+            return found, self._index.reconstruct_batch(pos[found])
+
+    # --- search ---------------------------------------------------------------
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, row ids), each (n_queries, k), best first; missing slots have id -1 and score -inf."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        out_i = np.full((len(queries), k), -1, dtype=np.int64)
+        with self._lock:
+            n, index = self._n, (self._gpu if self._gpu is not None else self._index)
+            if n - self._n_dead == 0 or len(queries) == 0:
+                return out_s, out_i
+            todo = np.arange(len(queries))
+            fetch = min(n, k if self._n_dead == 0 else 2 * k + 16)
+            while len(todo):
+                scores, pos = index.search(queries[todo], fetch)
+                retry = []
+                for j, q in enumerate(todo):
+                    p = pos[j]
+                    ok = p >= 0
+                    ok[ok] = ~self._dead[p[ok]]
+                    got = int(ok.sum())
+                    if got < k and fetch < n and (p >= 0).all():  # dead ones crowded the list out: ask wider
+                        retry.append(q)
+                        continue
+                    take = min(got, k)
+                    out_s[q, :take] = scores[j][ok][:take]
+                    out_i[q, :take] = self._ids[p[ok][:take]]
+                todo = np.array(retry, dtype=np.int64)
+                fetch = min(n, fetch * 4)
+        return out_s, out_i
+
+    # --- rebuilds -------------------------------------------------------------
+    def _rebuild_due(self) -> bool:
+        if self._rebuilder is not None and self._rebuilder.is_alive():
+            return False
+        if self._staged and self._factory != "Flat" and len(self) >= self._train_at:
+            return True
+        return self._n_dead >= max(REBUILD_MIN_DEAD, self._dead_fraction * self._n)
+
+    def rebuild(self, background: bool = False) -> None:
+        """Build a fresh index from the live vectors (trained, for types that train) and swap it in."""
+        if background:
+            with self._lock:
+                if self._rebuilder is not None and self._rebuilder.is_alive():
+                    return
+                self._rebuilder = threading.Thread(target=self._rebuild_logged, name="coldopen-index-rebuild", daemon=True)
+                self._rebuilder.start()
+            return
+        self._rebuild()
+
+    def wait_rebuilt(self, timeout: float | None = None) -> None:
+        thread = self._rebuilder
+        if thread is not None:
+            thread.join(timeout)
+
+    def _rebuild_logged(self) -> None:
+        try:
+            self._rebuild()
+        except Exception:  # the old index keeps serving; the next write past the threshold tries again
+            log.exception("rebuilding the %s index failed; it keeps serving the current one", self._factory)
+
+    def _rebuild(self) -> None:
+        started = time.perf_counter()
+        with self._lock:
+            old, n0 = self._index, self._n
+        # Positions below n0 never change content, so they are copied a chunk at a time without holding
+        # the lock for the whole copy (the lock is still needed: an add may move the storage).
+        keep_parts, vector_parts = [], []
+        for s in range(0, n0, 65_536):
+            e = min(n0, s + 65_536)
+            with self._lock:
+                if self._index is not old:
+                    return
+                live = np.flatnonzero(~self._dead[s:e]) + s
+                vector_parts.append(_reconstruct(old, s, e)[live - s])
+            keep_parts.append(live)
+        keep = np.concatenate(keep_parts) if keep_parts else np.zeros(0, np.int64)
+        vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, self.dim), np.float32)
+        fresh, staged = self._build(vectors)
+        gpu = self._to_gpu(fresh)
+        with self._lock:
+            if self._index is not old:
+                return
+            if self._n > n0:  # written during the build
+                late = _reconstruct(old, n0, self._n)
+                fresh.add(late)
+                if gpu is not None:
+                    gpu.add(late)
+                keep = np.concatenate([keep, np.arange(n0, self._n)])
+            ids, dead = self._ids[keep], self._dead[keep]  # tombstones set during the build carry over
+            self._ids, self._dead = ids.copy(), dead.copy()
+            self._grow(max(len(ids), 1024), 0)
+            self._pos[:] = -1
+            live = np.flatnonzero(~dead)
+            self._pos[ids[live]] = live
+            self._n, self._n_dead = len(ids), int(dead.sum())
+            self._index, self._staged, self._gpu = fresh, staged, gpu
+            self.rebuilds += 1
+        log.info("rebuilt the %s index: %d vectors (%d tombstones dropped) in %.1f s", self.description,
+                 len(ids), n0 - len(vectors), time.perf_counter() - started)
+
+    def _empty(self) -> tuple[faiss.Index, bool]:
+        """A new empty index, and whether it is a flat stand-in for a type that needs training first."""
+        if "{nlist}" in self._factory:
+            return faiss.IndexFlatIP(self.dim), True
+        index = faiss.index_factory(self.dim, self._factory, faiss.METRIC_INNER_PRODUCT)
+        if not index.is_trained:
+            return faiss.IndexFlatIP(self.dim), True
+        self._configure(index)
+        return index, False
+
+    def _build(self, vectors: np.ndarray) -> tuple[faiss.Index, bool]:
+        """A fresh index holding `vectors` at positions 0..n-1."""
+        n = len(vectors)
+        factory = self._factory
+        index: faiss.Index
+        if "{nlist}" in factory:
+            if n < TRAIN_MIN:
+                index = faiss.IndexFlatIP(self.dim)
+                index.add(vectors)
+                return index, True
+            factory = factory.replace("{nlist}", str(int(min(65_536, max(64, 4 * math.sqrt(n))))))
+        index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+        self._built = factory
+        staged = False
+        if not index.is_trained:
+            sample = vectors[np.random.default_rng(0).choice(n, min(n, 256 * 1024), replace=False)] if n else vectors
+            try:
+                index.train(sample)
+            except RuntimeError as e:  # too few vectors for this type: stay exact until twice as many
+                self._train_at = max(TRAIN_MIN, 2 * n)
+                log.warning("cannot train %s on %d vectors yet (%s); serving exact search until %d", factory, n,
+                            str(e).strip().splitlines()[-1][:200], self._train_at)
+                index, staged = faiss.IndexFlatIP(self.dim), True
+        if not staged:
+            self._configure(index)
+        index.add(vectors)
+        return index, staged
+
+    def set_search_params(self, params: str) -> None:
+        """Change the search parameters (faiss.ParameterSpace syntax) of the live index, e.g. efSearch=32."""
+        with self._lock:
+            self._search_params = params
+            if not self._staged:
+                faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
+
+    def _configure(self, index: faiss.Index) -> None:
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:  # so the vectors can be read back for the next rebuild
+            ivf.make_direct_map()
+        if self._search_params:
+            faiss.ParameterSpace().set_index_parameters(index, self._search_params)  # type: ignore[arg-type]
+
+    def _to_gpu(self, index: faiss.Index):
+        if self._gpu_res is None:
+            return None
+        try:
+            return faiss.index_cpu_to_gpu(self._gpu_res, 0, index)
+        except RuntimeError as e:  # e.g. HNSW has no GPU version: search it on the CPU
+            log.warning("the %s index has no FAISS GPU version (%s); searching it on the CPU", self._factory, e)
+            self._gpu_res = None
+            return None
+
+    # --- snapshots (storage/snapshots.py writes and reads the files) -----
+    def snapshot_state(self) -> tuple[np.ndarray, SnapshotState]:
+        """The serialised FAISS index and the position maps, copied under the lock (about 1 s per 2 GB)."""
+        with self._lock:
+            blob = faiss.serialize_index(self._index)
+            state = SnapshotState(self._ids[: self._n].copy(), self._dead[: self._n].copy(), self._staged)
+        return blob, state
+
+    def restore(self, index: faiss.Index, ids: np.ndarray, dead: np.ndarray, staged: bool) -> None:
+        """Install an index read from a snapshot (positions 0..n-1) with its position maps."""
+        if index.d != self.dim or index.ntotal != len(ids) or len(dead) != len(ids):
+            raise ValueError(f"snapshot holds {index.ntotal} vectors of {index.d}-d for {len(ids)} ids; expected {self.dim}-d")
+        if not staged:
+            self._configure(index)
+            ivf = faiss.try_extract_index_ivf(index)
+            self._built = self._factory.replace("{nlist}", str(ivf.nlist)) if ivf is not None else self._factory
+        with self._lock:
+            self._index, self._staged = index, staged
+            self._gpu = self._to_gpu(index)
+            self._ids, self._dead = ids.astype(np.int64), dead.astype(bool)
+            self._pos = np.full(0, -1, np.int64)
+            self._n, self._n_dead = len(ids), int(dead.sum())
+            self._grow(max(len(ids), 1024), int(ids.max()) + 1 if len(ids) else 1024)
+            live = np.flatnonzero(~self._dead[: self._n])
+            self._pos[self._ids[live]] = live
+
+    def close(self) -> None:
+        """Nothing to release but a rebuild in flight, which is left to finish or die with the process."""
+
+
+def _reconstruct(index: faiss.Index, start: int, end: int) -> np.ndarray:
+    if end <= start:
+        return np.zeros((0, index.d), np.float32)
+    return index.reconstruct_n(start, end - start)

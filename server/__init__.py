@@ -1,1 +1,0 @@
-"""ColdOpen server: settings, storage, index, ingest pipeline and the gRPC front end."""

@@ -1,0 +1,72 @@
+"""Helpers the integration tests share: a `coldopen serve` process of their own, and Prometheus scrapes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
+from testkit.paths import REPO
+
+ROOT = REPO
+
+
+class ServeProcess:
+    """`coldopen serve` in its own process (so it can be killed), logging to a file."""
+
+    def __init__(self, tiny_clip, data_dir: Path, log: Path, *extra: str):
+        self.log = log
+        self._log = open(log, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coldopen.cli", "serve", "--json", "--listen", "127.0.0.1:0", "--data-dir",
+             str(data_dir), "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]),
+             "--device", "cpu", "--decode-workers", "1", *extra],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT,
+        )
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"serve exited early ({self.proc.wait()}): {log.read_text()[-3000:]}")
+        self.address = json.loads(line)["address"]
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = pb_grpc.ContentIndexStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(30)
+        self._log.close()
+
+
+def stack_flags(stack: dict) -> list[str]:
+    """`serve` flags for a stack's settings overrides (tests/conftest.py)."""
+    return [x for name, value in stack.items() for x in (f"--{name.replace('_', '-')}", str(value))]
+
+
+def stored_rows(stack: dict, data_dir: Path) -> list[tuple]:
+    """(video_id, embedding bytes, transcript JSON) of every video in the stack's catalog."""
+    from coldopen.storage.database import Database, sqlite_url
+
+    db = Database(stack.get("database_url") or sqlite_url(data_dir / "coldopen.sqlite3"))
+    with db.read() as conn:
+        rows = conn.exec_driver_sql("SELECT video_id, length(embedding), transcript FROM videos").all()
+    db.dispose()
+    return [tuple(r) for r in rows]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """/metrics over HTTP, parsed by prometheus_client's own parser: (sample name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        assert reply.status == 200 and reply.headers["Content-Type"].startswith("text/plain")
+        text = reply.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out

@@ -1,0 +1,93 @@
+"""Hash-addressed postings segments (sounds/segment.py): lookups agree with a plain scan of the
+postings, whatever the keys' skew or place in the hash space; writes are all-or-nothing; a damaged
+segment is refused with a message that says what to do."""
+
+import json
+
+import numpy as np
+import pytest
+
+from coldopen.models.fingerprint import mix32
+from coldopen.sounds.segment import Segment, SegmentError
+
+
+def _postings(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Skewed hashes (few distinct field values, mixed as the fingerprinter mixes them), with duplicates
+    across sounds, and the edges of the hash space."""
+    rng = np.random.default_rng(seed)
+    fields = rng.zipf(1.3, size=n).astype(np.int64) % 50_000
+    hashes = mix32(fields)
+    hashes[:4] = [0, 1, 2**32 - 1, 2**32 - 2]
+    return hashes, rng.integers(1, 5_000, size=n, dtype=np.int64), rng.integers(-200, 2_000, size=n).astype(np.int64)
+
+
+def _scan(postings, keys) -> set[tuple[int, int, int]]:
+    h, s, t = postings
+    hit = np.isin(h, keys)
+    return set(zip(h[hit].tolist(), s[hit].tolist(), t[hit].tolist()))
+
+
+def test_lookups_find_exactly_the_postings_of_their_keys(tmp_path):
+    postings = _postings(200_000)
+    segment = Segment.write(tmp_path / "seg", *postings)
+    assert len(segment) == 200_000
+    rng = np.random.default_rng(1)
+    present = rng.choice(postings[0], 500)
+    absent = rng.integers(0, 2**32, 500, dtype=np.uint64).astype(np.uint32)
+    for keys in (present, absent, np.concatenate([present, absent, present]),
+                 np.array([0, 1, 2**32 - 1], np.uint32), np.zeros(0, np.uint32)):
+        h, s, t = segment.lookup(keys)
+        assert h.dtype == np.uint32 and s.dtype == np.int64 and t.dtype == np.int64
+        got = list(zip(h.tolist(), s.tolist(), t.tolist()))
+        assert set(got) == _scan(postings, keys)
+        assert h.size == np.isin(postings[0], keys).sum()  # each posting once, even for a key asked twice
+
+
+def test_a_reopened_segment_reads_the_same_and_merging_adds_postings(tmp_path):
+    first, more = _postings(50_000, seed=2), _postings(30_000, seed=3)
+    Segment.write(tmp_path / "a", *first)
+    reopened = Segment(tmp_path / "a")
+    merged = reopened.merged(tmp_path / "b", *more)
+    both = tuple(np.concatenate([x, y]) for x, y in zip(first, more))
+    keys = np.concatenate([first[0][:300], more[0][:300]])
+    h, s, t = merged.lookup(keys)
+    assert len(merged) == 80_000 and h.size == np.isin(both[0], keys).sum()
+    assert set(zip(h.tolist(), s.tolist(), t.tolist())) == _scan(both, keys)
+    assert set(zip(*(c.tolist() for c in reopened.lookup(keys)))) == _scan(first, keys)  # unchanged
+
+
+def test_an_empty_segment_answers_nothing(tmp_path):
+    empty = np.zeros(0, np.int64)
+    segment = Segment.write(tmp_path / "e", empty.astype(np.uint32), empty, empty)
+    assert len(segment) == 0
+    assert all(c.size == 0 for c in segment.lookup(np.array([5, 7], np.uint32)))
+
+
+def test_writes_are_all_or_nothing_and_segments_immutable(tmp_path):
+    postings = _postings(10_000)
+    (tmp_path / "seg.partial").mkdir()  # as a crash during an earlier write leaves it
+    (tmp_path / "seg.partial" / "hashes.npy").write_bytes(b"half")
+    Segment.write(tmp_path / "seg", *postings)
+    assert not (tmp_path / "seg.partial").exists()
+    with pytest.raises(FileExistsError, match="immutable"):
+        Segment.write(tmp_path / "seg", *postings)
+    with pytest.raises(ValueError, match="sound ids"):
+        Segment.write(tmp_path / "big", postings[0], postings[1] + 2**32, postings[2])
+    assert not (tmp_path / "big").exists()
+
+
+def test_damaged_segments_are_refused_with_what_to_do(tmp_path):
+    Segment.write(tmp_path / "seg", *_postings(10_000))
+    with pytest.raises(SegmentError, match="write the segment again"):
+        Segment(tmp_path / "nothing-here")
+    meta = json.loads((tmp_path / "seg" / "segment.json").read_text())
+    (tmp_path / "seg" / "segment.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(SegmentError, match="format 99"):
+        Segment(tmp_path / "seg")
+    (tmp_path / "seg" / "segment.json").write_text(json.dumps({**meta, "postings": 9}))
+    with pytest.raises(SegmentError, match="disagree"):
+        Segment(tmp_path / "seg")
+    (tmp_path / "seg" / "segment.json").write_text(json.dumps(meta))
+    (tmp_path / "seg" / "times.npy").write_bytes(b"\x93NUMPY broken")
+    with pytest.raises(SegmentError, match="damaged column"):
+        Segment(tmp_path / "seg")
