@@ -49,6 +49,7 @@ from coldopen.ranking.coldstart import posterior as post
 from coldopen.ranking.coldstart import prior as cp
 from coldopen.ranking.coldstart import rollout
 from coldopen.ranking.coldstart.content import ContentPriors
+from coldopen.ranking.coldstart.signals import PriorQuery
 from coldopen.storage.vectors import FaissIndex
 
 TIERS = (300, 3000, 30000, 300000)
@@ -149,7 +150,8 @@ def main() -> None:
 
     # Uploads: their priors, then three rollouts over the same engagement draws.
     up = world.videos(args.uploads)
-    priors = [priors_of.prior({m: up["emb"][m][i].astype(np.float32) for m in MODALITIES}) for i in range(args.uploads)]
+    priors = [priors_of.prior(PriorQuery({m: up["emb"][m][i].astype(np.float32) for m in MODALITIES}))
+              for i in range(args.uploads)]
     weight_cap = PRIOR_WEIGHT_CAP * Settings().prior_impressions  # as the server stores a prior
 
     def gamma(i: int) -> tuple[float, float]:

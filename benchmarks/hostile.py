@@ -24,7 +24,6 @@ import os
 import platform
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,54 +33,20 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from testkit.serveproc import ServeProcess
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class Serve:
-    """`coldopen serve --json` from a checkout, on a free loopback port."""
+class Serve(ServeProcess):
+    """`coldopen serve --json` from a checkout, on a free loopback port (`serving` False if it exited)."""
 
     def __init__(self, repo: Path, data: Path, clip: tuple[Path, Path], log: Path, *extra: str, env: dict | None = None):
-        from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
-
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "coldopen.cli",
-                "serve",
-                "--json",
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                str(data),
-                "--clip-model",
-                str(clip[0]),
-                "--clip-pretrained",
-                str(clip[1]),
-                "--device",
-                "cpu",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=open(log, "a"),
-            text=True,
-            cwd=repo,
-            env={**os.environ, **(env or {})},
-        )
-        line = self.proc.stdout.readline()
-        event = json.loads(line) if line.strip() else {}
-        self.serving = "address" in event
-        if self.serving:
-            self.channel = grpc.insecure_channel(event["address"])
-            self.stub = pb_grpc.ContentIndexStub(self.channel)
-
-    def exit_code(self) -> int:
-        return self.proc.wait(120)
+        super().__init__(data, log, "--clip-model", str(clip[0]), "--clip-pretrained", str(clip[1]), "--device", "cpu",
+                         *extra, repo=repo, env=env, required=False)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(60)
+        self.close()
 
 
 def _chunks(data: bytes, first):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from coldopen.domain.engagement import COUNTER_NAMES, Counters, EngagementEvent, Performance
+from coldopen.domain.modalities import SIGNALS
 from coldopen.domain.outlook import Posterior, Prior
 from coldopen.domain.sounds import SoundNeighbour, SoundStats, SoundUse, format_sound_id
 from coldopen.domain.videos import Extraction, IngestResult, SearchQuery, SearchResult, VideoMetadata, VideoRecord
 from coldopen.ranking.coldstart.rollout import Decision
-from coldopen.ranking.routing import DEFAULT_WEIGHTS, RouteOptions, RouteResult
+from coldopen.ranking.routing import RouteOptions, RouteResult
+from coldopen.ranking.weights import DEFAULT_WEIGHTS
 from coldopen.sounds import sharing
 from coldopen.v1 import coldopen_pb2 as pb
 
@@ -115,6 +117,8 @@ def prior_to_pb(p: Prior) -> pb.ContentPrior:
         neighbours=p.neighbours,
         calibrated=p.calibrated,
         calibration_videos=p.calibration_samples,
+        weights=pb.PriorWeights(**{m: float(p.weights.get(m, 0.0)) for m in SIGNALS}),
+        creator_videos=p.creator_videos,
     )
 
 
@@ -205,6 +209,7 @@ def route_options_from_pb(q: pb.RouteQuery, default_fusion: str, learned: bool) 
     given = [m for m in DEFAULT_WEIGHTS if q.weights.HasField(m)]
     for m in given:
         weights[m] = getattr(q.weights, m)
+    basis = "request" if given else ("learned" if learned else "defaults")
     return RouteOptions(
         k=q.k or 10,
         weights=weights,
@@ -214,6 +219,7 @@ def route_options_from_pb(q: pb.RouteQuery, default_fusion: str, learned: bool) 
         max_per_sound=q.max_per_sound,
         fusion=q.fusion.strip().lower() or default_fusion,
         learned=learned and not given,
+        weights_basis=basis,
     )
 
 
@@ -236,6 +242,8 @@ def route_result_to_pb(result: RouteResult, ingested: IngestResult | None) -> pb
         prior_uncertainty=result.prior_uncertainty,
         weights=pb.ModalityScores(**result.weights),
         pool_size=result.pool_size,
+        weights_basis=result.weights_basis,
+        weights_reason=result.weights_reason,
     )
     if result.content_prior is not None:
         reply.content_prior.CopyFrom(prior_to_pb(result.content_prior))

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from coldopen.app.relations import CatalogRelations
 from coldopen.config.settings import Settings
 from coldopen.domain.errors import NotFound
 from coldopen.domain.videos import check_count, validate_video_id
@@ -35,6 +36,7 @@ class Core:
     ships: bool                              # the vectors live in a shared store (Milvus): writes ship to it
     pool: PerformancePool = field(init=False)
     priors: ContentPriors = field(init=False)
+    relations: CatalogRelations = field(init=False)  # sounds shared and creators, for the prior and Route
     feed: Follower | None = None             # other replicas' writes, and the outbox of a shared vector store
     observer: Observer = field(default_factory=Observer)  # the server sets its metrics here when it attaches
     write_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -21,11 +21,13 @@ from coldopen.app.replication import Replication
 from coldopen.app.sounds import SoundQueries
 from coldopen.app.validation import validate_metadata
 from coldopen.domain.errors import InvalidInput, NotFound, Overloaded
+from coldopen.domain.modalities import CAPTION, SPOKEN, VISUAL
 from coldopen.domain.sounds import SoundLink, format_sound_id
 from coldopen.domain.timing import timed
 from coldopen.domain.videos import Extraction, IngestResult, VideoMetadata, validate_video_id
 from coldopen.engine.pipeline import Analysis
 from coldopen.sounds.identity import Lookup, SoundIdentity
+from coldopen.sounds.sharing import use_of_match
 from coldopen.storage.catalog import Written
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,6 @@ class Ingest:
                                f"(API clients: its bytes in chunk messages after the metadata)")
         timings: dict[str, float] = {"receive": round(receive_ms, 2)}
         a = core.pipeline.analyse(meta, path, timings, deadline)
-        with timed(timings, "content_prior"):
-            prior = self._outlook.to_store(a.embedding, a.text_embeddings, meta.video_id)
         fp = a.fingerprint if a.fingerprint is not None and a.fingerprint.landmarks else None
         extraction = Extraction(
             media=a.media, sampling=a.sampling, frames_sampled=len(a.frames.frames),
@@ -84,6 +84,10 @@ class Ingest:
             if fp is not None:
                 with timed(timings, "match_sound"):  # no lock held: this is where the time goes
                     looked_up = matching.enter_context(core.sounds.lookup(fp, limit=5))
+            with timed(timings, "content_prior"):  # from its vectors, the sounds it was just matched to, its creator
+                vectors = {VISUAL: a.embedding, SPOKEN: a.text_embeddings.get(SPOKEN), CAPTION: a.text_embeddings.get(CAPTION)}
+                matched = [use_of_match(m) for m in looked_up.matches] if looked_up is not None else []
+                prior = self._outlook.to_store(vectors, matched, meta)
             written = self._write(meta, a, extraction, prior, looked_up, timings)
             pending = False
             if core.ships:

@@ -13,10 +13,14 @@ import numpy as np
 from coldopen.app.core import Core
 from coldopen.domain.engagement import Performance
 from coldopen.domain.errors import InvalidInput, StorageUnavailable
+from coldopen.domain.modalities import CAPTION, SPOKEN, VISUAL
 from coldopen.domain.outlook import Prior
+from coldopen.domain.sounds import SoundUse
+from coldopen.domain.videos import VideoMetadata
 from coldopen.ranking import scores
 from coldopen.ranking.coldstart import posterior, rollout
 from coldopen.ranking.coldstart.prior import MIN_CALIBRATION
+from coldopen.ranking.coldstart.signals import PriorQuery
 from coldopen.storage.catalog import Profile
 
 log = logging.getLogger(__name__)
@@ -32,17 +36,23 @@ class Outlook:
         row, profile = self._core.profile(video_id)
         return self.of(row, profile)
 
-    def live_prior(self, visual: np.ndarray | None, spoken: np.ndarray | None, caption: np.ndarray | None,
-                   exclude: int | None) -> Prior | None:
+    def query(self, vectors: dict[str, np.ndarray | None], uses: list[SoundUse], creator: str, exclude: int | None
+              ) -> PriorQuery:
+        """What a content prior is asked about: the video's vectors, the stored videos sharing a stretch of a
+        sound with it (through its uses of sounds), its creator; `exclude`: its own row, if stored."""
+        sharers = self._core.relations.sharers_of(uses, exclude_row=exclude)
+        return PriorQuery(vectors, sharers, creator, exclude)
+
+    def live_prior(self, query: PriorQuery) -> Prior | None:
         """The content prior computed now; None (logged) while the vector store it searches is unavailable, so
         Route and GetVideo keep answering from what they hold."""
         try:
-            return self._core.priors.prior({"visual": visual, "spoken": spoken, "caption": caption}, exclude=exclude)
+            return self._core.priors.prior(query)
         except StorageUnavailable as e:
             log.warning("content prior unavailable: %s", e)
             return None
 
-    def to_store(self, visual: np.ndarray, text: dict[str, np.ndarray | None], video_id: str
+    def to_store(self, vectors: dict[str, np.ndarray | None], uses: list[SoundUse], meta: VideoMetadata
                  ) -> tuple[float, float, str] | None:
         """(prior rate, its weight in impressions, the prior as JSON) to store with a video: what its score
         smooths toward. None while the pool is still loading at start (ingests do not wait for it) and while
@@ -51,8 +61,7 @@ class Outlook:
         if not core.pool.wait_ready(0) or core.priors.calibration()[0].samples < MIN_CALIBRATION:
             return None
         try:  # a re-ingest is not its own neighbour
-            p = core.priors.prior({"visual": visual, "spoken": text.get("spoken"), "caption": text.get("caption")},
-                                  exclude=core.store.videos.row_id(video_id))
+            p = core.priors.prior(self.query(vectors, uses, meta.creator_id, core.store.videos.row_id(meta.video_id)))
         except StorageUnavailable as e:  # the vector store is down: the video is still stored (and shipped later)
             log.warning("no content prior stored for this ingest: %s", e)
             return None
@@ -70,7 +79,8 @@ class Outlook:
         if stored is not None and stored[2]:
             content_prior = Prior.from_json(stored[2])
         else:
-            found = self.live_prior(profile.visual, profile.spoken, profile.caption, row)
+            vectors = {VISUAL: profile.visual, SPOKEN: profile.spoken, CAPTION: profile.caption}
+            found = self.live_prior(self.query(vectors, core.store.sounds.uses(profile.video_id), profile.creator_id, row))
             if found is None:  # the vector store is down: counters and score only
                 return perf
             content_prior = found

@@ -12,10 +12,11 @@ from coldopen.app.outlook import Outlook
 from coldopen.app.sounds import SoundQueries
 from coldopen.app.validation import validate_metadata
 from coldopen.domain.errors import InvalidInput
-from coldopen.domain.modalities import ALL, SOUND
+from coldopen.domain.modalities import ALL, CAPTION, SPOKEN, VISUAL
 from coldopen.domain.sounds import SoundUse
 from coldopen.domain.videos import IngestResult, VideoMetadata
 from coldopen.ranking import routing
+from coldopen.ranking.coldstart.signals import sound_similarity
 
 
 class Route:
@@ -46,13 +47,16 @@ class Route:
             ingested = self._ingest.ingest(meta, path, size, deadline=deadline)
             video_id, upload = meta.video_id, None
         query, uses = self._query(video_id, upload, deadline)
-        options = self._weights(options)
-        content_prior = self._outlook.live_prior(query.visual, query.spoken, query.caption, query.exclude_row)
+        prior_query = self._outlook.query({VISUAL: query.visual, SPOKEN: query.spoken, CAPTION: query.caption}, uses,
+                                          query.creator_id, query.exclude_row)
+        content_prior = self._outlook.live_prior(prior_query)
         sharing = self._sounds.pool_sharing(uses, query.exclude_row)
         with core.pool.reading() as view:  # held still against a concurrent engagement batch
-            if sharing:
-                query = dataclasses.replace(query, sound_confidence={r: c for r, (_, c) in sharing.items()},
+            if sharing:  # a shared sound counts as its match x how alike its videos perform (coldstart/signals.py)
+                coherence = core.priors.sound_coherences(prior_query.sounds)
+                query = dataclasses.replace(query, sound_confidence=sound_similarity(sharing, coherence),
                                             shared_sound={r: snd for r, (snd, _) in sharing.items()})
+            options = self._weights(options, routing.present(query))
             try:
                 result = routing.route(view, query, options, performance=core.pool.scores_now)
             except ValueError as e:
@@ -79,14 +83,12 @@ class Route:
                                    meta.creator_id)
         return query, self._sounds.query_uses(a.fingerprint, limit=100)
 
-    def _weights(self, options: routing.RouteOptions) -> routing.RouteOptions:
-        """With --route-weights learned and none in the request: the weights learned from engagement."""
+    def _weights(self, options: routing.RouteOptions, present: dict[str, bool]) -> routing.RouteOptions:
+        """The request's weights, or (none in the request) the server's: learned from engagement, else from the
+        content (--route-weights learned), or the defaults (--route-weights default); and why."""
         if not options.learned:
-            return options
-        learned = self._core.priors.learned_weights()
-        if not learned:
-            return options
-        sound = routing.DEFAULT_WEIGHTS[SOUND]
-        total = sum(learned.values())
-        return dataclasses.replace(
-            options, weights={**{m: (1 - sound) * w / total for m, w in learned.items()}, SOUND: sound})
+            given = "the request's weights" if options.weights_basis == "request" else "the defaults (--route-weights default)"
+            return dataclasses.replace(options, weights_reason=options.weights_reason or given)
+        choice = self._core.priors.route_weights(present)
+        return dataclasses.replace(options, weights=choice.weights, weights_basis=choice.basis,
+                                   weights_reason=choice.reason)

@@ -21,6 +21,7 @@ from coldopen.app.core import Core
 from coldopen.app.ingest import Ingest
 from coldopen.app.outlook import Outlook
 from coldopen.app.queries import Queries
+from coldopen.app.relations import CatalogRelations
 from coldopen.app.replication import Replication
 from coldopen.app.route import Route
 from coldopen.app.snapshotting import Snapshotter
@@ -76,8 +77,9 @@ class ColdOpenService:
             background=True, snapshot_dir=settings.data_dir / "snapshots" if snapshot_key is not None else None,
         )
         # What a video's content predicts, from neighbours among every video with impressions (ranking/coldstart/).
+        core.relations = CatalogRelations(store)
         core.priors = ContentPriors(settings, indexes, core.vectors_of, core.pool.rates, core.pool.rows_with,
-                                    core.pool.count_with)
+                                    core.pool.count_with, relations=core.relations)
         self._replication = Replication(core, feed_cursor)
         self._outlook = Outlook(core)
         self._sounds = SoundQueries(core)

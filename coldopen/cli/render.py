@@ -10,6 +10,11 @@ def describe_prior(p: dict) -> str:
         return "content prior: none"
     how = (f"from {p['neighbours']:.1f} effective neighbours, calibrated on {p['calibration_videos']} held-out videos"
            if p["calibrated"] else "not calibrated yet (too few engaged videos): the corpus's own spread")
+    used = {m: w for m, w in (p.get("weights") or {}).items() if w > 0}
+    if used:
+        how += "; weighing " + ", ".join(f"{m} {w:.2f}" for m, w in used.items())
+        if used.get(modalities.CREATOR):
+            how += f" ({p.get('creator_videos', 0)} of the creator's engaged videos)"
     return f"content prior: {p['mean']:.4f} ({p['coverage']:.0%} interval {p['low']:.4f} .. {p['high']:.4f}; {how})"
 
 
@@ -30,7 +35,8 @@ def describe_route(r: dict) -> str:
     w = r["weights"]
     lines = [
         f"pool of {r['pool_size']} performing videos; weights visual {w['visual']:.2f} spoken {w['spoken']:.2f} "
-        f"caption {w['caption']:.2f} sound {w['sound']:.2f}",
+        f"caption {w['caption']:.2f} sound {w['sound']:.2f}"
+        + (f" ({r['weights_basis']}: {r['weights_reason']})" if r.get("weights_basis") else ""),
         describe_prior(r.get("content_prior") or {}),
         f"routed neighbours' mean score: {r['prior']:.4f} ± {r['prior_uncertainty']:.4f}",
     ]

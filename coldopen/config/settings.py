@@ -174,16 +174,18 @@ class Settings:
     max_events_per_stream: int = _s(100_000, "engagement events one RecordEngagement stream may carry", check=at_least(1))
 
     # --- the cold-start loop (ranking/coldstart/) ---
-    route_fusion: str = _s("zscore", "fuse modalities as z-scores over the candidates, or raw similarities", FUSIONS)
+    route_fusion: str = _s(
+        "robust", "put modalities on one scale before fusing: robust (median/MAD), zscore (mean/sd) or raw", FUSIONS
+    )
     route_weights: str = _s(
         "learned",
-        "Route's modality weights when a request gives none: learned from engagement (each modality by how "
-        "well its neighbours predict held-out videos' scores; the defaults until one does, beyond noise), or always "
-        "the defaults",
+        "Route's modality weights when a request gives none: learned from engagement (each signal by how "
+        "well its neighbours predict held-out videos' scores, beyond noise; where none does, picked from the "
+        "content: see the README), or always the defaults",
         ("learned", "default"),
     )
     prior_k: int = _s(50, "content prior: neighbours it is predicted from", check=at_least(1))
-    prior_bandwidth: float = _s(0.25, "content prior: kernel bandwidth on fused (z-scored) similarity", check=above(0))
+    prior_bandwidth: float = _s(0.25, "content prior: kernel bandwidth on fused (standardised) similarity", check=above(0))
     prior_candidates: int = _s(
         256, "content prior: nearest videos per modality searched for neighbours with impressions", check=at_least(1)
     )

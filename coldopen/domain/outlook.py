@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 COVERAGE = 0.8  # the content prior's interval holds this share of videos like the one asked about
 
@@ -21,13 +21,19 @@ class Prior:
     neighbours: float
     calibrated: bool         # False: too few held-out videos yet; the interval is the corpus's own spread
     calibration_samples: int
+    # what it was predicted from: each signal's weight (visual, spoken, caption, sound, creator; those the
+    # video lacks or that predict nothing are absent or 0), and how many of the creator's engaged videos
+    # were among its neighbours (0 when the creator's record carries no weight, or a first-time creator)
+    weights: dict[str, float] = field(default_factory=dict)
+    creator_videos: int = 0
 
     @classmethod
     def from_json(cls, text: str) -> Prior:
         """A prior as stored with a video (dataclasses.asdict as JSON); fields a later version added or
         dropped are ignored or defaulted, so an older row still reads."""
         stored = json.loads(text)
-        defaults = {"coverage": COVERAGE, "neighbours": 0.0, "calibrated": True, "calibration_samples": 0}
+        defaults = {"coverage": COVERAGE, "neighbours": 0.0, "calibrated": True, "calibration_samples": 0, "weights": {},
+                    "creator_videos": 0}
         return cls(**{f.name: stored.get(f.name, defaults.get(f.name, 0.0)) for f in dataclasses.fields(cls)})
 
     def gamma(self) -> tuple[float, float]:

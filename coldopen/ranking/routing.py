@@ -2,10 +2,11 @@
 
 Candidates are the performs-well pool only (similar-but-unpopular is the wrong answer), held as
 dense per-modality matrices so one matrix product per modality scores the whole pool exactly.
-Each candidate's fused score is the weighted sum of its similarities: visual (CLIP video
-embeddings), spoken (MiniLM transcript embeddings), caption (MiniLM caption + hashtag embeddings)
-and sound (the confidence of a shared-sound match). The weights of modalities the new video lacks
-(no speech, no caption, no sound match) are spread over the ones it has, so fused scores stay
+Each candidate's fused score is the weighted sum of its similarities, each first put on one scale
+(ranking/fusion.py): visual (CLIP video embeddings), spoken (MiniLM transcript embeddings), caption
+(MiniLM caption + hashtag embeddings) and sound (a shared-sound match's confidence times the sound's
+coherence, ranking/coldstart/signals.py). The weights (ranking/weights.py) of modalities the new video
+lacks (no speech, no caption, no sound match) are spread over the ones it has, so fused scores stay
 comparable. The prior for the new video is the fused-score-weighted mean of its neighbours'
 performance scores, with the weighted spread divided by the square root of the effective count as
 its uncertainty.
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coldopen.domain.modalities import ALL, FUSIONS
+from coldopen.domain.modalities import ALL
 from coldopen.domain.outlook import Prior
+from coldopen.ranking.fusion import fuse
 from coldopen.ranking.view import PoolView
+from coldopen.ranking.weights import DEFAULT_WEIGHTS
 
 MODALITIES = ALL
-DEFAULT_WEIGHTS = {"visual": 0.35, "spoken": 0.3, "caption": 0.2, "sound": 0.15}
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,10 @@ class RouteOptions:
     language: str = ""        # keep neighbours whose detected speech language is this (or who have no speech)
     max_per_creator: int = 0  # 0 = no cap
     max_per_sound: int = 0
-    fusion: str = "zscore"    # "zscore": each modality normalised over the candidates first; "raw": as measured
-    learned: bool = False     # use the weights learned from engagement (ranking/coldstart/content.py) if any
+    fusion: str = "robust"    # how similarities are put on one scale first (ranking/fusion.py)
+    learned: bool = False     # the server chooses the weights (ranking/weights.py): the request gave none
+    weights_basis: str = "request"  # where `weights` came from (modalities.WEIGHT_BASES), and why
+    weights_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class RouteQuery:
     visual: np.ndarray
     spoken: np.ndarray | None
     caption: np.ndarray | None
-    sound_confidence: dict[int, float]  # store row -> confidence of the stretch of sound it shares with the query
+    sound_confidence: dict[int, float]  # store row -> similarity of the sound it shares: confidence x coherence
     creator_id: str = ""
     exclude_row: int | None = None
     shared_sound: dict[int, int] = field(default_factory=dict)  # store row -> the sound it shares with the query
@@ -69,47 +73,23 @@ class RouteResult:
     weights: dict[str, float]         # as applied, after spreading missing modalities
     pool_size: int
     content_prior: Prior | None = None  # set by the service (ranking/coldstart/)
+    weights_basis: str = "request"
+    weights_reason: str = ""
+
+
+def present(query: RouteQuery) -> dict[str, bool]:
+    """The modalities a query has: a picture always; speech, a caption, a sound it shares with a performer."""
+    return {"visual": True, "spoken": query.spoken is not None, "caption": query.caption is not None,
+            "sound": any(v > 0 for v in query.sound_confidence.values())}
 
 
 def effective_weights(requested: dict[str, float], query: RouteQuery) -> dict[str, float]:
-    present = {
-        "visual": True,
-        "spoken": query.spoken is not None,
-        "caption": query.caption is not None,
-        "sound": bool(query.sound_confidence),
-    }
-    w = {m: max(0.0, float(requested.get(m, 0.0))) if present[m] else 0.0 for m in MODALITIES}
+    has = present(query)
+    w = {m: max(0.0, float(requested.get(m, 0.0))) if has[m] else 0.0 for m in MODALITIES}
     total = sum(w.values())
     if total == 0:
         raise ValueError("every modality the video has is weighted 0; give at least one a positive weight")
     return {m: v / total for m, v in w.items()}
-
-
-# Cosine similarities spread less than this over the candidates are damped in proportion, not stretched:
-# on the routing world (tests/routeworld.py) and the topic-in-speech world, 0.1 was no worse than any
-# floor tried (0, 0.05, 0.2) at precision@4 and best at precision@10 (benchmarks/RESULTS.md).
-MIN_SPREAD = 0.1
-
-
-def fusion_inputs(sims: dict[str, np.ndarray], weights: dict[str, float], candidates: np.ndarray,
-                  fusion: str) -> dict[str, np.ndarray]:
-    """What each modality contributes before weighting. "zscore": its similarities centred on the
-    candidates' mean for this query and divided by their spread, or by MIN_SPREAD when they spread less:
-    a modality is heard in proportion to how far a candidate stands out from the others in it, not to
-    the scale its model happens to produce (MiniLM spreads unrelated texts over 0..0.3, a sound match is
-    0 or up to 1), and one whose similarities barely vary over the candidates (random-init CLIP puts
-    every pair within a few hundredths of 0.95) contributes little instead of having that noise
-    stretched to the others' size. "raw": the similarities as measured."""
-    if fusion == "raw":
-        return sims
-    if fusion != "zscore":
-        raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
-    out = {}
-    for m, values in sims.items():
-        base = values[candidates]
-        spread = float(base.std()) if weights.get(m, 0.0) > 0 and len(base) >= 2 else 0.0
-        out[m] = (values - float(base.mean())) / max(spread, MIN_SPREAD) if spread > 1e-9 else np.zeros_like(values)
-    return out
 
 
 def route(
@@ -135,8 +115,7 @@ def route(
         keep &= np.array([c != query.creator_id for c in pool.creators], dtype=bool)
     if options.language:
         keep &= np.array([lang in ("", options.language) for lang in pool.languages], dtype=bool)
-    scaled = fusion_inputs(sims, weights, keep, options.fusion)
-    fused: np.ndarray = sum((weights[m] * scaled[m] for m in MODALITIES), np.zeros(n))
+    fused, scaled = fuse(sims, weights, keep, options.fusion)
     chosen: list[int] = []
     per_creator: dict[str, int] = {}
     per_sound: dict[int, int] = {}
@@ -169,7 +148,8 @@ def route(
         for i, p in zip(chosen, perf)
     ]
     prior, spread = _prior([max(nb.fused, 0.0) for nb in neighbours], [nb.performance for nb in neighbours])
-    return RouteResult(neighbours, prior, spread, weights, n)
+    return RouteResult(neighbours, prior, spread, weights, n, weights_basis=options.weights_basis,
+                       weights_reason=options.weights_reason)
 
 
 def _prior(weights: list[float], values: list[float]) -> tuple[float, float]:

@@ -76,6 +76,7 @@ videos = Table(
     Index("videos_key", "video_id", "row_id", "prior_rate", "prior_weight"),  # covering: engagement -> rows, priors
     Index("videos_profile", "row_id", "video_id", "creator_id", "sound_id", "language"),  # covering: pool profiles
     Index("videos_by_sound", "sound_id", "ingested_at"),
+    Index("videos_by_creator", "creator_id", "ingested_at"),  # the content prior's creator signal
 )
 
 frames = Table(

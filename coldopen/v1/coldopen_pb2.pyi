@@ -320,7 +320,7 @@ class Performance(_message.Message):
     def __init__(self, impressions: _Optional[int] = ..., plays: _Optional[int] = ..., completions: _Optional[int] = ..., watch_time_s: _Optional[float] = ..., likes: _Optional[int] = ..., comments: _Optional[int] = ..., shares: _Optional[int] = ..., follows: _Optional[int] = ..., last_event_at: _Optional[str] = ..., score: _Optional[float] = ..., completion_rate: _Optional[float] = ..., in_pool: bool = ..., pool_threshold: _Optional[float] = ..., content_prior: _Optional[_Union[ContentPrior, _Mapping]] = ..., posterior: _Optional[_Union[Posterior, _Mapping]] = ...) -> None: ...
 
 class ContentPrior(_message.Message):
-    __slots__ = ("mean", "low", "high", "coverage", "neighbours", "calibrated", "calibration_videos")
+    __slots__ = ("mean", "low", "high", "coverage", "neighbours", "calibrated", "calibration_videos", "weights", "creator_videos")
     MEAN_FIELD_NUMBER: _ClassVar[int]
     LOW_FIELD_NUMBER: _ClassVar[int]
     HIGH_FIELD_NUMBER: _ClassVar[int]
@@ -328,6 +328,8 @@ class ContentPrior(_message.Message):
     NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     CALIBRATED_FIELD_NUMBER: _ClassVar[int]
     CALIBRATION_VIDEOS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_VIDEOS_FIELD_NUMBER: _ClassVar[int]
     mean: float
     low: float
     high: float
@@ -335,7 +337,23 @@ class ContentPrior(_message.Message):
     neighbours: float
     calibrated: bool
     calibration_videos: int
-    def __init__(self, mean: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., coverage: _Optional[float] = ..., neighbours: _Optional[float] = ..., calibrated: bool = ..., calibration_videos: _Optional[int] = ...) -> None: ...
+    weights: PriorWeights
+    creator_videos: int
+    def __init__(self, mean: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., coverage: _Optional[float] = ..., neighbours: _Optional[float] = ..., calibrated: bool = ..., calibration_videos: _Optional[int] = ..., weights: _Optional[_Union[PriorWeights, _Mapping]] = ..., creator_videos: _Optional[int] = ...) -> None: ...
+
+class PriorWeights(_message.Message):
+    __slots__ = ("visual", "spoken", "caption", "sound", "creator")
+    VISUAL_FIELD_NUMBER: _ClassVar[int]
+    SPOKEN_FIELD_NUMBER: _ClassVar[int]
+    CAPTION_FIELD_NUMBER: _ClassVar[int]
+    SOUND_FIELD_NUMBER: _ClassVar[int]
+    CREATOR_FIELD_NUMBER: _ClassVar[int]
+    visual: float
+    spoken: float
+    caption: float
+    sound: float
+    creator: float
+    def __init__(self, visual: _Optional[float] = ..., spoken: _Optional[float] = ..., caption: _Optional[float] = ..., sound: _Optional[float] = ..., creator: _Optional[float] = ...) -> None: ...
 
 class Posterior(_message.Message):
     __slots__ = ("mean", "low", "high", "level", "p_beats_threshold", "prior_impressions")
@@ -592,7 +610,7 @@ class RoutedNeighbour(_message.Message):
     def __init__(self, video_id: _Optional[str] = ..., creator_id: _Optional[str] = ..., sound_id: _Optional[str] = ..., score: _Optional[float] = ..., contributions: _Optional[_Union[ModalityScores, _Mapping]] = ..., similarities: _Optional[_Union[ModalityScores, _Mapping]] = ..., performance: _Optional[float] = ..., shared_sound_id: _Optional[str] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("neighbours", "prior", "prior_uncertainty", "weights", "pool_size", "ingested", "content_prior")
+    __slots__ = ("neighbours", "prior", "prior_uncertainty", "weights", "pool_size", "ingested", "content_prior", "weights_basis", "weights_reason")
     NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     PRIOR_FIELD_NUMBER: _ClassVar[int]
     PRIOR_UNCERTAINTY_FIELD_NUMBER: _ClassVar[int]
@@ -600,6 +618,8 @@ class RouteResponse(_message.Message):
     POOL_SIZE_FIELD_NUMBER: _ClassVar[int]
     INGESTED_FIELD_NUMBER: _ClassVar[int]
     CONTENT_PRIOR_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_BASIS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_REASON_FIELD_NUMBER: _ClassVar[int]
     neighbours: _containers.RepeatedCompositeFieldContainer[RoutedNeighbour]
     prior: float
     prior_uncertainty: float
@@ -607,4 +627,6 @@ class RouteResponse(_message.Message):
     pool_size: int
     ingested: IngestResponse
     content_prior: ContentPrior
-    def __init__(self, neighbours: _Optional[_Iterable[_Union[RoutedNeighbour, _Mapping]]] = ..., prior: _Optional[float] = ..., prior_uncertainty: _Optional[float] = ..., weights: _Optional[_Union[ModalityScores, _Mapping]] = ..., pool_size: _Optional[int] = ..., ingested: _Optional[_Union[IngestResponse, _Mapping]] = ..., content_prior: _Optional[_Union[ContentPrior, _Mapping]] = ...) -> None: ...
+    weights_basis: str
+    weights_reason: str
+    def __init__(self, neighbours: _Optional[_Iterable[_Union[RoutedNeighbour, _Mapping]]] = ..., prior: _Optional[float] = ..., prior_uncertainty: _Optional[float] = ..., weights: _Optional[_Union[ModalityScores, _Mapping]] = ..., pool_size: _Optional[int] = ..., ingested: _Optional[_Union[IngestResponse, _Mapping]] = ..., content_prior: _Optional[_Union[ContentPrior, _Mapping]] = ..., weights_basis: _Optional[str] = ..., weights_reason: _Optional[str] = ...) -> None: ...

@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
-import grpc
 from prometheus_client.parser import text_string_to_metric_families
 
-from coldopen.v1 import coldopen_pb2_grpc as pb_grpc
+from testkit import serveproc
 from testkit.paths import REPO
 
 ROOT = REPO
 
 
-class ServeProcess:
-    """`coldopen serve` in its own process (so it can be killed), logging to a file."""
+class ServeProcess(serveproc.ServeProcess):
+    """`coldopen serve` in its own process with the tiny CLIP on the CPU."""
 
     def __init__(self, tiny_clip, data_dir: Path, log: Path, *extra: str):
-        self.log = log
-        self._log = open(log, "a")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coldopen.cli", "serve", "--json", "--listen", "127.0.0.1:0", "--data-dir",
-             str(data_dir), "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]),
-             "--device", "cpu", "--decode-workers", "1", *extra],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT,
-        )
-        line = self.proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"serve exited early ({self.proc.wait()}): {log.read_text()[-3000:]}")
-        self.address = json.loads(line)["address"]
-        self.channel = grpc.insecure_channel(self.address)
-        self.stub = pb_grpc.ContentIndexStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(30)
-        self._log.close()
+        super().__init__(data_dir, log, "--clip-model", str(tiny_clip[0]), "--clip-pretrained", str(tiny_clip[1]),
+                         "--device", "cpu", "--decode-workers", "1", *extra)
 
 
 def stack_flags(stack: dict) -> list[str]:

@@ -182,6 +182,31 @@ class Videos:
             row = conn.execute(select(s.videos.c.row_id).where(s.videos.c.video_id == video_id)).scalar()
         return None if row is None else int(row)
 
+    def video_ids(self, row_ids: list[int]) -> dict[int, str]:
+        """row id -> video id."""
+        v = s.videos.c
+        with self.db.read() as conn:
+            rows = conn.execute(select(v.row_id, v.video_id).where(v.row_id.in_([int(i) for i in row_ids]))).all()
+        return {int(r): str(vid) for r, vid in rows}
+
+    def creators(self, row_ids: list[int]) -> dict[int, str]:
+        """row id -> creator id."""
+        v = s.videos.c
+        with self.db.read() as conn:
+            rows = conn.execute(select(v.row_id, v.creator_id).where(v.row_id.in_([int(i) for i in row_ids]))).all()
+        return {int(r): str(c) for r, c in rows}
+
+    def by_creators(self, creators: list[str], limit: int) -> dict[str, list[int]]:
+        """Each creator's rows, the `limit` most recently ingested (index videos_by_creator)."""
+        v = s.videos.c
+        out: dict[str, list[int]] = {}
+        with self.db.read() as conn:
+            for creator in creators:
+                rows = conn.execute(select(v.row_id).where(v.creator_id == creator)
+                                    .order_by(v.ingested_at.desc()).limit(limit)).scalars()
+                out[creator] = [int(r) for r in rows]
+        return out
+
     def summaries(self, row_ids: list[int]) -> dict[int, tuple[str, str, str, float]]:
         """row id -> (video_id, creator_id, caption, duration_s) for search results."""
         if not row_ids:

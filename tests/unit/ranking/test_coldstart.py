@@ -15,6 +15,7 @@ from coldopen.ranking.coldstart import posterior as post
 from coldopen.ranking.coldstart import prior as cp
 from coldopen.ranking.coldstart import rollout
 from coldopen.ranking.coldstart.content import ContentPriors
+from coldopen.ranking.coldstart.signals import PriorQuery
 from coldopen.storage.vectors import FaissIndex
 
 DIM = 32
@@ -94,7 +95,7 @@ def test_the_prior_is_calibrated_on_held_out_videos_and_learns_which_modality_pr
     topic, log_rate, vectors = world.make(1500)
     found = []
     for i in range(len(topic)):
-        p = priors.prior({m: vectors[m][i] for m in vectors})
+        p = priors.prior(PriorQuery({m: vectors[m][i] for m in vectors}))
         assert p.calibrated and p.low < p.mean < p.high and p.coverage == 0.8
         found.append((p.low <= math.exp(log_rate[i]) <= p.high, p.log_mean))
     coverage = np.mean([c for c, _ in found])
@@ -124,14 +125,14 @@ def test_a_prior_can_predict_a_flop():
     worst, best = int(np.argmin(world.levels)), int(np.argmax(world.levels))
     for topic, below in ((worst, True), (best, False)):
         _, _, vectors = world.make(20, topic=topic)
-        means = [priors.prior({m: vectors[m][i] for m in vectors}).mean for i in range(20)]
+        means = [priors.prior(PriorQuery({m: vectors[m][i] for m in vectors})).mean for i in range(20)]
         assert (np.median(means) < np.exp(np.median(world.log_rate)) and np.max(means) < threshold) if below \
             else np.median(means) > threshold
 
 
 def test_without_enough_engaged_videos_the_prior_is_the_corpus_spread_and_says_so():
     world = TopicWorld(15)
-    p = _priors(world).prior({m: world.vectors[m][0] for m in world.vectors})
+    p = _priors(world).prior(PriorQuery({m: world.vectors[m][0] for m in world.vectors}))
     assert not p.calibrated and p.calibration_samples < cp.MIN_CALIBRATION
     assert p.low < p.mean < p.high
 
