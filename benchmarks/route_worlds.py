@@ -9,7 +9,7 @@ and MiniLM), its corpus ingested and engaged over gRPC, its held-out queries rou
 stored). --old-tree CHECKOUT runs the same worlds against another checkout's server too (the code before
 a change), side by side in the same run.
 
-    python -m benchmarks.route_worlds [--per-topic 16] [--queries 3] [-k 4] [--worlds sound,speech]
+    python -m benchmarks.route_worlds [--per-topic 16] [--queries 3] [-k 4] [--worlds "sound;speech"]
                                       [--old-tree /tmp/before] [--json out.json]
 """
 
@@ -88,15 +88,16 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=3, help="held-out uploads per topic")
     p.add_argument("-k", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--worlds", default="", help="comma-separated names (default: all): " + ", ".join(signalworlds.WORLDS))
+    p.add_argument("--worlds", default="", help="names separated by semicolons (default: all): " + ", ".join(signalworlds.WORLDS))
     p.add_argument("--old-tree", type=Path, help="another checkout whose server runs the same worlds, side by side")
+    p.add_argument("--skip-now", action="store_true", help="run only --old-tree (to complete an earlier run's worlds)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    names = [w.strip() for w in args.worlds.split(",") if w.strip()] or list(signalworlds.WORLDS)
+    names = [w.strip() for w in args.worlds.split(";") if w.strip()] or list(signalworlds.WORLDS)
     unknown = [n for n in names if n not in signalworlds.WORLDS]
     if unknown:
         p.error(f"unknown worlds {unknown}; choose from {list(signalworlds.WORLDS)}")
-    trees = {"now": REPO, **({"before": args.old_tree.resolve()} if args.old_tree else {})}
+    trees = {**({} if args.skip_now else {"now": REPO}), **({"before": args.old_tree.resolve()} if args.old_tree else {})}
     report: dict = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "machine": f"{platform.machine()} cores={os.cpu_count()}", "k": args.k, "per_topic": args.per_topic,
                     "queries_per_topic": args.queries, "seed": args.seed, "worlds": {}}

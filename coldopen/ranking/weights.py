@@ -48,7 +48,7 @@ def learned(rho: dict[str, float], counted: dict[str, int]) -> WeightChoice | No
         return None
     shown = ", ".join(f"{m} {rho[m]:.2f}" for m in ALL if w.get(m, 0) > 0)
     return WeightChoice({m: w.get(m, 0.0) / total for m in ALL}, "learned",
-                        f"learned from engagement: held-out rank correlation {shown}; the others predict nothing")
+                        f"learned from engagement: held-out rank correlation {shown}; the others predict nothing more")
 
 
 def from_content(excess: dict[str, float]) -> WeightChoice:

@@ -11,7 +11,8 @@ Calibration, cached for `prior_calibration_s` or until the eligible videos grow 
 (recomputed on every call while there are too few to calibrate on: then it is only the corpus spread):
 `prior_calibration_videos` eligible videos are held out one at a time and predicted from the others,
 with each signal alone and then fused. A signal's learned weight is the square of its held-out rank
-correlation (0 when it predicts nothing beyond noise: ranking/weights.py): the weights the prior uses,
+correlation (0 when it predicts nothing beyond noise: ranking/weights.py, or adds nothing to the stronger
+signals' fused prediction: forward selection, `_select`): the weights the prior uses,
 and, for Route's modalities, those Route uses with `--route-weights learned`. When none of Route's
 modalities predicts, Route's weights come from the content (ranking/weights.py), measured on the same
 held-out videos. The conformal quantiles come from the fused predictions.
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_CHUNK = 32  # held-out videos whose candidates' vectors are read at once (~25k rows)
 CREATOR_TOP = 10        # nearest neighbours per modality whose creators the content weights look at
+MIN_GAIN = 0.02         # held-out rank correlation a further signal must add to the fused prediction to keep its weight
 
 
 @dataclass(frozen=True)
@@ -124,10 +126,14 @@ class ContentPriors:
 
     def sound_coherences(self, sharers: dict[int, tuple[int, float]]) -> dict[int, float]:
         """sound -> how alike the videos among `sharers` (row -> (sound, confidence)) that use it are, in how
-        they perform or look (ranking/coldstart/signals.py): what a shared sound's match is multiplied by."""
+        they perform or look (ranking/coldstart/signals.py): what a shared sound's match is multiplied by.
+        1 for every sound while too few videos are engaged to measure it (the weights are the defaults then)."""
         if not sharers:
             return {}
         state = self.state()
+        if state.calibration.samples < cp.MIN_CALIBRATION:
+            # too few engaged videos to measure how alike anything is: a match counts as it is measured
+            return {sound: 1.0 for sound, _ in sharers.values()}
         rows = np.array(sorted(sharers), np.int64)
         rates, imp = self._rates(rows)
         keep = (imp >= self._s.prior_min_impressions) & (rates > 0)
@@ -204,14 +210,35 @@ class ContentPriors:
                      if (p := self._predict(f, {m: 1.0}, corpus_sd)[0]) is not None]
             rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
             counted[m] = len(pairs)
-        weights = rw.significant(rho, counted)
+        weights = self._select(rw.significant(rho, counted), rho, found, actual, corpus_sd)
         learned = sum(weights.values()) > 0
         if not learned:
             weights = dict(rw.DEFAULT_WEIGHTS)
         preds = [self._predict(f, weights, corpus_sd)[0] for f in found]
         content = rw.from_content(self._creator_excess(queries, found, len(eligible)))
+        chosen = {m: r for m, r in rho.items() if weights.get(m, 0) > 0} if learned else {}
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,
-                       rw.learned(rho, counted) or content, content)
+                       rw.learned(chosen, counted) or content, content)
+
+    def _select(self, significant: dict[str, float], rho: dict[str, float], found: list[Found], actual: np.ndarray,
+                corpus_sd: float) -> dict[str, float]:
+        """Forward selection over the significant signals, strongest first: a signal keeps its weight only if
+        adding it raises the fused held-out rank correlation by MIN_GAIN. One that predicts engagement only
+        through what a stronger one already carries (speech transcribing a topic's song, beside the song)
+        would otherwise take its share of the weight and, in Route, let its noise outvote the stronger one."""
+        order = sorted((m for m, w in significant.items() if w > 0), key=lambda m: -rho[m])
+        if len(order) <= 1:
+            return significant
+        kept, best = [order[0]], rho[order[0]]
+        for m in order[1:]:
+            trial = {x: significant[x] for x in (*kept, m)}
+            pairs = [(p.log_mean, y) for f, y in zip(found, actual)
+                     if (p := self._predict(f, trial, corpus_sd)[0]) is not None]
+            fused = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
+            if np.isfinite(fused) and fused >= best + MIN_GAIN:
+                kept.append(m)
+                best = fused
+        return {m: w if m in kept else 0.0 for m, w in significant.items()}
 
     def _creator_excess(self, queries: list[PriorQuery], found: list[Found], eligible: int) -> dict[str, float]:
         """Per dense modality: how much more often than chance its nearest neighbours are the creator's own."""
