@@ -53,7 +53,10 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_CHUNK = 32  # held-out videos whose candidates' vectors are read at once (~25k rows)
 CREATOR_TOP = 10        # nearest neighbours per modality whose creators the content weights look at
-MIN_GAIN = 0.02         # held-out rank correlation a further signal must add to the fused prediction to keep its weight
+# Held-out rank correlation a further signal must add to the fused prediction to keep its weight: this, or one
+# standard error of a correlation over the held-out videos (1/sqrt(n - 1)), whichever is larger; a signal whose
+# gain is within noise (0.11 at 84 videos) is as likely a chance correlation as a second view of the topic.
+MIN_GAIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,7 @@ class ContentPriors:
     def _select(self, significant: dict[str, float], rho: dict[str, float], found: list[Found], actual: np.ndarray,
                 corpus_sd: float) -> dict[str, float]:
         """Forward selection over the significant signals, strongest first: a signal keeps its weight only if
-        adding it raises the fused held-out rank correlation by MIN_GAIN. One that predicts engagement only
+        adding it raises the fused held-out rank correlation beyond noise (MIN_GAIN). One that predicts engagement only
         through what a stronger one already carries (speech transcribing a topic's song, beside the song)
         would otherwise take its share of the weight and, in Route, let its noise outvote the stronger one."""
         order = sorted((m for m, w in significant.items() if w > 0), key=lambda m: -rho[m])
@@ -235,7 +238,7 @@ class ContentPriors:
             pairs = [(p.log_mean, y) for f, y in zip(found, actual)
                      if (p := self._predict(f, trial, corpus_sd)[0]) is not None]
             fused = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
-            if np.isfinite(fused) and fused >= best + MIN_GAIN:
+            if np.isfinite(fused) and fused >= best + max(MIN_GAIN, 1 / np.sqrt(max(len(pairs) - 1, 1))):
                 kept.append(m)
                 best = fused
         return {m: w if m in kept else 0.0 for m, w in significant.items()}
