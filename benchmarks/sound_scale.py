@@ -113,11 +113,13 @@ class FieldSampler:
         return mix32(out)
 
 
-def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: list, batch: int = 10_000) -> dict:
+def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: list, batch: int = 10_000,
+          segment: bool = True) -> dict:
     """A store holding `real` sounds (ids 1..) and n_clips synthetic ones: their chunks in the catalog's
     `sound_chunks` (one per sound, as an ingest writes them), and a node's postings folder with all of
     them in one segment under a manifest that covers those chunks (what a node that followed them, or a
-    new node's first start, writes), so the measured start maps it and reads no chunk."""
+    new node's first start, writes), so the measured start maps it and reads no chunk. `segment=False`:
+    the catalog only (benchmarks/sound_bootstrap.py measures the node that writes the segment itself)."""
     from coldopen.sounds.postings import write_manifest
     from coldopen.sounds.segment import Segment
     from coldopen.storage.catalog import open_catalog
@@ -157,6 +159,10 @@ def build(db: Path, n_clips: int, per_clip: int, sampler: FieldSampler, real: li
     chunks = catalog.sounds.position()
     catalog.close()
     loaded = time.perf_counter()
+    if not segment:
+        del hashes, sounds, times
+        return {"postings": size, "generate_s": round(generated, 1), "load_s": round(loaded - started - generated, 1),
+                "db_bytes": db.stat().st_size}
     folder = db.parent / "sound-postings"
     folder.mkdir()
     segment = Segment.write(folder / "segment-bulk", hashes, sounds, times)

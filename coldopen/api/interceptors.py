@@ -22,6 +22,7 @@ import grpc
 from coldopen.api.auth import READ, WRITE, Authenticator, Caller
 from coldopen.api.streams import CallerStreams
 from coldopen.domain.errors import (
+    Broken,
     ColdOpenError,
     DeadlineExceeded,
     InvalidInput,
@@ -45,6 +46,7 @@ STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     NotReady: grpc.StatusCode.UNAVAILABLE,
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
+    Broken: grpc.StatusCode.DATA_LOSS,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
@@ -97,9 +99,11 @@ class _Wrapping(grpc.ServerInterceptor):
 
 
 class Guard(_Wrapping):
-    def __init__(self, auth: Authenticator, streams: CallerStreams, observer: Observer):
+    def __init__(self, auth: Authenticator, streams: CallerStreams, observer: Observer,
+                 on_broken: Callable[[Broken], None] | None = None):
         super().__init__()
         self._auth, self._streams, self.observer = auth, streams, observer
+        self.on_broken = on_broken  # the server turns health NOT_SERVING
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if not method.startswith(SERVICE_PREFIX):
@@ -141,6 +145,8 @@ class Guard(_Wrapping):
                     self.observer.refusal(e.limit)
                 if isinstance(e, Overloaded):
                     trailers.append(("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS))
+                if isinstance(e, Broken) and self.on_broken is not None:
+                    self.on_broken(e)
                 context.set_trailing_metadata(tuple(trailers))
                 context.abort(code, str(e))
             except Exception:

@@ -56,7 +56,7 @@ class ColdOpenServer:
         )
         self.observer: Observer = _observer(settings)
         self._guard = Guard(self.auth, CallerStreams(settings.max_open_streams, settings.max_streams_per_caller,
-                                                     settings.caller_key_header), self.observer)
+                                                     settings.caller_key_header), self.observer, self._broken)
         self._grpc = grpc.server(
             unary,
             # the pool router outermost: its function, which names the thread pool, is the one gRPC calls
@@ -93,6 +93,7 @@ class ColdOpenServer:
             raise StartupError(f"cannot listen on {settings.listen} (--listen): the port is in use or the address is "
                                f"not this machine's; stop the other server or pass another --listen")
         self.service: ColdOpenService | None = None
+        self._damaged = False
 
     @property
     def address(self) -> str:
@@ -113,6 +114,13 @@ class ColdOpenServer:
         self.observer.attach(service)
         self.servicer.attach(service)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    def _broken(self, e: Exception) -> None:
+        """A component every call needs is damaged: load balancers should stop sending us traffic."""
+        if not self._damaged:
+            self._damaged = True
+            log.error("health: NOT_SERVING: %s", e)
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def stop(self, grace: float | None = 5.0) -> None:
         """NOT_SERVING first, so load balancers drain us; then finish in-flight RPCs within `grace`."""

@@ -4,6 +4,7 @@ stored unless asked), fused over its modalities, with its content prior."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 from coldopen.app.core import Core
@@ -41,6 +42,13 @@ class Route:
         bad = [m for m in options.weights if m not in ALL]
         if bad:
             raise InvalidInput(f"unknown modality weights {bad}; use {', '.join(ALL)}")
+        odd = {m: w for m, w in options.weights.items() if not (math.isfinite(w) and w >= 0)}
+        if odd:
+            raise InvalidInput(f"modality weights must be finite and at least 0 (got {odd}); give e.g. sound=0.5, "
+                               "or none to let the server choose")
+        if options.weights and sum(options.weights.values()) <= 0:
+            raise InvalidInput("modality weights are all 0: give at least one positive weight, or none to let the "
+                               "server choose")
         ingested = None
         if upload is not None and store:
             meta, path, size = upload

@@ -62,7 +62,8 @@ class ColdOpenService:
     ):
         self.settings, self.models = settings, models
         self._lock_file = lock
-        postings = SoundPostings(settings.data_dir / "sound-postings", store.sounds.chunks_after, key=store.catalog_id())
+        postings = SoundPostings(settings.data_dir / "sound-postings", store.sounds.chunks_after, key=store.catalog_id(),
+                                 memory_bytes=settings.sound_build_memory_mb << 20)
         core = self.core = Core(
             settings=settings, models=models, store=store, indexes=indexes,
             pipeline=Pipeline(settings, models, on_batch=lambda *batch: self.core.observer.batch(*batch)),

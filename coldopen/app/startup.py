@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from coldopen.config.settings import Settings
-from coldopen.domain.errors import StartupError, StorageUnavailable
+from coldopen.domain.errors import Broken, StartupError, StorageUnavailable
 from coldopen.storage.datadir import DataDirLock
 
 if TYPE_CHECKING:
@@ -78,8 +78,12 @@ def catalog(settings: Settings) -> Catalog:
     from coldopen.storage.catalog import open_catalog
 
     where = "the SQLite catalog under --data-dir" if not settings.database_url else _masked(settings.database_url)
+    if not settings.database_url:
+        _catalog_present(settings)
     try:
-        return open_catalog(settings.database_url, settings.data_dir)
+        store = open_catalog(settings.database_url, settings.data_dir)
+    except Broken as e:
+        raise StartupError(str(e)) from None
     except ArgumentError:
         raise StartupError(f"--database-url {where} is not a database URL; use postgresql://user:password@host/db "
                            f"(or leave it empty for SQLite under --data-dir)") from None
@@ -88,6 +92,36 @@ def catalog(settings: Settings) -> Catalog:
         reason = str(getattr(cause, "orig", None) or cause or e).strip().splitlines()[0] if cause else str(e)
         raise StartupError(f"cannot reach the catalog database {where} ({reason}); check --database-url and that the "
                            f"database server is running and accepts connections from this host") from None
+    try:
+        problem = store.db.quick_check() if settings.catalog_check == "quick" else None
+    except Broken as e:
+        problem = str(e)
+    if problem:
+        store.close()
+        problem = " ".join(problem.replace("*** in database main ***", "").split())[:200]
+        raise StartupError(f"the SQLite catalog under --data-dir is damaged (quick_check: {problem}): stop, restore "
+                           "coldopen.sqlite3 from a backup (or rebuild it with `sqlite3 coldopen.sqlite3 '.recover'`), "
+                           "then start again")
+    return store
+
+
+def _catalog_present(settings: Settings) -> None:
+    """The catalog is the store of record: a missing or empty one beside the indexes and sound postings built
+    from one means it was lost, and starting would serve an empty service (every acknowledged video NOT_FOUND)."""
+    from coldopen.storage.catalog import CATALOG_FILE
+
+    path = settings.data_dir / CATALOG_FILE
+    if (path.exists() and path.stat().st_size > 0) or settings.accept_empty_catalog:
+        return
+    built = [name for name, marker in (("index snapshots", "snapshots/manifest.json"),
+                                       ("sound postings", "sound-postings/manifest.json"))
+             if (settings.data_dir / marker).exists()]
+    if built:
+        state = "missing" if not path.exists() else "empty (0 bytes)"
+        raise StartupError(f"the catalog {CATALOG_FILE} in --data-dir is {state}, but the data dir holds "
+                           f"{' and '.join(built)} built from one: starting would answer NOT_FOUND for every stored video. "
+                           f"Restore {CATALOG_FILE} from a backup; or, to start fresh on purpose, pass "
+                           f"--accept-empty-catalog")
 
 
 def index_type(settings: Settings) -> None:

@@ -77,6 +77,21 @@ class Settings:
         "shared catalog: how often this replica applies other replicas' writes to its in-process indexes",
         check=above(0),
     )
+    accept_empty_catalog: bool = _s(
+        False,
+        "start although the SQLite catalog is missing or empty while the data dir holds indexes or sound postings "
+        "written from one (starting fresh on purpose: they are set aside)",
+    )
+    catalog_check: str = _s(
+        "quick", "at start, read every page of the SQLite catalog (PRAGMA quick_check) and refuse a damaged one; "
+        "none = skip (a large catalog on slow disks)", ("quick", "none"),
+    )
+    sound_build_memory_mb: int = _s(
+        1024,
+        "heap a node may use to write or merge a sound-postings segment, whatever the corpus size (its first "
+        "start over an existing catalog: ~40 B a posting beyond it are written as sorted runs, then merged)",
+        check=at_least(64),
+    )
     listen: str = _s("127.0.0.1:50051", "gRPC address host:port (:0 picks a free port)")
 
     # --- models ---

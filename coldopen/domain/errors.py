@@ -45,6 +45,11 @@ class StorageUnavailable(ColdOpenError):
     """The catalog database or the vector store did not answer; retrying is safe (writes are idempotent)."""
 
 
+class Broken(ColdOpenError):
+    """A component every call needs is damaged (the catalog's file, the pool that could not load): answered as
+    DATA_LOSS, and health turns NOT_SERVING until an operator repairs it and restarts."""
+
+
 class StartupError(RuntimeError):
     """The server cannot start as configured (a port in use, a database it cannot reach, ...); the message
     is one line that says what is wrong and what to do. The CLI prints it and exits with status 2."""

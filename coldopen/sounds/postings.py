@@ -6,13 +6,21 @@ by the query: each segment is hash-addressed (sounds/segment.py) and the tail is
 
 * `lookup` first reads the chunks committed since the last read (`read_after(cursor)`; on PostgreSQL a
   chunk may come twice, so chunks are kept once by their `seq`), then asks every segment and the tail.
-* Once the tail holds `tail_max` postings, a background thread writes it as a new segment; when there
-  are more than `max_segments`, it merges the two smallest. Either way it then replaces `manifest.json`
-  (written aside, fsynced, renamed): the segments in force and the cursor they cover. A crash leaves the
-  previous manifest in force; segment folders it does not list are removed at the next start.
+* Once the tail holds `tail_max` postings, a background thread writes it as a new segment. Segments are
+  merged by size tiers (a segment's tier: how many times `fanout` its postings are the tail's): once a
+  tier holds `fanout` segments they become one of the next tier, so a posting is rewritten at most
+  ~log_fanout(postings / tail_max) times, never once per merge as when the largest segment absorbed each
+  new one. Beyond `max_segments` in all, the smallest are merged too. Either way it then replaces
+  `manifest.json` (written aside, fsynced, renamed): the segments in force and the cursor they cover. A
+  crash leaves the previous manifest in force; segment folders it does not list are removed at the next
+  start.
 * A start maps the manifest's segments and replays only the chunks after its cursor. Without one (a new
   node; or a manifest that cannot be read, names a damaged segment or another catalog: set aside and
   logged) it reads every chunk and writes them as one segment (or keeps them in the tail, if fewer).
+* Memory: a new segment is written from sorted runs of at most `memory_bytes` worth of postings, and
+  merges stream hash range by hash range (segment.py, Segment.merge), so a node's first start and every
+  merge stay within `memory_bytes` of heap whatever the corpus size (the segments themselves are
+  memory-mapped files: the page cache holds what it can).
 
 The service reads sound postings only through this (sounds/identity.py); the catalog's
 `sound_chunks` table is their store of record (`Catalog.sounds.chunks_after` is `read_after`).
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import threading
 import time
@@ -40,7 +49,10 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 MANIFEST = "manifest.json"
 TAIL_MAX = 256_000   # postings held in memory before they become a segment (~60 MB of dict)
-MAX_SEGMENTS = 8     # a lookup asks each (~0.1-0.3 ms apiece); beyond, the two smallest are merged
+MAX_SEGMENTS = 16    # a lookup asks each (~0.1-0.3 ms apiece); beyond, the smallest are merged
+FANOUT = 4           # segments of one size tier merged into one of the next
+MEMORY_BYTES = 1 << 30  # heap a segment write or merge may use (settings: sound_build_memory_mb)
+RUN_BYTES_PER_POSTING = 40  # a run's chunks (12 B), its columns (12 B), their sort (8 B + 4 B) and slack
 
 _EMPTY = (np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
@@ -52,8 +64,11 @@ ReadAfter = Callable[[int], tuple[list[Chunk], int]]
 
 class SoundPostings:
     def __init__(self, folder: Path, read_after: ReadAfter, key: str = "", tail_max: int = TAIL_MAX,
-                 max_segments: int = MAX_SEGMENTS, compact_every_s: float = 1.0):
+                 max_segments: int = MAX_SEGMENTS, compact_every_s: float = 1.0, memory_bytes: int = MEMORY_BYTES,
+                 fanout: int = FANOUT):
         """`key` names the catalog the chunks come from: segments written for another are not used."""
+        self._memory = memory_bytes
+        self._fanout = max(2, fanout)
         self._folder = folder
         self._key = key
         self._read_after = read_after
@@ -151,13 +166,14 @@ class SoundPostings:
                     self._covered = (cursor, last_read)  # every chunk read by then is in a segment now
                     self._write_manifest()
                 return True
-            if len(segments) > self._max_segments:
-                a, b = sorted(segments, key=len)[:2]
-                merged = a.merged(self._new_folder(), b.hashes, b.sounds, b.times)
+            group = merge_plan([len(x) for x in segments], self._tail_max, self._fanout, self._max_segments)
+            if group:
+                sources = [segments[i] for i in group]
+                merged = Segment.merge(self._new_folder(), sources, self._memory)
                 with self._lock:
-                    self._segments = [s for s in self._segments if s is not a and s is not b] + [merged]
+                    self._segments = [x for x in self._segments if all(x is not y for y in sources)] + [merged]
                     self._write_manifest()
-                for old in (a, b):
+                for old in sources:
                     shutil.rmtree(old.folder, ignore_errors=True)  # still mapped by a lookup in flight: harmless
                 return True
             return False
@@ -188,29 +204,49 @@ class SoundPostings:
 
     def _bootstrap(self) -> None:
         """No manifest in force (a new node, or one set aside): read every chunk and, when they fill more
-        than a tail, write them as one segment straight away rather than through the tail's dict."""
-        chunks: dict[int, Chunk] = {}
+        than a tail, write them as one segment straight away rather than through the tail's dict: sorted
+        runs of at most `memory_bytes` worth each, then merged (Segment.merge), so the heap this takes does
+        not grow with the corpus."""
+        run_max = max(self._tail_max, self._memory // RUN_BYTES_PER_POSTING)
+        held: dict[int, Chunk] = {}
+        held_postings = 0
+        runs: list[Segment] = []
         cursor, last_read = 0, set()
         for page, after in pages(self._read_after, 0):
             for chunk in page:
-                chunks.setdefault(chunk.seq, chunk)
+                if chunk.seq in last_read or chunk.seq in held:
+                    continue  # read before (on PostgreSQL a read may repeat the previous one's last)
+                held[chunk.seq] = chunk
+                held_postings += int(chunk.hashes.size)
             if page or after != cursor:
                 last_read = {c.seq for c in page}
             cursor = after
+            if held_postings >= run_max:
+                runs.append(self._write_run(held, "run"))
+                held, held_postings = {}, 0
         self._cursor, self._last_read = cursor, last_read
-        if sum(c.hashes.size for c in chunks.values()) < self._tail_max:
-            for chunk in chunks.values():
+        if not runs and held_postings < self._tail_max:
+            for chunk in held.values():
                 self._take(chunk)
             return
-        columns = _columns(list(chunks.values()))
-        chunks.clear()  # the columns hold them now: the chunks' own arrays can go before the sort
-        self._segments = [Segment.write(self._new_folder(), *columns)]
-        del columns
+        if held:
+            runs.append(self._write_run(held, "run"))
+        if len(runs) == 1:
+            self._segments = runs
+        else:
+            self._segments = [Segment.merge(self._new_folder(), runs, self._memory)]
+            for run in runs:
+                shutil.rmtree(run.folder, ignore_errors=True)
         self._covered = (cursor, set(last_read))
         self._write_manifest()
 
-    def _new_folder(self) -> Path:
-        return self._folder / f"segment-{time.time_ns():x}"
+    def _write_run(self, chunks: dict[int, Chunk], prefix: str) -> Segment:
+        columns = _columns(list(chunks.values()))
+        chunks.clear()  # the columns hold them now: the chunks' own arrays can go before the sort
+        return Segment.write(self._new_folder(prefix), *columns)
+
+    def _new_folder(self, prefix: str = "segment") -> Path:
+        return self._folder / f"{prefix}-{time.time_ns():x}"
 
     # --- the manifest -------------------------------------------------------
     def _write_manifest(self) -> None:
@@ -253,6 +289,26 @@ def write_manifest(folder: Path, segments: list[Segment], cursor: int, last_read
     replace_durably(folder / MANIFEST, json.dumps({
         "format": FORMAT, "key": key, "segments": [s.folder.name for s in segments],
         "cursor": int(cursor), "last_read": sorted(last_read)}))
+
+
+def merge_plan(sizes: list[int], tail_max: int, fanout: int, max_segments: int) -> list[int]:
+    """Which segments (indexes into `sizes`) to merge next, if any: the `fanout` smallest of the lowest
+    size tier that holds that many, else, beyond `max_segments`, every segment of the lowest tiers (at
+    least two). A segment's tier is floor(log_fanout(size / tail_max))."""
+    tiers: dict[int, list[int]] = {}
+    for i, n in enumerate(sizes):
+        tier = int(math.floor(math.log(max(n, 1) / tail_max, fanout))) if n > tail_max else 0
+        tiers.setdefault(tier, []).append(i)
+    for tier in sorted(tiers):
+        if len(tiers[tier]) >= fanout:
+            return sorted(tiers[tier], key=lambda i: sizes[i])[:fanout]
+    if len(sizes) > max_segments:  # every segment of the lowest tiers, so what they merge into moves up
+        group: list[int] = []
+        for tier in sorted(tiers):
+            group += tiers[tier]
+            if len(group) >= 2:
+                return group
+    return []
 
 
 def _columns(chunks: list[Chunk]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,10 @@ FORMAT = 1
 POSTINGS_PER_BUCKET = 8
 _COLUMNS = {"hashes": np.uint32, "sounds": np.uint32, "times": np.int32}
 MAX_BITS = 28  # a directory of 1-2 GB at most; beyond ~2 G postings buckets just hold more
+# Heap a posting costs while a part of a merge is sorted: its 12 B of columns read from the sources, the
+# 8 B of its sort index and its 12 B of sorted columns (plus slack for numpy's temporaries).
+MERGE_BYTES_PER_POSTING = 40
+_RANGES_BITS = 16  # hash ranges the merge's parts are made of (counted in every source before it starts)
 
 
 class SegmentError(RuntimeError):
@@ -83,27 +88,61 @@ class Segment:
             _save(work / f"{name}.npy", np.asarray(column).astype(dtype, copy=False)[order])
         del order
         sorted_hashes = np.load(work / "hashes.npy", mmap_mode="r")
-        bits = max(1, int(np.ceil(np.log2(max(sorted_hashes.size / POSTINGS_PER_BUCKET, 2)))))
-        bits = min(bits, MAX_BITS)
-        starts = np.arange(2**bits + 1, dtype=np.uint64) << np.uint64(32 - bits)
-        offsets = np.searchsorted(sorted_hashes, starts)
-        _save(work / "offsets.npy", offsets.astype(np.uint32 if sorted_hashes.size < 2**32 else np.int64))
+        bits = _bits(sorted_hashes.size)
+        starts = (np.arange(2**bits, dtype=np.uint64) << np.uint64(32 - bits)).astype(np.uint32)  # all < 2^32
+        offsets = np.append(np.searchsorted(sorted_hashes, starts), sorted_hashes.size)  # uint32 keys: no copy
+        _save(work / "offsets.npy", offsets.astype(_offset_dtype(sorted_hashes.size)))
         del sorted_hashes
-        meta = {"format": FORMAT, "bits": bits, "postings": int(hashes.size)}
-        _save_text(work / "segment.json", json.dumps(meta))
+        return cls._commit(work, folder, bits, int(hashes.size))
+
+    @classmethod
+    def merge(cls, folder: Path, sources: Sequence[Segment], memory_bytes: int) -> Segment:
+        """One segment at `folder` holding every posting of `sources`, built in heap bounded by `memory_bytes`
+        whatever their total: the sources are sorted already, so the output is written hash range by hash
+        range, each range's postings read from every source (a binary search in each), sorted and appended
+        (a k-way merge by partitions rather than by a heap of cursors, so each step is a numpy sort). Only
+        a single hash with more postings than the budget holds would exceed it."""
+        if folder.exists():
+            raise FileExistsError(f"{folder} exists: segments are immutable, write a new one beside it")
+        work = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        total = sum(len(s) for s in sources)
+        bits = _bits(total)
+        shift = np.uint64(32 - bits)
+        files = {name: _NpyWriter(work / f"{name}.npy", dtype, total) for name, dtype in _COLUMNS.items()}
+        files["offsets"] = _NpyWriter(work / "offsets.npy", np.dtype(_offset_dtype(total)), 2**bits + 1)
+        written = 0
+        try:
+            for lo, hi, spans in _parts(sources, max(1, memory_bytes // MERGE_BYTES_PER_POSTING)):
+                h = np.concatenate([_read(s.hashes, a, b) for s, (a, b) in zip(sources, spans)])
+                order = np.argsort(h, kind="stable")
+                h = h[order]
+                files["hashes"].append(h)
+                for name in ("sounds", "times"):
+                    column = [_read(getattr(s, name), a, b) for s, (a, b) in zip(sources, spans)]
+                    files[name].append(np.concatenate(column)[order])
+                del order
+                # the directory's entries for the buckets that start in [lo, hi)
+                first, last = -(-lo >> int(shift)), min(2**bits, -(-hi >> int(shift)))
+                starts = (np.arange(first, last, dtype=np.uint64) << shift).astype(np.uint32)  # all < 2^32
+                files["offsets"].append((np.searchsorted(h, starts) + written).astype(files["offsets"].dtype))
+                written += h.size
+            files["offsets"].append(np.array([written], files["offsets"].dtype))
+        finally:
+            for f in files.values():
+                f.close()
+        if written != total:
+            raise SegmentError(f"merge into {folder} wrote {written} postings of {total}; the sources changed")
+        return cls._commit(work, folder, bits, total)
+
+    @classmethod
+    def _commit(cls, work: Path, folder: Path, bits: int, postings: int) -> Segment:
+        _save_text(work / "segment.json", json.dumps({"format": FORMAT, "bits": bits, "postings": postings}))
         fsync_dir(work)
         os.rename(work, folder)
         fsync_dir(folder.parent)
         return cls(folder)
-
-    def merged(self, folder: Path, hashes: np.ndarray, sounds: np.ndarray, times: np.ndarray) -> Segment:
-        """A new segment at `folder`: this one's postings and the given ones."""
-        return Segment.write(  # another segment's columns join as they are (uint32 sounds stay uint32)
-            folder,
-            np.concatenate([self.hashes, np.asarray(hashes).astype(np.uint32, copy=False)]),
-            np.concatenate([self.sounds, np.asarray(sounds)]),
-            np.concatenate([self.times, np.asarray(times).astype(np.int32, copy=False)]),
-        )
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Postings (uint32 hash, int64 sound, int64 frame) of the given (uint32) hashes, grouped by key."""
@@ -119,6 +158,76 @@ class Segment:
         hit = pos[self.hashes[pos] == keys[owner]]
         return (np.asarray(self.hashes[hit]), np.asarray(self.sounds[hit]).astype(np.int64),
                 np.asarray(self.times[hit]).astype(np.int64))
+
+
+def _bits(postings: int) -> int:
+    return min(MAX_BITS, max(1, int(np.ceil(np.log2(max(postings / POSTINGS_PER_BUCKET, 2))))))
+
+
+def _offset_dtype(postings: int) -> type:
+    return np.uint32 if postings < 2**32 else np.int64
+
+
+def _parts(sources: Sequence[Segment], budget: int) -> list[tuple[int, int, list[tuple[int, int]]]]:
+    """Hash ranges [lo, hi) covering the 32-bit space, with each source's positions [a, b) of them, each
+    holding at most `budget` postings over all sources where one of the 2^_RANGES_BITS equal ranges does
+    not hold more by itself."""
+    edges = [_edges(s) for s in sources]  # per source: position of each range's first posting, and its end
+    counts = np.zeros(2**_RANGES_BITS, np.int64)
+    for e in edges:
+        counts += np.diff(e)
+    step = 1 << (32 - _RANGES_BITS)
+    parts, lo, held = [], 0, 0
+    for i, n in enumerate(counts.tolist()):
+        if held and held + n > budget:
+            parts.append((lo * step, i * step, [(int(e[lo]), int(e[i])) for e in edges]))
+            lo, held = i, 0
+        held += n
+    parts.append((lo * step, 2**32, [(int(e[lo]), int(e[-1])) for e in edges]))
+    return parts
+
+
+def _edges(segment: Segment) -> np.ndarray:
+    """Where each of the 2^_RANGES_BITS equal hash ranges starts in the segment, and its length: from the
+    segment's own directory when it is that fine, read in pieces rather than mapped (mapped pages read
+    count in the process's memory until the kernel drops them)."""
+    n = 2**_RANGES_BITS
+    if segment.bits < _RANGES_BITS:
+        keys = (np.arange(n, dtype=np.uint64) << np.uint64(32 - _RANGES_BITS)).astype(np.uint32)
+        return np.append(np.searchsorted(segment.hashes, keys), len(segment)).astype(np.int64)
+    stride = 1 << (segment.bits - _RANGES_BITS)
+    piece = max(stride, (1 << 22) // stride * stride)  # entries read at once (a multiple of the stride)
+    out = [_read(segment.offsets, a, min(a + piece, segment.offsets.size - 1))[::stride].astype(np.int64)
+           for a in range(0, segment.offsets.size - 1, piece)]
+    return np.append(np.concatenate(out), len(segment))
+
+
+def _read(column: np.ndarray, a: int, b: int) -> np.ndarray:
+    """column[a:b] of a memory-mapped .npy column, read into the heap (see _edges)."""
+    if not isinstance(column, np.memmap) or column.filename is None:
+        return np.asarray(column[a:b])
+    return np.fromfile(column.filename, dtype=column.dtype, count=max(0, b - a), offset=column.offset + a * column.itemsize)
+
+
+class _NpyWriter:
+    """A 1-D .npy file written front to back in pieces (np.save wants the whole array in memory)."""
+
+    def __init__(self, path: Path, dtype: np.dtype | type, size: int):
+        self.dtype = np.dtype(dtype)
+        self.size, self.written = size, 0
+        self._f = open(path, "wb")
+        np.lib.format.write_array_header_1_0(
+            self._f, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (size,)})
+
+    def append(self, values: np.ndarray) -> None:
+        self._f.write(np.ascontiguousarray(values, self.dtype).tobytes())
+        self.written += values.size
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
 
 
 def _save(path: Path, array: np.ndarray) -> None:

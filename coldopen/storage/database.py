@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from coldopen.domain.errors import StorageUnavailable
+from coldopen.domain.errors import Broken, StorageUnavailable
 from coldopen.storage.checkpoint import Checkpointer
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -98,11 +98,27 @@ class Database:
         try:
             yield
         except (exc.OperationalError, exc.InterfaceError) as e:
-            where = make_url(self.url).render_as_string(hide_password=True)
+            if _damaged(e):
+                raise Broken(self._damage_message(e)) from e
+            where = self._where()
             raise StorageUnavailable(
                 f"the catalog database {where} failed: {str(e.orig or e).strip().splitlines()[0]}; nothing was "
                 f"half-written (each write is one transaction): retry with backoff, and check that the database is up"
             ) from e
+        except exc.DatabaseError as e:
+            if type(e) is not exc.DatabaseError and not _damaged(e):
+                raise  # integrity, programming or data errors are the caller's to handle
+            raise Broken(self._damage_message(e)) from e
+
+    def _where(self) -> str:
+        """The database as messages name it: never a server path."""
+        return "(SQLite, under --data-dir)" if self.is_sqlite else make_url(self.url).render_as_string(hide_password=True)
+
+    def _damage_message(self, e: Exception) -> str:
+        first = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        fix = ("stop the server, restore coldopen.sqlite3 from a backup (or rebuild it with `sqlite3 coldopen.sqlite3 "
+               "'.recover'`), then start again" if self.is_sqlite else "repair or restore the database, then restart")
+        return f"the catalog database {self._where()} is damaged ({first}): answers from it cannot be trusted; {fix}"
 
     @contextmanager
     def snapshot(self) -> Iterator[Connection]:
@@ -126,6 +142,15 @@ class Database:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
+    def quick_check(self) -> str | None:
+        """SQLite's `PRAGMA quick_check` (every page and index entry read once, no cross-checks of index
+        contents): None when the file is sound, else its first complaint. PostgreSQL checks its own pages."""
+        if not self.is_sqlite:
+            return None
+        with self.read() as conn:
+            first = conn.exec_driver_sql("PRAGMA quick_check(1)").scalar()
+        return None if first == "ok" else str(first)
+
     def revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
@@ -139,6 +164,14 @@ class Database:
         self._writer.dispose()
         if self._reader is not self._writer:
             self._reader.dispose()
+
+
+_DAMAGE = ("malformed", "file is not a database", "disk image", "database corrupt", "data corrupted")
+
+
+def _damaged(e: Exception) -> bool:
+    """A driver error that says the database's file is damaged (SQLite: SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    return any(s in str(getattr(e, "orig", None) or e).lower() for s in _DAMAGE)
 
 
 def _sqlite_writer_connect(dbapi_conn, _record) -> None:

@@ -294,3 +294,23 @@ def test_concurrent_streams_per_caller_are_limited_with_a_retry_pushback(start_s
         assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_streams_per_caller" in e.value.details()
         assert ("grpc-retry-pushback-ms", "1000") in tuple(e.value.trailing_metadata())
+
+
+def test_odd_route_weights_and_sound_ids_are_invalid_argument(server_with_video):
+    """Weights must be finite and non-negative (+inf once answered OK with NaN scores, NaN was read as 0);
+    sound ids parse strictly (ASCII digits, bounded length: 'snd-²' and 'snd-١' are not ids, 20 digits
+    overflowed into INTERNAL)."""
+    server, _ = server_with_video
+    video_id = "fox"
+    for weights, expected in (
+        (pb.RouteWeights(sound=float("inf")), "finite"),
+        (pb.RouteWeights(visual=float("nan")), "finite"),
+        (pb.RouteWeights(caption=-0.5), "at least 0"),
+        (pb.RouteWeights(visual=0, spoken=0, caption=0, sound=0), "all 0"),
+    ):
+        request = pb.RouteRequest(query=pb.RouteQuery(video_id=video_id, k=3, weights=weights))
+        code, details = _code_and_details(lambda request=request: server.stub.Route(iter([request])))
+        assert code == INVALID and expected in details, (weights, code, details)
+    for sound_id in ("snd-99999999999999999999999", "snd-" + "9" * 5000, "snd-\u00b2", "snd-\u0661", "snd-", "42", ""):
+        code, details = _code_and_details(lambda s=sound_id: server.stub.GetSound(pb.GetSoundRequest(sound_id=s)))
+        assert code == INVALID and "snd-42" in details and "9" * 100 not in details, (sound_id, code, details)

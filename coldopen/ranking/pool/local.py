@@ -24,6 +24,7 @@ import numpy as np
 
 from coldopen.config.settings import Settings
 from coldopen.domain.engagement import Counters, EngagementEvent, Performance
+from coldopen.domain.errors import Broken
 from coldopen.ranking import scores as engagement
 from coldopen.ranking.pool.base import PerformancePool, Publish, Vectors
 from coldopen.ranking.scorebook import Moves, ScoreBook
@@ -230,9 +231,10 @@ class LocalPool(PerformancePool):
 
     def _raise_if_failed(self) -> None:
         if self._load_error is not None:
-            raise RuntimeError(
+            raise Broken(
                 f"the performs-well pool could not be loaded at start ({type(self._load_error).__name__}: "
-                f"{self._load_error}); the server log has the traceback; restart the server once the catalog is readable"
+                f"{str(self._load_error).splitlines()[0][:300]}); the server log has the traceback; restart the server "
+                f"once the catalog is readable"
             )
 
     def record(self, events: list[EngagementEvent]) -> EngagementWrite:

@@ -8,6 +8,7 @@ the page size and, as the change feed may on PostgreSQL, return the last chunk o
 next one (`repeat_last`), and step in between two pages."""
 
 import json
+import math
 import threading
 
 import numpy as np
@@ -236,3 +237,36 @@ def test_a_new_node_writes_what_the_catalog_holds_as_one_segment(tmp_path, repea
     assert again.segments == 1 and _complete(again, log)
     for p in (small, again):
         p.close()
+
+
+def test_a_first_start_in_little_memory_writes_runs_and_merges_them(tmp_path):
+    """A new node over more postings than its memory holds: sorted runs of what fits, merged by hash
+    range, with every posting found once; the runs are gone after."""
+    log = _log_with(120, page=5)  # 36,000 postings
+    postings = SoundPostings(tmp_path / "p", log.read_after, key="cat-1", tail_max=2_000, compact_every_s=3600,
+                             memory_bytes=4_000 * 40)  # runs of 4,000 postings: ~9 of them
+    assert postings.segments == 1 and _complete(postings, log)
+    assert [p.name.split("-")[0] for p in (tmp_path / "p").iterdir() if p.is_dir()] == ["segment"]
+    postings.close()
+    again = SoundPostings(tmp_path / "p", log.read_after, key="cat-1", compact_every_s=3600)
+    assert again.segments == 1 and _complete(again, log, seed=4)
+    again.close()
+
+
+def test_tiered_merges_rewrite_each_posting_a_logarithmic_number_of_times():
+    """Tail-sized segments arriving one by one (10^4 of them), fanout 4, at most 16 segments: no posting is
+    rewritten more than ~log_4(10^4) + 3 times (merging the largest segment into each new one: 10^4)."""
+    from coldopen.sounds.postings import merge_plan
+
+    sizes: list[int] = []
+    rewrites: list[list[int]] = []  # per segment: how often each of its tail-sized pieces was rewritten
+    for _ in range(10_000):
+        sizes.append(1)
+        rewrites.append([0])
+        while group := merge_plan(sizes, 1, 4, 16):
+            merged = [r + 1 for i in group for r in rewrites[i]]
+            sizes = [n for i, n in enumerate(sizes) if i not in group] + [sum(sizes[i] for i in group)]
+            rewrites = [r for i, r in enumerate(rewrites) if i not in group] + [merged]
+        assert len(sizes) <= 16
+    worst = max(max(r) for r in rewrites)
+    assert sum(sizes) == 10_000 and worst <= math.ceil(math.log(10_000, 4)) + 3, worst

@@ -43,17 +43,43 @@ def test_lookups_find_exactly_the_postings_of_their_keys(tmp_path):
         assert h.size == np.isin(postings[0], keys).sum()  # each posting once, even for a key asked twice
 
 
-def test_a_reopened_segment_reads_the_same_and_merging_adds_postings(tmp_path):
-    first, more = _postings(50_000, seed=2), _postings(30_000, seed=3)
-    Segment.write(tmp_path / "a", *first)
-    reopened = Segment(tmp_path / "a")
-    merged = reopened.merged(tmp_path / "b", *more)
-    both = tuple(np.concatenate([x, y]) for x, y in zip(first, more))
-    keys = np.concatenate([first[0][:300], more[0][:300]])
+@pytest.mark.parametrize("memory_bytes", [1 << 30, 200_000 * 40 // 50], ids=["one-part", "fifty-parts"])
+def test_a_merge_holds_every_posting_as_one_write_would_whatever_its_memory(tmp_path, memory_bytes):
+    parts = [_postings(50_000, seed=2), _postings(30_000, seed=3), _postings(120_000, seed=4)]
+    sources = [Segment.write(tmp_path / f"src{i}", *p) for i, p in enumerate(parts)]
+    reopened = Segment(tmp_path / "src0")
+    merged = Segment.merge(tmp_path / "m", [reopened, *sources[1:]], memory_bytes)
+    every = tuple(np.concatenate(cols) for cols in zip(*parts))
+    whole = Segment.write(tmp_path / "whole", *every)
+    assert len(merged) == 200_000 and merged.bits == whole.bits
+    assert np.array_equal(merged.hashes, whole.hashes) and np.array_equal(merged.offsets, whole.offsets)
+    keys = np.concatenate([p[0][:300] for p in parts] + [np.array([0, 2**32 - 1], np.uint32)])
     h, s, t = merged.lookup(keys)
-    assert len(merged) == 80_000 and h.size == np.isin(both[0], keys).sum()
-    assert set(zip(h.tolist(), s.tolist(), t.tolist())) == _scan(both, keys)
-    assert set(zip(*(c.tolist() for c in reopened.lookup(keys)))) == _scan(first, keys)  # unchanged
+    assert h.size == np.isin(every[0], keys).sum()
+    assert set(zip(h.tolist(), s.tolist(), t.tolist())) == _scan(every, keys)
+    assert set(zip(*(c.tolist() for c in reopened.lookup(keys)))) == _scan(parts[0], keys)  # sources unchanged
+    with pytest.raises(FileExistsError, match="immutable"):
+        Segment.merge(tmp_path / "m", sources, memory_bytes)
+
+
+def test_a_merge_stays_within_its_memory(tmp_path):
+    """Heap (numpy's allocations, which tracemalloc sees) while merging 2.4 M postings in a 4 MB budget:
+    the parts, not the total. Hashes spread as the fingerprinter's mixed ones do (a single hash holding more
+    postings than the budget, as _postings' most skewed one does, would be read whole)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(5)
+    sources = [Segment.write(tmp_path / f"src{i}", rng.integers(0, 2**32, 600_000, dtype=np.uint64).astype(np.uint32),
+                             rng.integers(1, 10**6, 600_000), rng.integers(0, 2_000, 600_000)) for i in range(4)]
+    tracemalloc.start()
+    try:
+        merged = Segment.merge(tmp_path / "m", sources, 4_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(merged) == 2_400_000
+    assert peak < 4_000_000 + 2**16 * 8 * (len(sources) + 3), peak  # the budget, and the parts' edges (2^16 ranges)
+    assert peak < 2_400_000 * 12 / 4  # a quarter of the columns alone
 
 
 def test_an_empty_segment_answers_nothing(tmp_path):
