@@ -266,7 +266,7 @@ class SoundPostings:
                 raise SegmentError(f"manifest format {manifest.get('format')}, this server reads {FORMAT}")
             if manifest and manifest.get("key") != self._key:
                 raise SegmentError(f"it was written for {manifest.get('key')!r}, this server reads {self._key!r}")
-            segments = [Segment(self._folder / name) for name in manifest.get("segments", [])]
+            segments = [Segment(self._folder / name, verify=True) for name in manifest.get("segments", [])]
         except (ValueError, SegmentError) as e:
             log.warning("sound postings: %s holds no usable manifest (%s); reading every chunk again", self._folder, e)
             manifest, segments = {}, []

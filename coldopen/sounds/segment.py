@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from coldopen.storage.files import fsync_dir
+from coldopen.storage.files import checksums, damaged, fsync_dir
 
-FORMAT = 1
+FORMAT = 2  # 2: segment.json records each column file's checksum (storage/files.py), checked when it is opened
 POSTINGS_PER_BUCKET = 8
 _COLUMNS = {"hashes": np.uint32, "sounds": np.uint32, "times": np.int32}
 MAX_BITS = 28  # a directory of 1-2 GB at most; beyond ~2 G postings buckets just hold more
@@ -46,7 +46,9 @@ class SegmentError(RuntimeError):
 class Segment:
     """An immutable, memory-mapped, hash-addressed set of postings."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, verify: bool = False):
+        """`verify`: check every file against its recorded checksum first (a node does at start; a segment
+        it has just written is known)."""
         self.folder = folder
         try:
             meta = json.loads((folder / "segment.json").read_text())
@@ -55,6 +57,8 @@ class Segment:
         if meta.get("format") != FORMAT:
             raise SegmentError(f"{folder} is segment format {meta.get('format')}, this server reads {FORMAT}; "
                                "write the segment again from the catalog")
+        if verify and (bad := damaged(folder, meta.get("checksums", {}))):
+            raise SegmentError(f"{folder} is damaged: {bad}; write the segment again from the catalog")
         try:
             self.hashes, self.sounds, self.times = (np.load(folder / f"{c}.npy", mmap_mode="r") for c in _COLUMNS)
             self.offsets = np.load(folder / "offsets.npy", mmap_mode="r")
@@ -138,7 +142,9 @@ class Segment:
 
     @classmethod
     def _commit(cls, work: Path, folder: Path, bits: int, postings: int) -> Segment:
-        _save_text(work / "segment.json", json.dumps({"format": FORMAT, "bits": bits, "postings": postings}))
+        sums = checksums([work / f"{name}.npy" for name in (*_COLUMNS, "offsets")])  # read back from the page cache
+        _save_text(work / "segment.json", json.dumps({"format": FORMAT, "bits": bits, "postings": postings,
+                                                      "checksums": sums}))
         fsync_dir(work)
         os.rename(work, folder)
         fsync_dir(folder.parent)

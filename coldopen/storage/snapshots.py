@@ -6,6 +6,7 @@ Layout under `<data_dir>/snapshots/`:
                                  embedding model and width, index type, when written, vectors per modality
   <generation>-<modality>.faiss  the index in FAISS's own serialisation (`faiss.read_index` reads it)
   <generation>-<modality>.npz    position -> row id, and tombstones
+Each file's checksum is in the manifest and is checked before the file is read.
 
 The files are written and fsynced first, then the manifest is replaced atomically, then older files are
 removed: a crash while writing leaves the previous snapshot in force. A snapshot is used only when its
@@ -28,13 +29,13 @@ from typing import Any
 import faiss
 import numpy as np
 
-from coldopen.storage.files import replace_durably
+from coldopen.storage.files import checksums, damaged, replace_durably
 from coldopen.storage.retention import KEEP_CHANGES_S, MAX_AGE_S
 from coldopen.storage.vectors.faiss_index import FaissIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the manifest records each file's checksum (files.checksum), checked before loading
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,9 @@ def write(directory: Path, key: SnapshotKey, cursor: int, indexes: Mapping[str, 
             f.flush()
             os.fsync(f.fileno())
         del blob
+    written = [directory / f"{generation}-{m}{suffix}" for m in indexes for suffix in (".faiss", ".npz")]
     manifest = {"format": FORMAT, "generation": generation, "cursor": int(cursor), **asdict(key),
-                "written_at": time.time(), "indexes": counts}
+                "written_at": time.time(), "indexes": counts, "checksums": checksums(written)}
     replace_durably(directory / "manifest.json", json.dumps(manifest, indent=1))
     for path in directory.iterdir():
         # <generation>-<modality> files only (pool.npz, the pool's snapshot, is not this module's)
@@ -87,6 +89,10 @@ def load(directory: Path, key: SnapshotKey, indexes: Mapping[str, FaissIndex]) -
             log.warning("not loading the index snapshot in %s: %s; rebuilding from the catalog", directory, why)
             return None
         started = time.perf_counter()
+        bad = damaged(directory, manifest["checksums"])
+        if bad:
+            log.warning("not loading the index snapshot in %s: %s; rebuilding from the catalog", directory, bad)
+            return None
         loaded = {}
         for modality in indexes:
             stem = directory / f"{manifest['generation']}-{modality}"

@@ -102,15 +102,23 @@ def test_a_damaged_or_mismatched_snapshot_costs_a_rebuild_not_a_wrong_answer(tin
         server.close()
     manifest = json.loads((data_dir / "snapshots" / "manifest.json").read_text())
     index_file = data_dir / "snapshots" / f"{manifest['generation']}-visual.faiss"
-    index_file.write_bytes(index_file.read_bytes()[:100])  # a torn file
-
-    damaged = ServeProcess(tiny_clip, data_dir, log, "--snapshot-interval-s", "3600")
-    try:
-        assert "rebuilt from the catalog" in _start_line(log)
-        assert "could not be read" in log.read_text()
-        assert _answers(damaged, ["fox", "coffee", "rocket"]) == want
-    finally:
-        damaged.close()
+    good = index_file.read_bytes()
+    middle = len(good) // 2
+    for damage in (good[:100],  # a torn file
+                   good[:middle] + bytes(64) + good[middle + 64:]):  # vector bytes zeroed, the size kept
+        index_file.write_bytes(damage)
+        damaged = ServeProcess(tiny_clip, data_dir, log, "--snapshot-interval-s", "3600")
+        try:
+            assert "rebuilt from the catalog" in _start_line(log)
+            assert "visual.faiss has checksum" in log.read_text()  # found before FAISS read it
+            assert _answers(damaged, ["fox", "coffee", "rocket"]) == want
+            damaged.proc.send_signal(signal.SIGTERM)  # writes a good snapshot again
+            damaged.proc.wait(60)
+        finally:
+            damaged.close()
+        manifest = json.loads((data_dir / "snapshots" / "manifest.json").read_text())
+        index_file = data_dir / "snapshots" / f"{manifest['generation']}-visual.faiss"
+        good = index_file.read_bytes()
 
     other_type = ServeProcess(tiny_clip, data_dir, log, "--snapshot-interval-s", "3600", "--index-type", "hnsw")
     try:
