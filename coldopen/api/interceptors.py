@@ -25,6 +25,7 @@ from coldopen.domain.errors import (
     Broken,
     ColdOpenError,
     DeadlineExceeded,
+    DiskFull,
     InvalidInput,
     NotFound,
     NotReady,
@@ -33,6 +34,7 @@ from coldopen.domain.errors import (
     StorageUnavailable,
     TooLarge,
     Unauthenticated,
+    disk_full,
 )
 from coldopen.ops.logs import clean_request_id, request_context
 from coldopen.ops.metrics import Observer
@@ -47,6 +49,7 @@ STATUS_FOR: dict[type[ColdOpenError], grpc.StatusCode] = {
     NotReady: grpc.StatusCode.UNAVAILABLE,
     StorageUnavailable: grpc.StatusCode.UNAVAILABLE,
     Broken: grpc.StatusCode.DATA_LOSS,
+    DiskFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
     DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
@@ -145,15 +148,24 @@ class Guard(_Wrapping):
                     self.observer.refusal(e.limit)
                 if isinstance(e, Overloaded):
                     trailers.append(("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS))
+                if isinstance(e, DiskFull):
+                    log.error("rpc=%s: the disk is full; reads keep serving, writes resume once space is freed", name)
                 if isinstance(e, Broken) and self.on_broken is not None:
                     self.on_broken(e)
                 context.set_trailing_metadata(tuple(trailers))
                 context.abort(code, str(e))
-            except Exception:
+            except Exception as e:
                 if context.is_active() is False:
                     code = grpc.StatusCode.CANCELLED
                     log.info("rpc=%s ended: the client went away", name)
                     return None
+                if disk_full(e):  # wherever the write was (a temporary upload, a snapshot): one answer
+                    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+                    log.error("rpc=%s: the disk is full (%s); reads keep serving, writes resume once space is freed",
+                              name, e)
+                    self.observer.refusal("disk_full")
+                    context.set_trailing_metadata(tuple(trailers))
+                    context.abort(code, DiskFull.MESSAGE.format(what=f"{name}'s write"))
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc=%s failed with an unexpected error", name)
                 context.set_trailing_metadata(tuple(trailers))

@@ -45,6 +45,36 @@ class StorageUnavailable(ColdOpenError):
     """The catalog database or the vector store did not answer; retrying is safe (writes are idempotent)."""
 
 
+class DiskFull(ColdOpenError):
+    """A write found no room on the disk that holds the data dir (or the catalog's database). Reads keep
+    serving; the same write succeeds once space is freed, with no restart."""
+
+    MESSAGE = ("no space left on the disk that holds the server's data dir (--data-dir) or catalog database: "
+               "{what} was not stored and nothing was half-applied; free space there (or grow the disk) and retry, "
+               "reads keep working meanwhile")
+
+    def __init__(self, message: str = "", limit: str = "disk_full"):
+        super().__init__(message or self.MESSAGE.format(what="this write"), limit)
+
+
+def disk_full(e: BaseException) -> bool:
+    """An error that is, or was caused by, a full disk (ENOSPC, EDQUOT, SQLite's SQLITE_FULL)."""
+    import errno
+
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, DiskFull):
+            return True
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(cur):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 class Broken(ColdOpenError):
     """A component every call needs is damaged (the catalog's file, the pool that could not load): answered as
     DATA_LOSS, and health turns NOT_SERVING until an operator repairs it and restarts."""

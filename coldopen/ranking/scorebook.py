@@ -243,6 +243,31 @@ class ScoreBook:
                 self._pairs = np.insert(self._pairs, np.searchsorted(self._pairs, pairs), pairs)
             return self._window_moves(changed, touched, pool_before)
 
+    def capture(self, rows: Iterable[int]) -> tuple[float, dict[int, tuple[float, float, float, float, float] | None]]:
+        """What `put_back` needs to undo an update of `rows`: the prior, and each row's (w, imp, t, prior rate,
+        prior weight), None for a row the book does not hold."""
+        with self._lock:
+            out: dict[int, tuple[float, float, float, float, float] | None] = {}
+            for r in rows:
+                slot = self._slot.get(int(r))
+                out[int(r)] = None if slot is None else (float(self._w[slot]), float(self._imp[slot]),
+                                                         float(self._t[slot]), float(self._pr[slot]),
+                                                         float(self._pw[slot]))
+            return self.prior, out
+
+    def put_back(self, captured: tuple[float, dict[int, tuple[float, float, float, float, float] | None]]) -> Moves:
+        """Undo an update (a batch whose transaction rolled back) from `capture`, in memory: the rows as they
+        were, rows it added dropped, and the keys re-based if the update re-based them."""
+        prior, rows = captured
+        live = [r for r, v in rows.items() if v is not None]
+        gone = [r for r, v in rows.items() if v is None]
+        values = np.array([rows[r] for r in live], np.float64).reshape(-1, 5)
+        moves = self._update(live, values[:, 0], values[:, 1], values[:, 2], (values[:, 3], values[:, 4]), gone,
+                             live + gone, added=False)
+        if prior != self.prior:
+            moves = self.rebase(prior)
+        return moves
+
     def rebase(self, prior: float | None = None) -> Moves:
         """Re-key every video for the current corpus mean (or `prior`): the O(n) step."""
         with self._lock:

@@ -18,7 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, create_engine, event, exc
 from sqlalchemy.engine import make_url
 
-from coldopen.domain.errors import Broken, StorageUnavailable
+from coldopen.domain.errors import Broken, DiskFull, StorageUnavailable, disk_full
 from coldopen.storage.checkpoint import Checkpointer
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -100,6 +100,8 @@ class Database:
         except (exc.OperationalError, exc.InterfaceError) as e:
             if _damaged(e):
                 raise Broken(self._damage_message(e)) from e
+            if disk_full(e):
+                raise DiskFull(DiskFull.MESSAGE.format(what="the catalog write")) from e
             where = self._where()
             raise StorageUnavailable(
                 f"the catalog database {where} failed: {str(e.orig or e).strip().splitlines()[0]}; nothing was "

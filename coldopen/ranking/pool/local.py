@@ -250,6 +250,7 @@ class LocalPool(PerformancePool):
         with self._refresh_lock:
 
             def then(added: dict[int, Counters], priors: dict[int, tuple[float, float]]) -> PoolMoves | None:
+                plan["undo"] = self.book.capture(added)
                 moves = self.book.update(added, priors, added=True)
                 plan["moves"] = moves
                 if self.book.drifted():
@@ -264,7 +265,7 @@ class LocalPool(PerformancePool):
                 write = self._store.engagement.record(events, then=then)
             except BaseException:
                 if plan:
-                    self._reload()
+                    self._undo(plan["undo"])
                 raise
             if plan:
                 self.changes += 1
@@ -273,6 +274,17 @@ class LocalPool(PerformancePool):
         if plan.get("rebase"):
             self._rebase_in_background()
         return write
+
+    def _undo(self, captured: Any) -> None:
+        """The book applied a batch whose transaction rolled back (a full disk, a lost connection): put its
+        rows back in memory, as the catalog has them. Not reloaded from the catalog: when the disk is full,
+        reloading is what fails next, and everything that needs the pool would wait on it."""
+        try:
+            self.book.put_back(captured)
+            log.warning("an engagement batch failed after the pool had applied it; its rows were put back")
+        except Exception:
+            log.exception("putting back a failed engagement batch's rows failed; reloading the pool from the catalog")
+            self._reload()
 
     def _reload(self) -> None:
         """The book holds counters of a transaction that rolled back: load it again from the catalog."""

@@ -104,3 +104,26 @@ def test_scores_decay_on_read_and_membership_needs_no_timer():
     # a video whose last event is older falls behind a fresher one with the same counters
     book.update({11: Counters(impressions=1000, likes=100, last_event_at=_at(24))})
     assert book.score(11, now) < book.score(10, now)
+
+
+def test_a_rolled_back_batch_is_put_back_in_memory():
+    """A batch applied to the book whose transaction then failed (a full disk): put_back restores every
+    row it touched, drops rows it added, and the pool, scores and prior are as before."""
+    rng = np.random.default_rng(7)
+    s = Settings(pool_min_impressions=500)
+    counters = {r: _counters(rng) for r in range(3000)}
+    book = ScoreBook(s, counters)
+    before_members, before_state = book.members().tolist(), book.state()
+    before_scores = book.scores(np.arange(3000), NOW)
+    batch = {r: _counters(rng) for r in [*rng.choice(3000, 200, replace=False).tolist(), 5000, 5001]}
+    captured = book.capture(batch)
+    book.update(batch, {5000: (0.2, 50.0)}, added=True)
+    book.rebase()
+    assert book.members().tolist() != before_members or not np.allclose(book.scores(np.arange(3000), NOW), before_scores)
+    book.put_back(captured)
+    assert sorted(book.members().tolist()) == sorted(before_members)
+    assert np.allclose(book.scores(np.arange(3000), NOW), before_scores, equal_nan=True)
+    assert 5000 not in book and book.score(5000, NOW) is None and book.prior == pytest.approx(captured[0])
+    after = book.state()
+    live = np.isin(after["row"], before_state["row"])
+    assert np.allclose(after["imp"][live], before_state["imp"]) and np.allclose(after["w"][live], before_state["w"])
