@@ -1,7 +1,10 @@
-"""The catalog is the store of record, so its loss or damage is never silent (issue 32): a missing or empty
-catalog beside indexes built from one refuses to start (exit 2, one line, how to restore or start fresh on
-purpose); a damaged one is found at start by PRAGMA quick_check; damage met while serving answers
-DATA_LOSS, never INTERNAL, and health turns NOT_SERVING."""
+"""Damaged files never yield a wrong answer (issue 32). The catalog is the store of record, so its loss or
+damage is never silent: a missing or empty catalog beside indexes built from one refuses to start (exit 2,
+one line, how to restore or start fresh on purpose); a damaged one is found at start by PRAGMA
+quick_check; damage met while serving answers DATA_LOSS, never INTERNAL, and health turns NOT_SERVING.
+Every other persisted file (index snapshots, their maps, the pool's snapshot, the manifests), truncated,
+zeroed or with bytes flipped and its size kept, costs a rebuild at the next start, with answers equal to
+those the server gave before."""
 
 from __future__ import annotations
 
@@ -23,23 +26,40 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(models, base_settings, tmp_path_factory, clips):
-    """A data dir with two stored videos, stopped cleanly (its index snapshots written at shutdown)."""
+    """A data dir with three stored videos (a re-encode sharing the original's sound) and engagement, stopped cleanly (its index
+    and pool snapshots written at shutdown); and the answers it gave."""
     from tests.conftest import RunningServer
 
     folder = tmp_path_factory.mktemp("built") / "data"
-    settings = base_settings.replace(data_dir=folder)
+    settings = base_settings.replace(data_dir=folder, pool_min_impressions=1, pool_percentile=50.0)
     server = RunningServer(settings, models)
-    server.ingest(clips["fox"], "fox")
-    server.ingest(clips["coffee"], "coffee")
+    for name in ("fox", "coffee", "fox_copy"):
+        server.ingest(clips[name], name)
+    server.stub.RecordEngagement(iter([pb.EngagementEvent(event_id=f"e-{v}", video_id=v, impressions=100 * (i + 1),
+                                                          likes=10 * (i + 1)) for i, v in enumerate(("fox", "coffee"))]))
+    server.answers = _answers(server)
     server.stop()
-    assert (folder / "snapshots" / "manifest.json").exists()
-    return settings
+    assert (folder / "snapshots" / "manifest.json").exists() and (folder / "snapshots" / "pool.npz").exists()
+    return settings.replace(), server.answers
+
+
+def _answers(server) -> dict:
+    out = {}
+    for v in ("fox", "coffee", "fox_copy"):
+        g = server.stub.GetVideo(pb.GetVideoRequest(video_id=v))
+        out[v] = (g.extraction.sound_id, g.performance.impressions, g.performance.in_pool)
+    out["search"] = [n.video_id for n in server.stub.Search(pb.SearchRequest(text="a fox", k=3)).neighbours]
+    out["by fox"] = [n.video_id for n in server.stub.Search(pb.SearchRequest(video_id="fox", k=3)).neighbours]
+    out["performing"] = sorted(n.video_id for n in server.stub.Search(
+        pb.SearchRequest(video_id="fox", k=3, performing_only=True)).neighbours)
+    return out
 
 
 def _copy(built, tmp_path):
+    settings = built[0]
     dest = tmp_path / "data"
-    shutil.copytree(built.data_dir, dest, ignore=shutil.ignore_patterns("coldopen.lock"))
-    return built.replace(data_dir=dest), dest / CATALOG_FILE
+    shutil.copytree(settings.data_dir, dest, ignore=shutil.ignore_patterns("coldopen.lock"))
+    return settings.replace(data_dir=dest), dest / CATALOG_FILE
 
 
 def _page_of(path, table: str) -> tuple[int, int]:
@@ -125,3 +145,32 @@ def test_serve_exits_2_in_one_line_before_models_load(built, tmp_path, tiny_clip
                         "--listen", "127.0.0.1:0", "--clip-model", str(tiny_clip[0]), "--clip-pretrained", "none"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 2 and "empty (0 bytes)" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def _damage(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "zeroed":
+        path.write_bytes(bytes(len(data)))
+    else:  # bytes flipped in the middle, the size kept
+        mid = len(data) // 2
+        data[mid : mid + 16] = bytes(b ^ 0xFF for b in data[mid : mid + 16])
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "zeroed", "flipped"])
+@pytest.mark.parametrize("name", ["visual.faiss", "spoken.npz", "pool.npz", "manifest.json"])
+def test_a_damaged_snapshot_file_costs_a_rebuild_with_the_same_answers(built, models, tmp_path, name, how):
+    from tests.conftest import RunningServer
+
+    settings, _ = _copy(built, tmp_path)
+    snapshots = settings.data_dir / "snapshots"
+    path = next(p for p in snapshots.iterdir() if p.name.endswith(name))
+    _damage(path, how)
+    server = RunningServer(settings, models)
+    try:
+        assert server.server.service.wait_ready(60)
+        assert _answers(server) == built[1]
+    finally:
+        server.stop()
