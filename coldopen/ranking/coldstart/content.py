@@ -13,7 +13,8 @@ Calibration, cached for `prior_calibration_s` or until the eligible videos grow 
 with each signal alone and then fused. A signal's learned weight is the square of its held-out rank
 correlation (0 when it predicts nothing beyond noise: ranking/weights.py, or adds nothing to the stronger
 signals' fused prediction: forward selection, `_select`): the weights the prior uses,
-and, for Route's modalities, those Route uses with `--route-weights learned`. When none of Route's
+and, for Route's modalities whose neighbourhoods agree with the strongest one's (`_topical`), those
+Route uses with `--route-weights learned`. When none of Route's
 modalities predicts, Route's weights come from the content (ranking/weights.py), measured on the same
 held-out videos. The conformal quantiles come from the fused predictions.
 """
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from coldopen.config.settings import Settings
-from coldopen.domain.modalities import CREATOR, DENSE, SIGNALS
+from coldopen.domain.modalities import ALL, CREATOR, DENSE, SIGNALS
 from coldopen.domain.outlook import Prior
 from coldopen.ranking import weights as rw
 from coldopen.ranking.coldstart import prior as cp
@@ -57,6 +58,8 @@ CREATOR_TOP = 10        # nearest neighbours per modality whose creators the con
 # standard error of a correlation over the held-out videos (1/sqrt(n - 1)), whichever is larger; a signal whose
 # gain is within noise (0.11 at 84 videos) is as likely a chance correlation as a second view of the topic.
 MIN_GAIN = 0.02
+ROUTE_TOP = 10   # nearest candidates per modality whose agreement Route's learned weights look at (_topical)
+AGREEMENT = 2.0  # ... a further modality's must share at least this many times chance with the strongest's
 
 
 @dataclass(frozen=True)
@@ -219,9 +222,34 @@ class ContentPriors:
             weights = dict(rw.DEFAULT_WEIGHTS)
         preds = [self._predict(f, weights, corpus_sd)[0] for f in found]
         content = rw.from_content(self._creator_excess(queries, found, len(eligible)))
-        chosen = {m: r for m, r in rho.items() if weights.get(m, 0) > 0} if learned else {}
+        chosen = self._topical({m: r for m, r in rho.items() if weights.get(m, 0) > 0 and m in ALL}, found) if learned else {}
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,
                        rw.learned(chosen, counted) or content, content)
+
+    def _topical(self, rho: dict[str, float], found: list[Found]) -> dict[str, float]:
+        """Of Route's modalities the prior kept, those whose neighbourhoods agree with the strongest one's: the
+        share of its ROUTE_TOP nearest candidates that are also among the strongest modality's, at least
+        AGREEMENT x what chance gives. Route wants neighbours of the same kind, not only ones that perform
+        alike: a modality can predict engagement by telling performing kinds of content from flopping ones
+        as a whole (speech transcribed over performing topics' songs) while its nearest videos are of
+        other kinds; the prior keeps it, Route does not fuse it with the one that finds the kind."""
+        order = sorted(rho, key=lambda m: -rho[m])
+        if len(order) <= 1:
+            return rho
+        lead = order[0]
+        kept = {lead: rho[lead]}
+        for m in order[1:]:
+            shares, chance = [], []
+            for f in found:
+                n = len(f.rows)
+                a, b = _top(f.sims[lead], ROUTE_TOP), _top(f.sims[m], ROUTE_TOP)
+                if n <= ROUTE_TOP or not a.size or not b.size:
+                    continue
+                shares.append(len(np.intersect1d(a, b)) / min(a.size, b.size))
+                chance.append(max(a.size, b.size) / n)
+            if shares and np.mean(shares) >= AGREEMENT * np.mean(chance):
+                kept[m] = rho[m]
+        return kept
 
     def _select(self, significant: dict[str, float], rho: dict[str, float], found: list[Found], actual: np.ndarray,
                 corpus_sd: float) -> dict[str, float]:
@@ -271,3 +299,9 @@ class ContentPriors:
         w = {m: v / total for m, v in w.items()}
         fused, _ = fuse(found.sims, w, np.ones(len(found.log_scores), bool), "robust")
         return cp.predict(fused, found.log_scores, self._s.prior_k, self._s.prior_bandwidth, corpus_sd), w
+
+
+def _top(sims: np.ndarray, k: int) -> np.ndarray:
+    """Indexes of the k most similar candidates that have any similarity (a sparse signal may have fewer)."""
+    has = np.flatnonzero(sims != 0)
+    return has[np.argsort(-sims[has], kind="stable")[:k]]
