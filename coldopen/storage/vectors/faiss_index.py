@@ -37,6 +37,10 @@ INDEX_TYPES = {"flat": "Flat", "hnsw": "HNSW32", "ivf": "IVF{nlist},SQ8,RFlat"}
 # (recall@10 against exact search on its 10^6-vector corpus; see benchmarks/RESULTS.md).
 DEFAULT_SEARCH_PARAMS = {"hnsw": "efSearch=128", "ivf": "nprobe=8,k_factor_rf=4"}
 TRAIN_MIN = 10_000          # a type that needs training serves exact (flat) search until this many vectors
+# An IVF's list count is 4 sqrt(n) for the n vectors it was trained on; once the live vectors are this many
+# times n, it is retrained in the background (the list count doubles), so each probe keeps scanning about
+# as many vectors as benchmarks/search.py measured, instead of 10x as many at 10^6 on lists trained at 10^4.
+RETRAIN_GROWTH = 4.0
 REBUILD_MIN_DEAD = 1_000
 
 
@@ -89,6 +93,7 @@ class FaissIndex:
         self.index_type = index_type
         self._factory = INDEX_TYPES.get(index_type, index_type)
         self._built = self._factory  # with the list count filled in, once an IVF is trained
+        self._nlist = 0  # that list count (0: not an IVF whose count follows the corpus, or not trained)
         self._search_params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
         self._dead_fraction = rebuild_dead_fraction
         self._lock = threading.Lock()
@@ -222,6 +227,8 @@ class FaissIndex:
             return False
         if self._staged and self._factory != "Flat" and len(self) >= self._train_at:
             return True
+        if not self._staged and self._nlist and len(self) >= RETRAIN_GROWTH * (self._nlist / 4) ** 2:
+            return True
         return self._n_dead >= max(REBUILD_MIN_DEAD, self._dead_fraction * self._n)
 
     def rebuild(self, background: bool = False) -> None:
@@ -306,9 +313,13 @@ class FaissIndex:
                 index = faiss.IndexFlatIP(self.dim)
                 index.add(vectors)
                 return index, True
-            factory = factory.replace("{nlist}", str(int(min(65_536, max(64, 4 * math.sqrt(n))))))
+            nlist = int(min(65_536, max(64, 4 * math.sqrt(n))))
+            factory = factory.replace("{nlist}", str(nlist))
+        else:
+            nlist = 0
         index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
         self._built = factory
+        self._nlist = nlist
         staged = False
         if not index.is_trained:
             sample = vectors[np.random.default_rng(0).choice(n, min(n, 256 * 1024), replace=False)] if n else vectors
@@ -364,6 +375,7 @@ class FaissIndex:
             self._configure(index)
             ivf = faiss.try_extract_index_ivf(index)
             self._built = self._factory.replace("{nlist}", str(ivf.nlist)) if ivf is not None else self._factory
+            self._nlist = int(ivf.nlist) if ivf is not None and "{nlist}" in self._factory else 0
         with self._lock:
             self._index, self._staged = index, staged
             self._gpu = self._to_gpu(index)

@@ -188,3 +188,25 @@ def test_index_type_and_search_params_are_checked():
     assert check_index_type("hnsw") is None and check_index_type("IVF256,PQ16") is None
     assert "index_factory" in check_index_type("HNSW-bogus")
     assert "efSearch=64" in check_index_type("hnsw", "nprobe=banana")
+
+
+def test_the_ivf_list_count_follows_the_corpus():
+    """Trained at 10^4 vectors: 400 lists (4 sqrt(n)); at 4x the vectors it is retrained in the background
+    with twice the lists, and answers stay those of exact search for the probed lists' neighbours."""
+    index = FaissIndex(16, "ivf")
+    x = _clustered(40_000, d=16)
+    index.add(np.arange(10_000), x[:10_000])
+    index.wait_rebuilt(120)
+    assert "IVF400," in index.description, index.description
+    index.add(np.arange(10_000, 39_999), x[10_000:39_999])
+    index.wait_rebuilt(120)
+    assert "IVF400," in index.description  # 39,999 < 4 x 10^4
+    index.add(np.array([39_999]), x[39_999:])
+    index.wait_rebuilt(120)
+    assert "IVF800," in index.description, index.description
+    _, got = index.search(x[:20], 1)
+    assert (got[:, 0] == np.arange(20)).mean() >= 0.95
+    again = FaissIndex(16, "ivf")
+    blob, state = index.snapshot_state()
+    again.restore(faiss.deserialize_index(blob), state.ids, state.dead, state.staged)
+    assert "IVF800," in again.description and not again._rebuild_due()
