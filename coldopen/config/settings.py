@@ -109,6 +109,13 @@ class Settings:
 
     # --- sampling ---
     sample_fps: float = _s(1.0, "frames sampled per second of video, by presentation time", check=above(0))
+    frame_skip_threshold: float = _s(
+        0.01,
+        "skip a sampled frame whose 32x32 grey thumbnail differs from the last embedded one's by at most this "
+        "(mean absolute difference, 0-1); the video vector weighs each embedded frame by the time it stands for; "
+        "0 = embed every sampled frame",
+        check=within(0, 1),
+    )
     sampling: str = _s(
         "auto",
         "uniform = exact fps (decodes every frame); keyframes = decode keyframes only (fast); auto = keyframes when "

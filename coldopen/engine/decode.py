@@ -42,6 +42,7 @@ class DecodeJob:
     limits: media.Limits = media.Limits()
     max_decoded_frames: int = 1 << 62  # auto sampling: most frames decoded per clip
     deadline: float | None = None      # time.monotonic() past which the worker gives up (DeadlineExceeded)
+    skip_threshold: float = 0.0        # frames this close to the last kept one are skipped (media.skip_repeats)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def decode_clip(job: DecodeJob) -> DecodedClip:
             sampled, mode = media.sample(
                 path, info, job.mode, job.fps, job.max_frames, job.short_side, job.max_decoded_frames, job.deadline
             )
+            sampled = media.skip_repeats(sampled, job.skip_threshold)
     audio = None
     if info.has_audio:
         with timed(timings, "decode_audio"):

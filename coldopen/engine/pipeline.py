@@ -144,6 +144,7 @@ class Pipeline:
             self._limits,
             s.max_decoded_frames,
             deadline,
+            s.frame_skip_threshold,
         )
         with timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
             decoded = self.decoder.decode(job, _left(deadline))
@@ -213,7 +214,7 @@ class Pipeline:
             frames=decoded.frames,
             sampling=decoded.mode,
             frame_embeddings=frame_embeddings,
-            embedding=video_embedding(frame_embeddings),
+            embedding=video_embedding(frame_embeddings, decoded.frames.stands_for or None),
             transcript=transcript,
             fingerprint=fingerprint,
             text_embeddings={m: by_modality.get(m) for m in texts},

@@ -164,8 +164,13 @@ class ClipEmbedder:
         return out
 
 
-def video_embedding(frame_embeddings: np.ndarray) -> np.ndarray:
-    """L2-normalised mean of L2-normalised frame embeddings."""
-    mean = frame_embeddings.astype(np.float32).mean(axis=0)
+def video_embedding(frame_embeddings: np.ndarray, weights: Sequence[float] | None = None) -> np.ndarray:
+    """L2-normalised mean of L2-normalised frame embeddings, each weighted by `weights` (the sampled frames
+    it stands for, when near-repeats were skipped) or equally."""
+    if weights is not None and len(weights) == len(frame_embeddings) and len(weights):
+        w = np.asarray(weights, np.float32)[:, None]
+        mean = (frame_embeddings.astype(np.float32) * w).sum(axis=0) / float(w.sum())
+    else:
+        mean = frame_embeddings.astype(np.float32).mean(axis=0)
     norm = float(np.linalg.norm(mean))
     return mean / norm if norm > 0 else mean

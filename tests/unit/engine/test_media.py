@@ -62,3 +62,33 @@ def test_audio_is_16k_mono_float(clips):
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert len(audio) / media.AUDIO_SAMPLE_RATE == pytest.approx(5.0, abs=0.1)
     assert 0.01 < np.abs(audio).max() <= 1.0
+
+
+def _still_then_cut(n_still: int, n_pan: int) -> media.SampledFrames:
+    still = mediagen.pan_frames(mediagen.photo("coffee"), 1, (160, 96))[0]
+    rng = np.random.default_rng(0)
+    # a still shot with sensor noise (re-encoding moves pixels by a few levels), then a panned photo
+    noisy = [np.clip(still.astype(int) + rng.integers(-3, 4, still.shape), 0, 255).astype(np.uint8) for _ in range(n_still)]
+    pans = mediagen.pan_frames(mediagen.photo("astronaut"), n_pan, (160, 96))
+    frames = noisy + pans
+    return media.SampledFrames(frames, [float(i) for i in range(len(frames))], 0, 160, 96)
+
+
+def test_near_repeats_are_skipped_and_each_kept_frame_stands_for_its_run():
+    sampled = _still_then_cut(20, 10)
+    kept = media.skip_repeats(sampled, 0.01)
+    assert kept.sampled == 30 and len(kept.frames) == 11  # the still shot once, every panned frame
+    assert kept.times_s == [0.0, *[float(t) for t in range(20, 30)]] and kept.stands_for == [20, *[1] * 10]
+    assert media.skip_repeats(sampled, 0.0) is sampled  # 0: every frame
+    moving = media.SampledFrames(sampled.frames[20:], sampled.times_s[20:], 0, 160, 96)
+    assert media.skip_repeats(moving, 0.01) is moving  # nothing skipped: unchanged, equal weights
+
+
+def test_the_video_vector_of_skipped_frames_weighs_each_by_what_it_stands_for():
+    from coldopen.models.clip import video_embedding
+
+    rng = np.random.default_rng(1)
+    e = rng.normal(size=(3, 8)).astype(np.float32)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    every = np.repeat(e, [5, 1, 2], axis=0)  # frame 0 stood still for 5 samples, frame 2 for 2
+    assert np.allclose(video_embedding(e, [5, 1, 2]), video_embedding(every), atol=1e-6)
