@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CLIP_PRETRAINED ?= none
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint serve proto samples bench clean
+.PHONY: demo test test-fast lint serve proto samples bench clean gpu-suite-tiny
 
 $(BIN)/.installed: pyproject.toml
 	@echo "Creating $(VENV): about 3 GB of downloads and 7 GB on disk, mostly PyTorch's CUDA libraries (PyPI's"
@@ -26,6 +26,11 @@ test: $(BIN)/.installed
 # The unit tests only (tests/unit: no server, no database process): about a minute.
 test-fast: $(BIN)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# The GPU suite (benchmarks/gpu_suite.py) at tiny size on whatever device this is: CI runs it so the one
+# command an H200 run needs cannot rot (about 3 minutes on 2 CPU cores).
+gpu-suite-tiny: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.gpu_suite --size tiny --budget-s 900 --out $${TMPDIR:-/tmp}/coldopen-gpu-suite
 
 # What CI checks before the tests: lint and import order (ruff), types (mypy; strict on the pure layers).
 lint: $(BIN)/.installed
