@@ -26,6 +26,7 @@ from coldopen.config.checks import (
     relations,
     within,
 )
+from coldopen.domain.media import DECODERS
 from coldopen.domain.modalities import FUSIONS
 
 MIB = 1024 * 1024
@@ -108,6 +109,11 @@ class Settings:
     cpu_threads: int = _s(0, "CTranslate2 (Whisper) CPU threads; 0 = its default", check=at_least(0))
 
     # --- sampling ---
+    decoder: str = _s(
+        "cpu", "who decodes sampled frames: cpu (PyAV), nvdec (NVIDIA's hardware decoder via PyNvVideoCodec; a clip it "
+        "cannot take is decoded on the CPU, and the reply's sampling says why), auto = nvdec where available",
+        DECODERS,
+    )
     sample_fps: float = _s(1.0, "frames sampled per second of video, by presentation time", check=above(0))
     frame_skip_threshold: float = _s(
         0.01,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DECODERS = ("cpu", "nvdec", "auto")  # who decodes sampled frames (engine/nvdec.py); auto = NVDEC where available
+
 
 @dataclass(frozen=True)
 class MediaInfo:

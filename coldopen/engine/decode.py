@@ -25,7 +25,7 @@ import numpy as np
 
 from coldopen.domain.errors import InvalidInput
 from coldopen.domain.timing import timed
-from coldopen.engine import media
+from coldopen.engine import media, nvdec
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class DecodeJob:
     max_decoded_frames: int = 1 << 62  # auto sampling: most frames decoded per clip
     deadline: float | None = None      # time.monotonic() past which the worker gives up (DeadlineExceeded)
     skip_threshold: float = 0.0        # frames this close to the last kept one are skipped (media.skip_repeats)
+    decoder: str = "cpu"               # cpu | nvdec | auto (engine/nvdec.py: NVDEC, the CPU per clip where it cannot)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ def decode_clip(job: DecodeJob) -> DecodedClip:
         sampled, mode = media.SampledFrames([], [], 0, 0, 0), AUDIO_ONLY
     else:
         with timed(timings, "decode_frames"):
-            sampled, mode = media.sample(
-                path, info, job.mode, job.fps, job.max_frames, job.short_side, job.max_decoded_frames, job.deadline
+            sampled, mode = nvdec.sample(
+                path, info, job.mode, job.fps, job.max_frames, job.short_side, job.max_decoded_frames, job.deadline,
+                job.decoder,
             )
             sampled = media.skip_repeats(sampled, job.skip_threshold)
     audio = None

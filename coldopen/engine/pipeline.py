@@ -145,6 +145,7 @@ class Pipeline:
             s.max_decoded_frames,
             deadline,
             s.frame_skip_threshold,
+            s.decoder,
         )
         with timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
             decoded = self.decoder.decode(job, _left(deadline))

@@ -13,8 +13,8 @@ Calibration, cached for `prior_calibration_s` or until the eligible videos grow 
 with each signal alone and then fused. A signal's learned weight is the square of its held-out rank
 correlation (0 when it predicts nothing beyond noise: ranking/weights.py, or adds nothing to the stronger
 signals' fused prediction: forward selection, `_select`): the weights the prior uses,
-and, for Route's modalities whose neighbourhoods agree with the strongest one's (`_topical`), those
-Route uses with `--route-weights learned`. When none of Route's
+and, for Route's significant modalities whose neighbourhoods agree with the strongest one's (`_topical`),
+those Route uses with `--route-weights learned`. When none of Route's
 modalities predicts, Route's weights come from the content (ranking/weights.py), measured on the same
 held-out videos. The conformal quantiles come from the fused predictions.
 """
@@ -216,18 +216,21 @@ class ContentPriors:
                      if (p := self._predict(f, {m: 1.0}, corpus_sd)[0]) is not None]
             rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
             counted[m] = len(pairs)
-        weights = self._select(rw.significant(rho, counted), rho, found, actual, corpus_sd)
+        significant = rw.significant(rho, counted)
+        weights = self._select(significant, rho, found, actual, corpus_sd)
         learned = sum(weights.values()) > 0
         if not learned:
             weights = dict(rw.DEFAULT_WEIGHTS)
         preds = [self._predict(f, weights, corpus_sd)[0] for f in found]
         content = rw.from_content(self._creator_excess(queries, found, len(eligible)))
-        chosen = self._topical({m: r for m, r in rho.items() if weights.get(m, 0) > 0 and m in ALL}, found) if learned else {}
+        # Route: every significant modality that finds the same videos as the strongest (a second view of the
+        # topic adds little to predicting engagement, so the prior's selection may drop it, but it helps Route)
+        chosen = self._topical({m: r for m, r in rho.items() if significant.get(m, 0) > 0 and m in ALL}, found)
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,
                        rw.learned(chosen, counted) or content, content)
 
     def _topical(self, rho: dict[str, float], found: list[Found]) -> dict[str, float]:
-        """Of Route's modalities the prior kept, those whose neighbourhoods agree with the strongest one's: the
+        """Of Route's significant modalities, those whose neighbourhoods agree with the strongest one's: the
         share of its ROUTE_TOP nearest candidates that are also among the strongest modality's, at least
         AGREEMENT x what chance gives. Route wants neighbours of the same kind, not only ones that perform
         alike: a modality can predict engagement by telling performing kinds of content from flopping ones

@@ -92,3 +92,24 @@ def test_the_video_vector_of_skipped_frames_weighs_each_by_what_it_stands_for():
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     every = np.repeat(e, [5, 1, 2], axis=0)  # frame 0 stood still for 5 samples, frame 2 for 2
     assert np.allclose(video_embedding(e, [5, 1, 2]), video_embedding(every), atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_nvdec_falls_back_to_the_cpu_per_clip_and_says_why(tmp_path):
+    """Where NVDEC cannot take a clip (here: no CUDA device), the CPU decoder samples the same frames, and
+    the sampling mode says the CPU did it and why (engine/nvdec.py; the GPU path runs in the GPU suite)."""
+    from coldopen.engine import nvdec
+    from coldopen.engine.decode import DecodeJob, decode_clip
+
+    clip = mediagen.make_clip(tmp_path / "c.mp4", "astronaut", seconds=3, size=(320, 180))
+    cpu = decode_clip(DecodeJob(str(clip), "uniform", 1.0, 16, 224))
+    why = nvdec.unavailable()
+    for decoder in ("nvdec", "auto"):
+        got = decode_clip(DecodeJob(str(clip), "uniform", 1.0, 16, 224, decoder=decoder))
+        assert got.frames.times_s == pytest.approx(cpu.frames.times_s, abs=0.05)
+        if why is None:  # a GPU host with PyNvVideoCodec: NVDEC decoded the same instants, to the same pixels
+            assert got.mode == "nvdec" and len(got.frames.frames) == len(cpu.frames.frames)
+            assert all(np.abs(a.astype(int) - b.astype(int)).mean() < 8 for a, b in zip(got.frames.frames, cpu.frames.frames))
+        else:
+            assert got.mode == f"uniform (cpu: {why})"
+            assert all(np.array_equal(a, b) for a, b in zip(got.frames.frames, cpu.frames.frames))
