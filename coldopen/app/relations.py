@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coldopen.domain.sounds import SoundUse
-from coldopen.sounds.sharing import shared
+from coldopen.sounds.sharing import strongest
 from coldopen.storage.catalog import Catalog
 
 SHARERS_PER_SOUND = 1000  # the oldest videos of a sound its coherence and its neighbours are read from
@@ -26,13 +26,7 @@ class CatalogRelations:
         if not uses:
             return {}
         found = self._store.sounds.sharing([(u.sound_id, u.first, u.last) for u in uses], SHARERS_PER_SOUND)
-        out: dict[int, tuple[int, float]] = {}
-        for u in uses:
-            for row, video_id, other in found.get(u.sound_id, []):
-                n = shared(u, other, video_id)
-                if n is not None and row != exclude_row and n.confidence > out.get(row, (0, 0.0))[1]:
-                    out[row] = (u.sound_id, n.confidence)
-        return out
+        return strongest(uses, found, exclude_row)
 
     def sound_sharers(self, rows: Sequence[int]) -> list[dict[int, tuple[int, float]]]:
         ids = self._store.videos.video_ids([int(r) for r in rows])

@@ -10,7 +10,7 @@ from coldopen.app.validation import window_start
 from coldopen.domain.errors import InvalidInput, NotFound
 from coldopen.domain.sounds import Fingerprint, SoundNeighbour, SoundStats, SoundUse, parse_sound_id
 from coldopen.domain.videos import validate_video_id
-from coldopen.sounds.sharing import shared, use_of_match
+from coldopen.sounds.sharing import shared, strongest, use_of_match
 
 
 class SoundQueries:
@@ -36,13 +36,7 @@ class SoundQueries:
             return {}
         found = self._core.store.sounds.sharing([(u.sound_id, u.first, u.last) for u in uses],
                                                 limit=len(self._core.pool) + 1, pool_only=True)
-        out: dict[int, tuple[int, float]] = {}
-        for u in uses:
-            for row, video_id, other in found.get(u.sound_id, []):
-                n = shared(u, other, video_id)
-                if n is not None and row != exclude_row and n.confidence > out.get(row, (0, 0.0))[1]:
-                    out[row] = (u.sound_id, n.confidence)
-        return out
+        return strongest(uses, found, exclude_row)
 
     def query_uses(self, fingerprint: Fingerprint | None, limit: int) -> list[SoundUse]:
         """The sounds an upload's audio matches, as uses (strongest first)."""

@@ -46,6 +46,20 @@ def shared(query: SoundUse, other: SoundUse, video_id: str) -> SoundNeighbour | 
     )
 
 
+def strongest(uses: list[SoundUse], found: dict[int, list[tuple[int, str, SoundUse]]],
+              exclude_row: int | None = None) -> dict[int, tuple[int, float]]:
+    """Stored videos sharing a stretch of a sound with `uses`, from the catalog's `sharing` answer (sound ->
+    [(row, video id, its use)]): row -> (the sound, the confidence of the shared stretch), the strongest
+    where a video shares more than one."""
+    out: dict[int, tuple[int, float]] = {}
+    for u in uses:
+        for row, video_id, other in found.get(u.sound_id, []):
+            n = shared(u, other, video_id)
+            if n is not None and row != exclude_row and n.confidence > out.get(row, (0, 0.0))[1]:
+                out[row] = (u.sound_id, n.confidence)
+    return out
+
+
 def _video_frame(use: SoundUse, sound_frame: int) -> float:
     """The video frame at which the sound reaches `sound_frame` (never before the video's start)."""
     return max(0.0, (sound_frame - use.offset) / use.scale)
