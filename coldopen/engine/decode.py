@@ -25,7 +25,7 @@ import numpy as np
 
 from coldopen.domain.errors import InvalidInput
 from coldopen.domain.timing import timed
-from coldopen.engine import media, nvdec
+from coldopen.engine import media, nvdec, repeats
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class DecodeJob:
     limits: media.Limits = media.Limits()
     max_decoded_frames: int = 1 << 62  # auto sampling: most frames decoded per clip
     deadline: float | None = None      # time.monotonic() past which the worker gives up (DeadlineExceeded)
-    skip_threshold: float = 0.0        # frames this close to the last kept one are skipped (media.skip_repeats)
+    skip_threshold: float = 0.0        # frames this close to the last kept one are skipped (engine/repeats.py)
     decoder: str = "cpu"               # cpu | nvdec | auto (engine/nvdec.py: NVDEC, the CPU per clip where it cannot)
 
 
@@ -72,7 +72,7 @@ def decode_clip(job: DecodeJob) -> DecodedClip:
                 path, info, job.mode, job.fps, job.max_frames, job.short_side, job.max_decoded_frames, job.deadline,
                 job.decoder,
             )
-            sampled = media.skip_repeats(sampled, job.skip_threshold)
+            sampled = repeats.skip_repeats(sampled, job.skip_threshold)
     audio = None
     if info.has_audio:
         with timed(timings, "decode_audio"):

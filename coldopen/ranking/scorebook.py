@@ -34,7 +34,6 @@ import operator
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -42,16 +41,10 @@ import numpy as np
 from coldopen.config.settings import Settings
 from coldopen.domain.engagement import Counters
 from coldopen.ranking import scores as engagement
+from coldopen.ranking.moves import Moves
 
 LN2 = math.log(2.0)
 REBASE_DRIFT = 0.01
-
-
-@dataclass(frozen=True)
-class Moves:
-    joined: list[int]    # rows that entered the pool
-    left: list[int]      # rows that left it
-    changed: list[int]   # rows whose counters were applied (members among them have new scores)
 
 
 class ScoreBook:
@@ -243,31 +236,6 @@ class ScoreBook:
                 self._pairs = np.insert(self._pairs, np.searchsorted(self._pairs, pairs), pairs)
             return self._window_moves(changed, touched, pool_before)
 
-    def capture(self, rows: Iterable[int]) -> tuple[float, dict[int, tuple[float, float, float, float, float] | None]]:
-        """What `put_back` needs to undo an update of `rows`: the prior, and each row's (w, imp, t, prior rate,
-        prior weight), None for a row the book does not hold."""
-        with self._lock:
-            out: dict[int, tuple[float, float, float, float, float] | None] = {}
-            for r in rows:
-                slot = self._slot.get(int(r))
-                out[int(r)] = None if slot is None else (float(self._w[slot]), float(self._imp[slot]),
-                                                         float(self._t[slot]), float(self._pr[slot]),
-                                                         float(self._pw[slot]))
-            return self.prior, out
-
-    def put_back(self, captured: tuple[float, dict[int, tuple[float, float, float, float, float] | None]]) -> Moves:
-        """Undo an update (a batch whose transaction rolled back) from `capture`, in memory: the rows as they
-        were, rows it added dropped, and the keys re-based if the update re-based them."""
-        prior, rows = captured
-        live = [r for r, v in rows.items() if v is not None]
-        gone = [r for r, v in rows.items() if v is None]
-        values = np.array([rows[r] for r in live], np.float64).reshape(-1, 5)
-        moves = self._update(live, values[:, 0], values[:, 1], values[:, 2], (values[:, 3], values[:, 4]), gone,
-                             live + gone, added=False)
-        if prior != self.prior:
-            moves = self.rebase(prior)
-        return moves
-
     def rebase(self, prior: float | None = None) -> Moves:
         """Re-key every video for the current corpus mean (or `prior`): the O(n) step."""
         with self._lock:
@@ -398,18 +366,20 @@ class ScoreBook:
         member = self._eligible[candidates] & (_pairs(-self._key[candidates], candidates) <= self._pairs[k - 1])
         flipped = candidates[member != self._member[candidates]]
         self._member[candidates] = member
-        joined = [int(self._row[x]) for x in flipped if self._member[x]]
-        left = [int(self._row[x]) for x in flipped if not self._member[x]]
-        return Moves(joined, left, [int(r) for r in changed])
+        return self._flips(flipped, changed)
 
     def _moves(self, changed: list[int]) -> Moves:
         member = np.zeros(len(self._member), bool)
         member[self._slots(0, self.pool_size)] = True
         flipped = np.flatnonzero(member != self._member)
         self._member = member
-        joined = [int(self._row[x]) for x in flipped if member[x]]
-        left = [int(self._row[x]) for x in flipped if not member[x]]
-        return Moves(joined, left, [int(r) for r in changed])
+        return self._flips(flipped, changed)
+
+    def _flips(self, flipped: np.ndarray, changed: list[int]) -> Moves:
+        """Moves from the slots whose membership flipped (already set to their new value)."""
+        rows = self._row[flipped].tolist()
+        now = self._member[flipped].tolist()
+        return Moves([r for r, m in zip(rows, now) if m], [r for r, m in zip(rows, now) if not m], [int(r) for r in changed])
 
 
 def _pairs(negs: np.ndarray, slots: np.ndarray) -> np.ndarray:

@@ -72,6 +72,7 @@ class Learned:
     baselines: dict[str, Baseline] = field(default_factory=dict)  # how alike videos are (a sound's coherence)
     route: rw.WeightChoice = field(default_factory=lambda: rw.defaults("too few engaged videos to learn from yet"))
     content: rw.WeightChoice | None = None  # the content's weights: Route's when the learned ones cover nothing it has
+    fallback: dict[str, float] = field(default_factory=dict)  # every predictive signal: for a video none of `weights` reaches
 
 
 class ContentPriors:
@@ -107,6 +108,8 @@ class ContentPriors:
         c = state.calibration
         found = self._neighbours.find([query], c.corpus_log_sd**2, state.baselines)[0]
         prediction, used = self._predict(found, state.weights, c.corpus_log_sd)
+        if prediction is None and state.fallback:  # none of the chosen signals reaches this video: the other
+            prediction, used = self._predict(found, state.fallback, c.corpus_log_sd)  # predictive ones may
         p = cp.prior(prediction, c)
         return dataclasses.replace(p, weights=used, creator_videos=found.creator_rows if used.get(CREATOR) else 0)
 
@@ -221,13 +224,15 @@ class ContentPriors:
         learned = sum(weights.values()) > 0
         if not learned:
             weights = dict(rw.DEFAULT_WEIGHTS)
-        preds = [self._predict(f, weights, corpus_sd)[0] for f in found]
+        fallback = significant if learned else {}
+        preds = [self._predict(f, weights, corpus_sd)[0] or (self._predict(f, fallback, corpus_sd)[0] if fallback else None)
+                 for f in found]
         content = rw.from_content(self._creator_excess(queries, found, len(eligible)))
         # Route: every significant modality that finds the same videos as the strongest (a second view of the
         # topic adds little to predicting engagement, so the prior's selection may drop it, but it helps Route)
         chosen = self._topical({m: r for m, r in rho.items() if significant.get(m, 0) > 0 and m in ALL}, found)
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,
-                       rw.learned(chosen, counted) or content, content)
+                       rw.learned(chosen, counted) or content, content, fallback)
 
     def _topical(self, rho: dict[str, float], found: list[Found]) -> dict[str, float]:
         """Of Route's significant modalities, those whose neighbourhoods agree with the strongest one's: the
@@ -241,7 +246,10 @@ class ContentPriors:
             return rho
         lead = order[0]
         kept = {lead: rho[lead]}
-        for m in order[1:]:
+        # A sparse signal (a shared sound) joins only as the lead: its agreement with a dense lead is measured on
+        # the few videos it links, and a sound that links topic-mates in the corpus (a topic's reused voice
+        # recording) links an upload only through trends.
+        for m in (x for x in order[1:] if x in DENSE):
             shares, chance = [], []
             for f in found:
                 n = len(f.rows)

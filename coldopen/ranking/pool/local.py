@@ -26,8 +26,10 @@ from coldopen.config.settings import Settings
 from coldopen.domain.engagement import Counters, EngagementEvent, Performance
 from coldopen.domain.errors import Broken
 from coldopen.ranking import scores as engagement
+from coldopen.ranking import undo
+from coldopen.ranking.moves import Moves
 from coldopen.ranking.pool.base import PerformancePool, Publish, Vectors
-from coldopen.ranking.scorebook import Moves, ScoreBook
+from coldopen.ranking.scorebook import ScoreBook
 from coldopen.ranking.view import PoolView
 from coldopen.storage import pool_snapshot
 from coldopen.storage.catalog import Catalog, EngagementWrite, PoolMoves
@@ -250,7 +252,7 @@ class LocalPool(PerformancePool):
         with self._refresh_lock:
 
             def then(added: dict[int, Counters], priors: dict[int, tuple[float, float]]) -> PoolMoves | None:
-                plan["undo"] = self.book.capture(added)
+                plan["undo"] = undo.capture(self.book, added)
                 moves = self.book.update(added, priors, added=True)
                 plan["moves"] = moves
                 if self.book.drifted():
@@ -280,7 +282,7 @@ class LocalPool(PerformancePool):
         rows back in memory, as the catalog has them. Not reloaded from the catalog: when the disk is full,
         reloading is what fails next, and everything that needs the pool would wait on it."""
         try:
-            self.book.put_back(captured)
+            undo.put_back(self.book, captured)
             log.warning("an engagement batch failed after the pool had applied it; its rows were put back")
         except Exception:
             log.exception("putting back a failed engagement batch's rows failed; reloading the pool from the catalog")

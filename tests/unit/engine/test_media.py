@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coldopen.engine import media
+from coldopen.engine import media, repeats
 from testkit import mediagen
 
 
@@ -76,12 +76,12 @@ def _still_then_cut(n_still: int, n_pan: int) -> media.SampledFrames:
 
 def test_near_repeats_are_skipped_and_each_kept_frame_stands_for_its_run():
     sampled = _still_then_cut(20, 10)
-    kept = media.skip_repeats(sampled, 0.01)
+    kept = repeats.skip_repeats(sampled, 0.01)
     assert kept.sampled == 30 and len(kept.frames) == 11  # the still shot once, every panned frame
     assert kept.times_s == [0.0, *[float(t) for t in range(20, 30)]] and kept.stands_for == [20, *[1] * 10]
-    assert media.skip_repeats(sampled, 0.0) is sampled  # 0: every frame
+    assert repeats.skip_repeats(sampled, 0.0) is sampled  # 0: every frame
     moving = media.SampledFrames(sampled.frames[20:], sampled.times_s[20:], 0, 160, 96)
-    assert media.skip_repeats(moving, 0.01) is moving  # nothing skipped: unchanged, equal weights
+    assert repeats.skip_repeats(moving, 0.01) is moving  # nothing skipped: unchanged, equal weights
 
 
 def test_the_video_vector_of_skipped_frames_weighs_each_by_what_it_stands_for():

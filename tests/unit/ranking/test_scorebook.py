@@ -12,6 +12,7 @@ import pytest
 from coldopen.config.settings import Settings
 from coldopen.domain.engagement import Counters
 from coldopen.ranking import scores as engagement
+from coldopen.ranking import undo
 from coldopen.ranking.scorebook import ScoreBook
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)  # events are in the past: a future one decays from now
@@ -116,11 +117,11 @@ def test_a_rolled_back_batch_is_put_back_in_memory():
     before_members, before_state = book.members().tolist(), book.state()
     before_scores = book.scores(np.arange(3000), NOW)
     batch = {r: _counters(rng) for r in [*rng.choice(3000, 200, replace=False).tolist(), 5000, 5001]}
-    captured = book.capture(batch)
+    captured = undo.capture(book, batch)
     book.update(batch, {5000: (0.2, 50.0)}, added=True)
     book.rebase()
     assert book.members().tolist() != before_members or not np.allclose(book.scores(np.arange(3000), NOW), before_scores)
-    book.put_back(captured)
+    undo.put_back(book, captured)
     assert sorted(book.members().tolist()) == sorted(before_members)
     assert np.allclose(book.scores(np.arange(3000), NOW), before_scores, equal_nan=True)
     assert 5000 not in book and book.score(5000, NOW) is None and book.prior == pytest.approx(captured[0])
