@@ -46,9 +46,6 @@ class Route:
         if odd:
             raise InvalidInput(f"modality weights must be finite and at least 0 (got {odd}); give e.g. sound=0.5, "
                                "or none to let the server choose")
-        if options.weights and sum(options.weights.values()) <= 0:
-            raise InvalidInput("modality weights are all 0: give at least one positive weight, or none to let the "
-                               "server choose")
         ingested = None
         if upload is not None and store:
             meta, path, size = upload

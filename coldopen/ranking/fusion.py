@@ -6,9 +6,9 @@ deviation of a normal bulk), or by MIN_SPREAD when they spread less. A candidate
 it stands out from the *bulk* of the candidates in that modality, whatever scale the modality's model
 produces, and the shape of each signal is kept:
   - a sparse, high-precision signal (a shared sound; the creator's own videos, in the prior) is 0 for
-    most candidates, so its bulk is 0 and its spread the floor: a match of similarity 0.9 counts 9,
-    whether 2 or 20 of the candidates share it (once most of them do, the bulk shares it, and those
-    without it stand out below instead);
+    most candidates, so its bulk is 0 and its spread the floor: it is measured from that natural zero
+    with the floor as its unit, so a match of similarity 0.9 counts 9 whether 2 or 20 of the candidates
+    share it, or all of them (in a small pool), and a candidate without it counts 0, never below;
   - a dense, noisy one whose similarities barely vary (random-init CLIP puts every pair within a few
     hundredths) is damped by the floor instead of being stretched to the others' size;
   - a few near-duplicates do not inflate the spread they are measured against, as they do a standard
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldopen.domain.modalities import FUSIONS
+from coldopen.domain.modalities import DENSE, FUSIONS
 
 # Similarities spread less than this over the candidates are damped in proportion, not stretched: on the
 # routing world (testkit/routeworld.py) and the topic-in-speech world, 0.1 was no worse than any floor
@@ -35,13 +35,16 @@ MIN_SPREAD = 0.1
 MAD_TO_SD = 1.4826
 
 
-def standardise(values: np.ndarray, candidates: np.ndarray, fusion: str) -> np.ndarray:
+def standardise(values: np.ndarray, candidates: np.ndarray, fusion: str, sparse: bool = False) -> np.ndarray:
     """One modality's similarities on the common scale (see the module's docstring); `candidates`: a mask
-    of the entries the bulk is measured over (those that may be chosen)."""
+    of the entries the bulk is measured over (those that may be chosen); `sparse`: a signal most entries
+    lack (a shared sound, the creator's own videos), measured from its natural zero in robust fusion."""
     if fusion == "raw":
         return values
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; use one of {', '.join(FUSIONS)}")
+    if sparse and fusion == "robust":
+        return values / MIN_SPREAD
     base = values[candidates]
     if len(base) < 2 or float(base.max() - base.min()) <= 1e-9:
         return np.zeros_like(values)
@@ -57,7 +60,8 @@ def fuse(sims: dict[str, np.ndarray], weights: dict[str, float], candidates: np.
          ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(fused score per entry, each modality's standardised similarities); modalities weighted 0 are skipped."""
     n = len(candidates)
-    scaled = {m: standardise(v, candidates, fusion) if weights.get(m, 0.0) > 0 else np.zeros(n) for m, v in sims.items()}
+    scaled = {m: standardise(v, candidates, fusion, m not in DENSE) if weights.get(m, 0.0) > 0 else np.zeros(n)
+              for m, v in sims.items()}
     fused = np.zeros(n)
     for m, v in scaled.items():
         if weights.get(m, 0.0) > 0:

@@ -306,7 +306,7 @@ def test_odd_route_weights_and_sound_ids_are_invalid_argument(server_with_video)
         (pb.RouteWeights(sound=float("inf")), "finite"),
         (pb.RouteWeights(visual=float("nan")), "finite"),
         (pb.RouteWeights(caption=-0.5), "at least 0"),
-        (pb.RouteWeights(visual=0, spoken=0, caption=0, sound=0), "all 0"),
+        (pb.RouteWeights(visual=0, spoken=0, caption=0, sound=0), "weighted 0"),
     ):
         request = pb.RouteRequest(query=pb.RouteQuery(video_id=video_id, k=3, weights=weights))
         code, details = _code_and_details(lambda request=request: server.stub.Route(iter([request])))
