@@ -17,6 +17,7 @@ from coldopen.ranking.coldstart import rollout
 from coldopen.ranking.coldstart.content import ContentPriors
 from coldopen.ranking.coldstart.signals import PriorQuery
 from coldopen.storage.vectors import FaissIndex
+from tests.unit.ranking.served import Served
 
 DIM = 32
 
@@ -25,7 +26,7 @@ def _unit(x):
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-class TopicWorld:
+class TopicWorld(Served):
     """Videos in topics; the topic sets the level of a video's log rate and lives in the "spoken" vectors
     only: "visual" is the creator's room, "caption" generic boilerplate. Real FAISS indexes hold them."""
 
@@ -66,16 +67,6 @@ class TopicWorld:
         self.log_rate = np.concatenate([self.log_rate, log_rate])
         self.n += n
 
-    # what ContentPriors asks the service for
-    def rows_vectors(self, rows):
-        return {m: v[np.asarray(rows, int)] for m, v in self.vectors.items()}
-
-    def rates(self, rows):
-        rows = np.asarray(rows, int)
-        return np.exp(self.log_rate[rows]), np.full(len(rows), 50_000.0)
-
-    def eligible(self, min_impressions):
-        return np.arange(self.n)
 
 
 def _priors(world: TopicWorld, **settings) -> ContentPriors:

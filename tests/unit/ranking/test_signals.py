@@ -13,12 +13,13 @@ from coldopen.ranking.coldstart import prior as cp
 from coldopen.ranking.coldstart.content import ContentPriors
 from coldopen.ranking.coldstart.signals import PriorQuery
 from coldopen.storage.vectors import FaissIndex
+from tests.unit.ranking.served import Served
 
 DIM = 16
 CONFIDENCE = 0.9
 
 
-class RelatedWorld:
+class RelatedWorld(Served):
     """Engagement lives only in the sound a video shares (its topic) or only in its creator's level;
     the visual, spoken and caption vectors are random per video."""
 
@@ -43,16 +44,6 @@ class RelatedWorld:
         v = self.rng.normal(size=(n, DIM))
         return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
-    # what ContentPriors asks the service for
-    def rows_vectors(self, rows):
-        return {m: v[np.asarray(rows, int)] for m, v in self.vectors.items()}
-
-    def rates(self, rows):
-        rows = np.asarray(rows, int)
-        return np.exp(self.log_rate[rows]), np.full(len(rows), 50_000.0)
-
-    def eligible(self, min_impressions):
-        return np.arange(self.n)
 
     # an in-memory stand-in for the catalog's relations (app/relations.py)
     def sharers(self, sound: int, exclude: int = -1) -> dict[int, tuple[int, float]]:
