@@ -245,22 +245,35 @@ class ContentPriors:
         if len(order) <= 1:
             return rho
         lead = order[0]
+        noise = 1 / np.sqrt(max(len(found) - 1, 1))
+        if lead not in DENSE:
+            # A sparse lead (a shared sound) yields to a dense modality that finds the same videos and predicts
+            # about as well (within noise): the dense one reaches every upload, while a sound that links
+            # topic-mates in the corpus (a topic's reused voice recordings) may link an upload only to trends.
+            rival = next((m for m in order[1:] if m in DENSE and rho[lead] - rho[m] <= noise
+                          and self._agree(lead, m, found)), None)
+            if rival is not None:
+                lead = rival
         kept = {lead: rho[lead]}
-        # A sparse signal (a shared sound) joins only as the lead: its agreement with a dense lead is measured on
-        # the few videos it links, and a sound that links topic-mates in the corpus (a topic's reused voice
-        # recording) links an upload only through trends.
-        for m in (x for x in order[1:] if x in DENSE):
-            shares, chance = [], []
-            for f in found:
-                n = len(f.rows)
-                a, b = _top(f.sims[lead], ROUTE_TOP), _top(f.sims[m], ROUTE_TOP)
-                if n <= ROUTE_TOP or not a.size or not b.size:
-                    continue
-                shares.append(len(np.intersect1d(a, b)) / min(a.size, b.size))
-                chance.append(max(a.size, b.size) / n)
-            if shares and np.mean(shares) >= AGREEMENT * np.mean(chance):
+        # A sparse signal joins only as the lead: its agreement with a dense lead is measured on the few videos
+        # it links, and it may link an upload only through trends.
+        for m in (x for x in order if x in DENSE and x != lead):
+            if self._agree(lead, m, found):
                 kept[m] = rho[m]
         return kept
+
+    @staticmethod
+    def _agree(lead: str, m: str, found: list[Found]) -> bool:
+        """Whether m's ROUTE_TOP nearest candidates are among lead's at least AGREEMENT x as often as chance."""
+        shares, chance = [], []
+        for f in found:
+            n = len(f.rows)
+            a, b = _top(f.sims[lead], ROUTE_TOP), _top(f.sims[m], ROUTE_TOP)
+            if n <= ROUTE_TOP or not a.size or not b.size:
+                continue
+            shares.append(len(np.intersect1d(a, b)) / min(a.size, b.size))
+            chance.append(max(a.size, b.size) / n)
+        return bool(shares) and float(np.mean(shares)) >= AGREEMENT * float(np.mean(chance))
 
     def _select(self, significant: dict[str, float], rho: dict[str, float], found: list[Found], actual: np.ndarray,
                 corpus_sd: float) -> dict[str, float]:
