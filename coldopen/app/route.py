@@ -12,7 +12,7 @@ from coldopen.app.ingest import Ingest
 from coldopen.app.outlook import Outlook
 from coldopen.app.sounds import SoundQueries
 from coldopen.app.validation import validate_metadata
-from coldopen.domain.errors import InvalidInput
+from coldopen.domain.errors import InvalidInput, StorageUnavailable
 from coldopen.domain.modalities import ALL, CAPTION, SPOKEN, VISUAL
 from coldopen.domain.sounds import SoundUse
 from coldopen.domain.videos import IngestResult, VideoMetadata
@@ -54,11 +54,19 @@ class Route:
         query, uses = self._query(video_id, upload, deadline)
         prior_query = self._outlook.query({VISUAL: query.visual, SPOKEN: query.spoken, CAPTION: query.caption}, uses,
                                           query.creator_id, query.exclude_row)
+        # the shared sounds' coherence, measured once for the prior and for Route's sound similarity
+        coherence: dict[int, float] | None = None
+        try:
+            coherence = core.priors.sound_coherences(prior_query.sounds)
+            prior_query = dataclasses.replace(prior_query, coherence=coherence)
+        except StorageUnavailable:  # the prior says so (None); Route's own use below raises it, as before
+            pass
         content_prior = self._outlook.live_prior(prior_query)
         sharing = self._sounds.pool_sharing(uses, query.exclude_row)
         with core.pool.reading() as view:  # held still against a concurrent engagement batch
             if sharing:  # a shared sound counts as its match x how alike its videos perform (coldstart/signals.py)
-                coherence = core.priors.sound_coherences(prior_query.sounds)
+                if coherence is None:
+                    coherence = core.priors.sound_coherences(prior_query.sounds)
                 query = dataclasses.replace(query, sound_confidence=sound_similarity(sharing, coherence),
                                             shared_sound={r: snd for r, (snd, _) in sharing.items()})
             options = self._weights(options, routing.present(query))

@@ -72,7 +72,8 @@ class Neighbours:
             at = np.searchsorted(union, r)
             sims = {m: vectors[m][at] @ v if (v := q.vectors.get(m)) is not None and len(r) else np.zeros(len(r))
                     for m in EMBEDDED}
-            coherent = coherences(q.sounds, logs, corpus_log_var, corroborating, baselines) if q.sounds else {}
+            coherent = (q.coherence if q.coherence is not None
+                        else coherences(q.sounds, logs, corpus_log_var, corroborating, baselines) if q.sounds else {})
             sound = sound_similarity(q.sounds, coherent)
             sims[SOUND] = np.array([sound.get(int(x), 0.0) for x in r])
             own = set(int(x) for x in by_creator.get(q.creator, ()))

@@ -45,6 +45,7 @@ class PriorQuery:
     sounds: dict[int, tuple[int, float]] = field(default_factory=dict)  # row -> (sound, confidence) it shares
     creator: str = ""
     exclude: int | None = None                                # a stored video is not its own neighbour
+    coherence: dict[int, float] | None = None                 # sound -> coherence, when the caller measured it
 
 
 class Relations(Protocol):
