@@ -6,9 +6,10 @@ Parts, each in a process of its own with its share of the budget (a part that ru
 reported as such, with the end of its log; the parts after it still run):
   tests    the tests marked `gpu` (pytest -m gpu): they run where torch sees CUDA, skip elsewhere
   ingest   benchmarks/ingest.py: the naive baseline, each stage alone (its ceiling) and the service per
-           sampling mode (keyframes, uniform), in one run
-  search   benchmarks/search.py: exact, IVF and HNSW at the size's corpus (and CAGRA where the FAISS build
-           has cuVS), raw and over gRPC for the service's own index
+           sampling mode (keyframes, uniform), in one run; at full size with --decoder auto (NVDEC where
+           PyNvVideoCodec loads, PyAV per clip otherwise, the reply saying why)
+  search   benchmarks/search.py: exact, IVF and HNSW at the size's corpus (and CAGRA where cuVS and CUDA
+           are; otherwise the JSON says why not), raw and over gRPC for the service's own index
 
 `--size tiny` is what CI runs on its 2 CPU cores (.ci/run, make gpu-suite-tiny), so the command cannot rot;
 `--size full` is the H200 run (benchmarks/RESULTS.md says what travels with it and how to start it).
@@ -39,7 +40,7 @@ SIZES = {
     },
     "full": {
         "ingest": ["--clips", "64", "--baseline-clips", "4", "--concurrency", "32", "--modes", "keyframes,uniform",
-                   "--decode-workers", "16", "--clip-batch-size", "1024"],
+                   "--decode-workers", "16", "--clip-batch-size", "1024", "--decoder", "auto"],
         "search": ["--sizes", "1000000", "--ef", "32,64,128", "--nprobe", "8,16,32", "--grpc-max", "1000000",
                    "--index-type", "ivf"],
     },
@@ -60,7 +61,7 @@ def device() -> dict:
             info["cuda_version"] = torch.version.cuda
     except Exception as e:  # noqa: BLE001 - reported, the suite goes on
         info["torch"] = f"unavailable: {e}"
-    for name in ("faiss", "ctranslate2", "open_clip", "av"):
+    for name in ("faiss", "ctranslate2", "open_clip", "av", "cuvs", "PyNvVideoCodec"):
         try:
             module = __import__(name)
             info[name] = getattr(module, "__version__", "?")
@@ -116,7 +117,8 @@ def markdown(report: dict) -> str:
     lines = [f"# ColdOpen suite, {report['date']}, size {report['size']}", "",
              f"Device: {d.get('gpu', 'no CUDA device')} (CUDA {d.get('cuda_version', '-')}), {d['cpus']} CPUs, "
              f"torch {d.get('torch')}, FAISS {d.get('faiss')} ({d.get('faiss_gpus', 0)} GPUs), CTranslate2 "
-             f"{d.get('ctranslate2')}, open_clip {d.get('open_clip')}, PyAV {d.get('av')}", "",
+             f"{d.get('ctranslate2')}, open_clip {d.get('open_clip')}, PyAV {d.get('av')}, cuVS {d.get('cuvs')}, "
+             f"PyNvVideoCodec {d.get('PyNvVideoCodec')}", "",
              "| part | status | seconds (budget) | summary |", "|---|---|---:|---|"]
     for part, row in report["parts"].items():
         lines.append(f"| {part} | {row['status']} | {row['seconds']} ({row['budget_s']}) | {_summary(part, row)} |")
@@ -134,8 +136,9 @@ def _summary(part: str, row: dict) -> str:
         def cell(x: dict) -> str:
             return f"{x.get('backend', '?')} {x.get('batched_qps', '-')} q/s, recall {x.get('recall_at_10', '-')}"
 
-        return "; ".join(f"{n}: " + ", ".join(cell(x) for x in rows if isinstance(x, dict))
-                         for n, rows in r.get("sizes", {}).items())[:600]
+        cagra = f"; cagra {r['cagra']}" if "cagra" in r else ""
+        return ("; ".join(f"{n}: " + ", ".join(cell(x) for x in rows if isinstance(x, dict))
+                          for n, rows in r.get("sizes", {}).items())[:600] + cagra)
     return ""
 
 

@@ -157,6 +157,7 @@ def main() -> None:
     p.add_argument("--clip-pretrained", default="none")
     p.add_argument("--device", default="auto")
     p.add_argument("--decode-workers", type=int, default=-1)
+    p.add_argument("--decoder", default="cpu", help="the service's --decoder: cpu, nvdec or auto")
     p.add_argument("--clip-batch-size", type=int, default=0, help="0 = the server default: 256 on CUDA, 32 on CPU")
     p.add_argument("--modes", default="keyframes,uniform")
     p.add_argument("--workload-dir", type=Path, default=Path(tempfile.gettempdir()) / "coldopen-workload")
@@ -179,6 +180,7 @@ def main() -> None:
             clip_pretrained=args.clip_pretrained,
             device=args.device,
             decode_workers=workers,
+            decoder=args.decoder,
             clip_batch_size=args.clip_batch_size,
             max_concurrent_ingests=max(concurrency, 1),
             grpc_workers=max(concurrency, 1) + 8,
@@ -196,6 +198,7 @@ def main() -> None:
             "clips": len(paths),
             "concurrency": concurrency,
             "decode_workers": workers,
+            "decoder": args.decoder,
             "clip_batch_size": models.clip.batch_size,
             "whisper_batch_size": settings.whisper_batch_size,
             "phases": [],

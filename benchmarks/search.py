@@ -162,7 +162,7 @@ def main() -> None:
     import faiss
     import torch
 
-    from coldopen.storage.vectors import FaissIndex, TorchExactIndex, faiss_gpu_count
+    from coldopen.storage.vectors import FaissIndex, TorchExactIndex, build_index, cuvs_missing, faiss_gpu_count
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="100000,1000000")
@@ -178,6 +178,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--ef", default="16,32,64,128", help="hnsw efSearch values to measure")
     p.add_argument("--nprobe", default="4,8,16,32", help="ivf nprobe values to measure (k_factor_rf=4)")
+    p.add_argument("--itopk", default="64,128", help="cagra itopk_size values to measure (where cuVS and CUDA are)")
     p.add_argument("--no-torch", action="store_true", help="skip torch exact on the CPU")
     p.add_argument("--no-grpc", action="store_true")
     p.add_argument("--grpc-max", type=int, default=10**9, help="measure over gRPC only up to this many vectors")
@@ -193,6 +194,10 @@ def main() -> None:
         "torch": torch.__version__,
         "sizes": {},
     }
+    no_cagra = "device is cpu" if args.device == "cpu" else cuvs_missing()
+    if no_cagra:
+        results["cagra"] = f"not measured: {no_cagra}"
+        print(f"cagra not measured: {no_cagra}")
     for n in [int(s) for s in args.sizes.split(",")]:
         t = time.perf_counter()
         if args.vectors is not None:
@@ -242,6 +247,17 @@ def main() -> None:
                         "bytes_per_vector": size,
                     }
                 )
+                print(rows[-1], flush=True)
+            del index
+        if not no_cagra and args.itopk:
+            t = time.perf_counter()
+            index = build_index(args.dim, "cuda", "cagra")
+            index.add(ids, vectors)
+            build_s = round(time.perf_counter() - t, 1)
+            for value in args.itopk.split(","):
+                index._gpu.itopk_size = int(value)
+                rows.append({**bench_index(f"cagra (cuVS, itopk_size={value})", index, qs, truth, far=far_truth),
+                             "build_s": build_s})
                 print(rows[-1], flush=True)
             del index
         if not args.no_grpc and n <= args.grpc_max:

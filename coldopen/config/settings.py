@@ -56,7 +56,8 @@ class Settings:
     index_type: str = _s(
         "flat",
         "in-process FAISS index: flat (exact), hnsw (HNSW32 graph), ivf (IVF, trained once 10k vectors are "
-        "in; exact until then), or a FAISS index_factory string such as HNSW32,SQ8",
+        "in; exact until then), cagra (a CAGRA graph on the GPU through cuVS over an HNSW32 twin, the twin alone "
+        "without cuVS), or a FAISS index_factory string such as HNSW32,SQ8",
     )
     index_search_params: str = _s(
         "",

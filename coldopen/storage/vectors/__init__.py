@@ -6,6 +6,7 @@ so it never holds anything the catalog has not committed.
 
   faiss_index.py   FAISS in process (the default): flat (exact), HNSW, IVF or any index_factory string,
                    on GPU where the FAISS build supports it; tombstone deletes, background rebuilds
+  gpu_copies.py    the GPU copies a FAISS index searches through: FAISS GPU, or CAGRA through cuVS (`cagra`)
   torch_index.py   exact search in torch, for CUDA hosts whose FAISS has no GPU support (flat only)
   milvus_index.py  Milvus, shared by all replicas (`--vector-store http://host:19530` or a Milvus Lite `*.db`)
 """
@@ -13,13 +14,17 @@ so it never holds anything the catalog has not committed.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Protocol
 
 import numpy as np
 
 from coldopen.config.settings import Settings
 from coldopen.storage.vectors.faiss_index import FaissIndex, check_index_type, faiss_gpu_count
+from coldopen.storage.vectors.gpu_copies import cagra_copier, cuvs_missing
 from coldopen.storage.vectors.torch_index import TorchExactIndex
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "VectorIndex",
@@ -27,6 +32,7 @@ __all__ = [
     "TorchExactIndex",
     "build_index",
     "check_index_type",
+    "cuvs_missing",
     "faiss_gpu_count",
     "open_indexes",
 ]
@@ -55,7 +61,16 @@ class VectorIndex(Protocol):
 
 
 def build_index(dim: int, device: str, index_type: str = "flat", search_params: str = "") -> VectorIndex:
-    """FAISS on GPU when it can; for exact search, torch on CUDA when FAISS cannot; FAISS on CPU otherwise."""
+    """FAISS on GPU when it can; for exact search, torch on CUDA when FAISS cannot; FAISS on CPU otherwise.
+    `cagra`: CAGRA on the GPU through cuVS over an HNSW32 twin, or the twin alone on the CPU (logged, and
+    said in the description) where cuVS or CUDA is missing or device is cpu."""
+    if index_type == "cagra":
+        missing = "device is cpu" if device == "cpu" else cuvs_missing()
+        if missing is None:
+            return FaissIndex(dim, index_type, search_params, copier=cagra_copier(),
+                              where="gpu (CAGRA through cuVS; HNSW32 twin on the CPU)")
+        log.warning("index type cagra: searching its CPU twin HNSW32, as %s", missing)
+        return FaissIndex(dim, index_type, search_params, where=f"cpu (the CAGRA twin: {missing})")
     if device in ("auto", "cuda") and faiss_gpu_count() > 0:
         return FaissIndex(dim, index_type, search_params, use_gpu=True)
     if device in ("auto", "cuda") and index_type == "flat":

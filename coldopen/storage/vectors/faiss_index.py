@@ -10,8 +10,9 @@ row ids. Positions only ever grow, so:
     once enough vectors are in to train on), a background thread builds a fresh index from the live
     vectors while searches and writes go on against the old one, then swaps it in; vectors written
     during the build are copied over at the swap. Nothing on the request path waits for a rebuild.
-  - on a host whose FAISS has GPU support, searches use a GPU copy that writes update in place
-    (`add` appends the same positions) and that a rebuild replaces from its own thread.
+  - on a GPU host, searches use a GPU copy (gpu_copies.py: FAISS's own GPU index, or CAGRA through cuVS
+    for `cagra`) that writes update in place (`add` appends the same positions) and that a rebuild
+    replaces from its own thread.
 Hand-written because FAISS leaves id mapping, removal for graph indexes (HNSW cannot remove) and
 rebuilds to the caller; `snapshot_state`/`restore` use FAISS's own serialisation.
 """
@@ -27,15 +28,18 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 
+from coldopen.storage.vectors.gpu_copies import CAGRA_TWIN, TAIL_REBUILD_MIN, Copier, faiss_gpu_copier
+
 log = logging.getLogger(__name__)
 
 # Short names for `--index-type`; anything else is passed to faiss.index_factory as it is.
 # ivf: inverted lists over 8-bit scalar-quantised codes (a quarter of the memory traffic per scanned
 # vector), the candidates re-ranked with the exact vectors (RFlat), so scores are exact.
-INDEX_TYPES = {"flat": "Flat", "hnsw": "HNSW32", "ivf": "IVF{nlist},SQ8,RFlat"}
+# cagra: a CAGRA graph on the GPU through cuVS, over its CPU twin HNSW32 (gpu_copies.py says why).
+INDEX_TYPES = {"flat": "Flat", "hnsw": "HNSW32", "ivf": "IVF{nlist},SQ8,RFlat", "cagra": CAGRA_TWIN}
 # Search parameters per short name (faiss.ParameterSpace syntax), chosen with benchmarks/search.py
 # (recall@10 against exact search on its 10^6-vector corpus; see benchmarks/RESULTS.md).
-DEFAULT_SEARCH_PARAMS = {"hnsw": "efSearch=128", "ivf": "nprobe=8,k_factor_rf=4"}
+DEFAULT_SEARCH_PARAMS = {"hnsw": "efSearch=128", "ivf": "nprobe=8,k_factor_rf=4", "cagra": "efSearch=128"}
 TRAIN_MIN = 10_000          # a type that needs training serves exact (flat) search until this many vectors
 # An IVF's list count is 4 sqrt(n) for the n vectors it was trained on; once the live vectors are this many
 # times n, it is retrained in the background (the list count doubles), so each probe keeps scanning about
@@ -60,7 +64,7 @@ def check_index_type(index_type: str, search_params: str = "", dim: int = 64) ->
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
-        return (f"index_type {index_type!r} is neither flat, hnsw, ivf nor a FAISS index_factory string FAISS "
+        return (f"index_type {index_type!r} is neither flat, hnsw, ivf, cagra nor a FAISS index_factory string FAISS "
                 f"accepts ({str(e).strip().splitlines()[-1][:200]})")
     params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
     if params:
@@ -87,8 +91,10 @@ class FaissIndex:
 
     def __init__(
         self, dim: int, index_type: str = "flat", search_params: str = "", use_gpu: bool = False,
-        rebuild_dead_fraction: float = 0.1,
+        rebuild_dead_fraction: float = 0.1, copier: Copier | None = None, where: str = "",
     ):
+        """use_gpu: FAISS's own GPU copy; copier: any other GPU copy (gpu_copies.py); where: how the
+        description names a copy's place, and why there is none when that was asked for."""
         self.dim = dim
         self.index_type = index_type
         self._factory = INDEX_TYPES.get(index_type, index_type)
@@ -97,7 +103,8 @@ class FaissIndex:
         self._search_params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
         self._dead_fraction = rebuild_dead_fraction
         self._lock = threading.Lock()
-        self._gpu_res = faiss.StandardGpuResources() if use_gpu else None
+        self._copier = copier or (faiss_gpu_copier() if use_gpu else None)
+        self._where = where or ("gpu" if self._copier else "cpu")
         self._index, self._staged = self._empty()
         self._gpu = self._to_gpu(self._index)
         self._ids = np.zeros(1024, dtype=np.int64)     # position -> row id
@@ -113,7 +120,7 @@ class FaissIndex:
     @property
     def description(self) -> str:
         kind = "Flat, staged until trained" if self._staged else self._built
-        where = "gpu" if self._gpu_res is not None else "cpu"
+        where = self._where if self._gpu is not None or self._copier is None else "cpu"
         params = f" {self._search_params}" if self._search_params and not self._staged else ""
         return f"faiss {kind}{params} inner product dim={self.dim} on {where}"
 
@@ -228,6 +235,8 @@ class FaissIndex:
         if self._staged and self._factory != "Flat" and len(self) >= self._train_at:
             return True
         if not self._staged and self._nlist and len(self) >= RETRAIN_GROWTH * (self._nlist / 4) ** 2:
+            return True
+        if getattr(self._gpu, "tail", 0) >= max(TAIL_REBUILD_MIN, self._n // 2):  # a GPU graph's brute-forced rows
             return True
         return self._n_dead >= max(REBUILD_MIN_DEAD, self._dead_fraction * self._n)
 
@@ -350,14 +359,7 @@ class FaissIndex:
             faiss.ParameterSpace().set_index_parameters(index, self._search_params)  # type: ignore[arg-type]
 
     def _to_gpu(self, index: faiss.Index):
-        if self._gpu_res is None:
-            return None
-        try:
-            return faiss.index_cpu_to_gpu(self._gpu_res, 0, index)
-        except RuntimeError as e:  # e.g. HNSW has no GPU version: search it on the CPU
-            log.warning("the %s index has no FAISS GPU version (%s); searching it on the CPU", self._factory, e)
-            self._gpu_res = None
-            return None
+        return self._copier(index) if self._copier is not None else None
 
     # --- snapshots (storage/snapshots.py writes and reads the files) -----
     def snapshot_state(self) -> tuple[np.ndarray, SnapshotState]:
