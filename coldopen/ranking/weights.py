@@ -40,15 +40,16 @@ def significant(rho: dict[str, float], counted: dict[str, int]) -> dict[str, flo
     }
 
 
-def learned(rho: dict[str, float], counted: dict[str, int]) -> WeightChoice | None:
-    """Route's weights from what engagement taught; None when none of its modalities predicts."""
+def learned(rho: dict[str, float], counted: dict[str, int], beyond: str = "") -> WeightChoice | None:
+    """Route's weights from what engagement taught; None when none of its modalities predicts. `beyond`
+    names what the correlations were measured beyond (" beyond the creator's record"), for the reason."""
     w = significant({m: rho[m] for m in ALL if m in rho}, counted)
     total = sum(w.values())
     if total <= 0:
         return None
     shown = ", ".join(f"{m} {rho[m]:.2f}" for m in ALL if w.get(m, 0) > 0)
     return WeightChoice({m: w.get(m, 0.0) / total for m in ALL}, "learned",
-                        f"learned from engagement: held-out rank correlation {shown}; the others predict nothing more")
+                        f"learned from engagement{beyond}: held-out rank correlation {shown}; the others predict nothing more")
 
 
 def from_content(excess: dict[str, float]) -> WeightChoice:

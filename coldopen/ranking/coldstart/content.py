@@ -14,7 +14,8 @@ with each signal alone and then fused. A signal's learned weight is the square o
 correlation (0 when it predicts nothing beyond noise: ranking/weights.py, or adds nothing to the stronger
 signals' fused prediction: forward selection, `_select`): the weights the prior uses,
 and, for Route's significant modalities whose neighbourhoods agree with the strongest one's (`_topical`),
-those Route uses with `--route-weights learned`. When none of Route's
+those Route uses with `--route-weights learned` (measured beyond the creator's record where that record
+predicts: `_beyond_creator`). When none of Route's
 modalities predicts, Route's weights come from the content (ranking/weights.py), measured on the same
 held-out videos. The conformal quantiles come from the fused predictions.
 """
@@ -213,12 +214,7 @@ class ContentPriors:
             found += self._neighbours.find(queries[i : i + CALIBRATION_CHUNK], corpus_sd**2, baselines)
         held_rates, _ = self._rates(held)
         actual = np.log(np.maximum(held_rates, 1e-300))
-        rho, counted = {}, {}
-        for m in SIGNALS:
-            pairs = [(p.log_mean, y) for f, y in zip(found, actual)
-                     if (p := self._predict(f, {m: 1.0}, corpus_sd)[0]) is not None]
-            rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
-            counted[m] = len(pairs)
+        rho, counted = self._rank_correlations(found, actual, SIGNALS, corpus_sd)
         significant = rw.significant(rho, counted)
         weights = self._select(significant, rho, found, actual, corpus_sd)
         learned = sum(weights.values()) > 0
@@ -230,9 +226,38 @@ class ContentPriors:
         content = rw.from_content(self._creator_excess(queries, found, len(eligible)))
         # Route: every significant modality that finds the same videos as the strongest (a second view of the
         # topic adds little to predicting engagement, so the prior's selection may drop it, but it helps Route)
-        chosen = self._topical({m: r for m, r in rho.items() if significant.get(m, 0) > 0 and m in ALL}, found)
+        route_rho, route_counted, beyond = rho, counted, ""
+        if significant.get(CREATOR, 0) > 0:  # see _beyond_creator
+            route_rho, route_counted = self._beyond_creator(found, actual, corpus_sd)
+            beyond = " beyond the creator's record"
+        route_significant = rw.significant(route_rho, route_counted)
+        chosen = self._topical({m: r for m, r in route_rho.items() if m in ALL and route_significant.get(m, 0) > 0}, found)
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,
-                       rw.learned(chosen, counted) or content, content, fallback)
+                       rw.learned(chosen, route_counted, beyond) or content, content, fallback)
+
+    def _rank_correlations(self, found: list[Found], actual: np.ndarray, signals: tuple[str, ...], corpus_sd: float
+                           ) -> tuple[dict[str, float], dict[str, int]]:
+        """Per signal: the held-out rank correlation of its prediction alone with `actual`, and over how many."""
+        rho, counted = {}, {}
+        for m in signals:
+            pairs = [(p.log_mean, y) for f, y in zip(found, actual)
+                     if (p := self._predict(f, {m: 1.0}, corpus_sd)[0]) is not None and np.isfinite(y)]
+            rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
+            counted[m] = len(pairs)
+        return rho, counted
+
+    def _beyond_creator(self, found: list[Found], actual: np.ndarray, corpus_sd: float
+                        ) -> tuple[dict[str, float], dict[str, int]]:
+        """Route's modalities measured against engagement beyond the creator's record (a held-out video's
+        log score minus its creator's prediction; minus the corpus mean for a creator with no other video).
+        Where the creator decides much of engagement, that part is noise to Route: it routes by what a clip
+        shows, says and plays, and an audience won by the creator cannot be reached through other creators'
+        lookalikes. Measured against the raw scores, a modality that carries the topic can sit within noise
+        only because the creator's part dilutes it, and Route would fall back to the content's weights."""
+        centre = float(np.mean(actual)) if len(actual) else 0.0
+        creator = [self._predict(f, {CREATOR: 1.0}, corpus_sd)[0] for f in found]
+        residual = np.array([y - (p.log_mean if p is not None else centre) for p, y in zip(creator, actual)])
+        return self._rank_correlations(found, residual, ALL, corpus_sd)
 
     def _topical(self, rho: dict[str, float], found: list[Found]) -> dict[str, float]:
         """Of Route's significant modalities, those whose neighbourhoods agree with the strongest one's: the

@@ -105,3 +105,18 @@ def test_where_neither_relation_predicts_neither_earns_weight():
     world.log_rate = world.rng.permutation(world.log_rate)  # break the sound -> engagement link
     weights = _priors(world).calibration()[1]
     assert weights.get("creator", 0) == 0 and weights.get("sound", 0) == 0, weights
+
+
+def test_routes_modalities_are_measured_beyond_the_creators_record_where_it_predicts():
+    """The creator decides most of engagement, a shared sound (the topic) a little: against raw scores the
+    sound is within noise, beyond the creator's record it is not, and Route learns it, saying why."""
+    world = RelatedWorld(600, "creator", seed=1)
+    topic = (world.sound_level[world.sound] - np.log(0.05)) / 0.8
+    world.log_rate = world.creator_level[world.creator] + 0.3 * topic + world.rng.normal(0, 0.3, 600)
+    state = _priors(world).state()
+    assert state.rho["creator"] > 0.5 and state.rho["sound"] < 2 / np.sqrt(299), state.rho
+    assert state.route.basis == "learned" and state.route.weights["sound"] == 1.0, state.route
+    assert "beyond the creator's record" in state.route.reason
+    # where the creator decides everything, nothing is left for Route's modalities: the content's weights
+    only_creator = _priors(RelatedWorld(600, "creator")).state()
+    assert only_creator.rho["creator"] > 0.5 and only_creator.route.basis == "content", only_creator.route
