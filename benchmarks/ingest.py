@@ -163,6 +163,8 @@ def main() -> None:
     p.add_argument("--workload-dir", type=Path, default=Path(tempfile.gettempdir()) / "coldopen-workload")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     p.add_argument("--no-grpc", action="store_true")
+    p.add_argument("--fast-variant", action="store_true",
+                   help="also the service with --clip-precision int8 and Whisper beam 1 (and its CLIP ceiling)")
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     cuda = torch.cuda.is_available() and args.device != "cpu"
@@ -243,41 +245,30 @@ def main() -> None:
         phases.append(ph.row())
         print_row(phases[-1])
 
-        # (c) the service, in-process, per sampling mode
+        # (c) the service, in-process, per sampling mode; then the fast CPU variant
         for mode in modes:
             service.close()
-            import shutil
-
-            shutil.rmtree(settings.data_dir, ignore_errors=True)
-            s = settings.replace(sampling=mode)
-            service = ColdOpenService.open(s, models)
-            service.pipeline.warm_up()
-            before = {b.name: b for b in service.pipeline.stats()}
-            timings: list[dict] = []
-
-            def ingest(item, service=service, mode=mode, timings=timings):
-                i, path = item
-                r = service.ingest(VideoMetadata(video_id=f"{mode}-{i}"), path, path.stat().st_size)
-                timings.append(r.extraction.timings_ms)
-
-            with Phase(f"service in-process, {mode}", len(paths)) as ph:
-                lat = run_concurrent(ingest, list(enumerate(paths)), concurrency)
-            after = {b.name: b for b in service.pipeline.stats()}
-            batches = {
-                n: round((after[n].items - before[n].items) / max(1, after[n].batches - before[n].batches), 1)
-                for n in after
-            }
-            stage_ms = {k: round(statistics.median(t.get(k, 0.0) for t in timings), 1)
-                        for k in ("decode", "embed_frames", "transcribe", "fingerprint", "embed_text", "store")}
-            phases.append(ph.row(p50_s=round(_pct(lat, 50), 3), p99_s=round(_pct(lat, 99), 3),
-                                 mean_batch=batches, median_stage_ms=stage_ms))
+            service, row = service_phase(settings.replace(sampling=mode), models, f"service in-process, {mode}",
+                                         paths, concurrency)
+            phases.append(row)
             print_row(phases[-1])
-
         # (c) over gRPC
         if not args.no_grpc:
             phases.append(grpc_phase(service, settings.replace(sampling=modes[0]), paths, concurrency, modes[0]))
             print_row(phases[-1])
         service.close()
+        if args.fast_variant:
+            fast = settings.replace(sampling=modes[0], clip_precision="int8", whisper_beam_size=1)
+            fast_models = Models.load(fast)
+            with Phase("ceiling: CLIP image tower int8", len(paths)) as ph:
+                fast_models.clip.embed_frames(frames)
+            phases.append(ph.row(frames=len(frames), frames_per_s=round(len(frames) / ph.wall, 1)))
+            print_row(phases[-1])
+            service, row = service_phase(fast, fast_models, f"service, {modes[0]}, CLIP int8 + greedy Whisper",
+                                         paths, concurrency)
+            service.close()
+            phases.append(row)
+            print_row(phases[-1])
 
     base = phases[0]["clips_per_s"]
     for ph in phases:
@@ -287,6 +278,37 @@ def main() -> None:
     print_table(results)
     chart(results, args.out / "throughput.png")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'throughput.png'}")
+
+
+def service_phase(settings, models, label: str, paths, concurrency: int):
+    """A fresh service on an empty data dir ingesting every clip concurrently: (the open service, its row)."""
+    import shutil
+
+    from coldopen.app.service import ColdOpenService
+    from coldopen.domain.videos import VideoMetadata
+
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    service = ColdOpenService.open(settings, models)
+    service.pipeline.warm_up()
+    before = {b.name: b for b in service.pipeline.stats()}
+    timings: list[dict] = []
+
+    def ingest(item):
+        i, path = item
+        r = service.ingest(VideoMetadata(video_id=f"{settings.sampling}-{i}"), path, path.stat().st_size)
+        timings.append(r.extraction.timings_ms)
+        kept.append(r.extraction.frames_sampled)
+
+    kept: list[int] = []
+    with Phase(label, len(paths)) as ph:
+        lat = run_concurrent(ingest, list(enumerate(paths)), concurrency)
+    after = {b.name: b for b in service.pipeline.stats()}
+    batches = {n: round((after[n].items - before[n].items) / max(1, after[n].batches - before[n].batches), 1)
+               for n in after}
+    stage_ms = {k: round(statistics.median(t.get(k, 0.0) for t in timings), 1)
+                for k in ("decode", "embed_frames", "transcribe", "fingerprint", "embed_text", "store")}
+    return service, ph.row(p50_s=round(_pct(lat, 50), 3), p99_s=round(_pct(lat, 99), 3), mean_batch=batches,
+                           median_stage_ms=stage_ms, frames_embedded=sum(kept))
 
 
 def grpc_phase(service, settings, paths, concurrency: int, mode: str) -> dict:

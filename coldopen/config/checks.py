@@ -82,6 +82,10 @@ def relations(s: Any) -> list[str]:
     if not 0 <= s.rollout_stop_below < s.rollout_widen_at <= 1:
         problems.append(f"rollout_stop_below ({s.rollout_stop_below}) must be below rollout_widen_at "
                         f"({s.rollout_widen_at}), both within 0..1")
+    if s.clip_precision == "fp16" and s.device == "cpu":
+        problems.append("clip_precision fp16 needs CUDA (device is cpu); use int8 or fp32 on the CPU")
+    if s.clip_precision == "int8" and s.device == "cuda":
+        problems.append("clip_precision int8 is the CPU path (ONNX Runtime); use fp16 or auto with device cuda")
     if bool(s.tls_cert) != bool(s.tls_key):
         problems.append("tls_cert and tls_key must be given together (PEM certificate chain and its private key)")
     if s.metrics_listen and s.metrics_listen == s.listen and not s.listen.endswith(":0"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+CLIP_PRECISIONS = ("auto", "fp32", "fp16", "int8")  # the CLIP image tower's (models/clip.py, clip_onnx.py)
 DECODERS = ("cpu", "nvdec", "auto")  # who decodes sampled frames (engine/nvdec.py); auto = NVDEC where available
 
 

@@ -21,7 +21,8 @@ class Models:
     @classmethod
     def load(cls, settings: Settings) -> Models:
         clip = ClipEmbedder.load(
-            ClipSpec(settings.clip_model, settings.clip_pretrained, settings.device, settings.clip_batch_size)
+            ClipSpec(settings.clip_model, settings.clip_pretrained, settings.device, settings.clip_batch_size,
+                     settings.clip_precision, settings.clip_threads, settings.data_dir / "models")
         )
         whisper = WhisperTranscriber.load(
             WhisperSpec(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,9 @@ class ClipSpec:
     pretrained: str
     device: str  # auto | cpu | cuda
     batch_size: int = 0  # 0 = auto: 256 frames on CUDA (fp16), 32 on CPU
+    precision: str = "auto"  # domain.media.CLIP_PRECISIONS: auto = fp16 on CUDA, fp32 on CPU
+    threads: int = 0  # CPU threads for torch and ONNX Runtime; 0 = their default
+    cache_dir: Path | None = None  # where the int8 tower is cached (clip_onnx.py)
 
 
 def resolve_device(device: str) -> str:
@@ -51,6 +54,8 @@ class ClipEmbedder:
         self.device = device
         self._dtype = dtype
         self.batch_size = batch_size
+        self.precision = "fp16" if dtype == torch.float16 else "fp32"
+        self._tower: Callable[[torch.Tensor], torch.Tensor] | None = None  # the int8 image tower, if any
         cfg = model.visual.preprocess_cfg
         size = cfg["size"]
         self._size = (size, size) if isinstance(size, int) else tuple(size)
@@ -86,14 +91,19 @@ class ClipEmbedder:
                 f"CLIP checkpoint {pretrained} does not exist; pass an existing checkpoint file, an open_clip "
                 f"pretrained tag (see open_clip.list_pretrained()), or --clip-pretrained none for a random-init smoke run"
             )
-        precision = "fp16" if device == "cuda" else "fp32"
+        precision = spec.precision if spec.precision != "auto" else ("fp16" if device == "cuda" else "fp32")
+        if precision == "fp16" and device != "cuda" or precision == "int8" and device != "cpu":
+            raise ModelLoadError(f"CLIP precision {precision} does not run on {device}: fp16 needs CUDA, int8 is the "
+                                 "CPU path; use --clip-precision auto")
+        if spec.threads and device == "cpu":
+            torch.set_num_threads(spec.threads)
         # hf-hub: and local-dir: names carry their own weights; open_clip ignores `pretrained` for them.
         has_schema = model_name.startswith(("hf-hub:", "local-dir:"))
         try:
             model = open_clip.create_model(
                 model_name,
                 pretrained=None if random_init or has_schema else pretrained,
-                precision=precision,
+                precision="fp32" if precision == "int8" else precision,
                 device=device,
                 require_pretrained=not random_init,
             )
@@ -116,6 +126,11 @@ class ClipEmbedder:
         dtype = torch.float16 if precision == "fp16" else torch.float32
         batch = spec.batch_size or (256 if device == "cuda" else 32)
         embedder = cls(model, tokenizer, name, device, dtype, batch)
+        if precision == "int8":
+            from coldopen.models.clip_onnx import Int8ImageTower
+
+            embedder._tower = Int8ImageTower.build(model.visual, embedder._size, spec.cache_dir, spec.threads)
+        embedder.precision = precision
         log.info("loaded CLIP %s on %s (%s), dim=%d", name, device, precision, embedder.dim)
         return embedder
 
@@ -129,7 +144,7 @@ class ClipEmbedder:
         out = []
         for start in range(0, len(frames), self.batch_size):
             batch = self.preprocess(frames[start : start + self.batch_size])
-            feats = self._model.encode_image(batch.to(self._dtype))
+            feats = self._tower(batch) if self._tower is not None else self._model.encode_image(batch.to(self._dtype))
             out.append(F.normalize(feats.float(), dim=-1).cpu())
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
