@@ -53,6 +53,22 @@ def best_ber(q: np.ndarray, r: np.ndarray, min_overlap: int) -> float:
     return best
 
 
+def margin_summary(true: list[int], false: list[int]) -> dict:
+    """How far detections sit above the vote's threshold: the matched frames of each query's own reference
+    (0: not voted for at all) and of its best unrelated reference."""
+    from coldopen.sounds.vote import MIN_MATCH_FRAMES
+
+    t, f = np.array(true), np.array(false)
+    return {
+        "threshold": MIN_MATCH_FRAMES,
+        "true_p10_p50_p90": [float(np.percentile(t, q)) for q in (10, 50, 90)],
+        "true_at_least_2x_threshold": float(np.mean(t >= 2 * MIN_MATCH_FRAMES)),
+        "false_max": int(f.max()) if len(f) else 0,
+        "false_histogram": {int(k): int(v) for k, v in zip(*np.unique(f, return_counts=True))},
+        "true_histogram": {int(k): int(v) for k, v in zip(*np.unique(t, return_counts=True))},
+    }
+
+
 def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_overlap: int, table: dict, cp_bers: dict):
     """Every distortion of every track against all tracks, ColdOpen and Chromaprint. `related(kind, i, j)`:
     track j may legitimately be found for query i (its own reference, a lead-in, another part of one recording).
@@ -70,6 +86,7 @@ def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_ov
     started = time.perf_counter()
     cp_refs = [chromaprint(f) for f in ref_files]
     cp_s = time.perf_counter() - started
+    margins: dict[str, tuple[list[int], list[int]]] = {}
     for kind, (label, make) in distortions.items():
         ours_hit = ours_false = cp_hit = cp_false = pairs = 0
         for i in range(n):
@@ -77,6 +94,9 @@ def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_ov
             q = fp.fingerprint([media.decode_audio(path)])[0]
             found = {m.sound for m in postings.match(q, limit=n)}
             others = {j for j in range(n) if j != i and not related(kind, i, j)}
+            frames = {m.sound: m.matched_frames for m in postings.match(q, limit=n, min_frames=1)}
+            margins.setdefault(kind, ([], []))[0].append(frames.get(i, 0))
+            margins[kind][1].append(max((frames.get(j, 0) for j in others), default=0))
             pairs += len(others)
             ours_hit += i in found
             ours_false += len(found & others)
@@ -95,6 +115,7 @@ def run_suite(fp, tracks, distortions, related, folder: Path, ber: float, min_ov
             "chromaprint_hit": cp_hit / n,
             "chromaprint_false": cp_false / pairs,
         }
+        table[kind]["matched_frames"] = margin_summary(*margins[kind])
         r = table[kind]
         print(f"{kind:<16} ColdOpen hit {r['coldopen_hit']:6.1%} false {r['coldopen_false']:6.2%} | "
               f"Chromaprint hit {r['chromaprint_hit']:6.1%} false {r['chromaprint_false']:6.2%}", flush=True)
@@ -111,7 +132,12 @@ def main() -> None:
     p.add_argument("--chromaprint-ber", type=float, default=0.35)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path)
+    p.add_argument("--only", default="", help="comma-separated distortions to run (default: every one)")
     args = p.parse_args()
+    only = {x for x in args.only.split(",") if x}
+
+    def chosen(d: dict) -> dict:
+        return {k: v for k, v in d.items() if not only or k in only}
     if shutil.which("fpcalc") is None:
         raise SystemExit("fpcalc not found: apt-get install libchromaprint-tools")
     n = args.tracks
@@ -125,13 +151,13 @@ def main() -> None:
         folder = Path(tmp)
         tracks = soundsuite.make_tracks(n, args.seconds)
         audio_s, ours_s, cp_s = run_suite(
-            fp, tracks, {**soundsuite.DISTORTIONS, **soundsuite.EXTRA},
+            fp, tracks, chosen({**soundsuite.DISTORTIONS, **soundsuite.EXTRA}),
             lambda kind, i, j: j in soundsuite.also_contains(kind, i, n), folder, args.chromaprint_ber, min_overlap,
             table, cp_bers,
         )
         print("real recordings (tests/data/music):", flush=True)
         real, sources = soundsuite.real_tracks()
-        run_suite(fp, real, soundsuite.REAL_DISTORTIONS, lambda kind, i, j: sources[i] == sources[j], folder,
+        run_suite(fp, real, chosen(soundsuite.REAL_DISTORTIONS), lambda kind, i, j: sources[i] == sources[j], folder,
                   args.chromaprint_ber, min_overlap, real_table, real_bers)
     # Chromaprint again at the BER threshold that gives it <= 1% false matches over the synthetic suite
     # (the old bar), so the hit rates compare at an equal false-match budget.
@@ -162,6 +188,11 @@ def main() -> None:
     for title, t in (("synthetic songs", table), ("real recordings", real_table)):
         print(f"\n{title}\n| distortion | ColdOpen hit | ColdOpen false | Chromaprint hit (BER<{args.chromaprint_ber}) | false | "
               f"Chromaprint hit (BER<{calibrated:.3f}) | false |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for r in t.values():
+            m = r["matched_frames"]
+            print(f"  {r['what']}: matched frames of the true reference p10/p50/p90 {m['true_p10_p50_p90']}, "
+                  f"{m['true_at_least_2x_threshold']:.0%} at >= 2x the threshold ({m['threshold']}); best unrelated "
+                  f"reference max {m['false_max']}, histogram {m['false_histogram']}")
         for r in t.values():
             print(f"| {r['what']} | {r['coldopen_hit']:.0%} | {r['coldopen_false']:.2%} | {r['chromaprint_hit']:.0%} | "
                   f"{r['chromaprint_false']:.2%} | {r['chromaprint_hit_at_1pct']:.0%} | {r['chromaprint_false_at_1pct']:.2%} |")
