@@ -103,7 +103,7 @@ class Settings:
     )
     clip_batch_size: int = _s(0, "frames per CLIP image-tower batch; 0 = 256 on CUDA, 32 on CPU", check=at_least(0))
     clip_precision: str = _s(
-        "auto", "CLIP image tower: auto = fp16 on CUDA, fp32 on CPU; int8 = ONNX Runtime int8 on the CPU (~2.8x fp32 "
+        "auto", "CLIP image tower: auto = fp16 on CUDA, fp32 on CPU; int8 = ONNX Runtime int8 on the CPU (~2.4x fp32 "
         "there, exported once per weights and cached under data_dir/models); fp16 needs CUDA", CLIP_PRECISIONS,
     )
     clip_threads: int = _s(0, "CPU threads for CLIP (torch and ONNX Runtime); 0 = their default (every core)",

@@ -3,7 +3,7 @@
 Why ONNX Runtime: on the CPU the image tower is most of a clip's work, and ONNX Runtime's dynamic int8
 quantisation covers every matrix product of the ViT (attention projections included), where torch's
 `quantize_dynamic` is deprecated and leaves nn.MultiheadAttention's packed projections in fp32.
-Measured on random-init ViT-B-32 (benchmarks/RESULTS.md): ~2.8x torch fp32, embeddings at cosine
+Measured on random-init ViT-B-32 (benchmarks/RESULTS.md): ~2.4x torch fp32, embeddings at cosine
 >= 0.999 to fp32.
 
 The tower is exported once per set of weights (torch.onnx, TorchScript exporter), quantised, and kept
