@@ -7,7 +7,7 @@ Measured on random-init ViT-B-32 (benchmarks/RESULTS.md): ~2.4x torch fp32, embe
 >= 0.999 to fp32.
 
 The tower is exported once per set of weights (torch.onnx, TorchScript exporter), quantised, and kept
-under `cache_dir` by a digest of the weights, so a restart loads it in a second instead of ~20 s.
+under `cache_dir` by a digest of the weights: ViT-B-32 loads in 2.0 s from the cache, 8.6 s without (2 cores).
 The export and the cache are written by hand because no library turns an open_clip tower into a cached
 ONNX Runtime session; the quantiser is ONNX Runtime's own.
 """

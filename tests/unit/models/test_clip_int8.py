@@ -72,3 +72,12 @@ def test_precisions_that_cannot_run_on_the_device_are_refused_with_the_fix(tiny_
         Settings(device="cuda", clip_precision="int8")
     with pytest.raises(ValueError, match="clip_precision must be one of auto, fp32, fp16, int8"):
         Settings(clip_precision="int4")
+
+
+def test_the_server_keeps_its_int8_tower_under_the_data_dir(base_settings, tmp_path):
+    from coldopen.models.bundle import Models
+
+    settings = base_settings.replace(data_dir=tmp_path / "data", clip_precision="int8", clip_threads=1)
+    models = Models.load(settings)
+    assert models.clip.precision == "int8"
+    assert len(list((tmp_path / "data" / "models").glob("clip-image-int8-*.onnx"))) == 1
