@@ -292,6 +292,7 @@ def service_phase(settings, models, label: str, paths, concurrency: int):
     service.pipeline.warm_up()
     before = {b.name: b for b in service.pipeline.stats()}
     timings: list[dict] = []
+    kept: list[int] = []
 
     def ingest(item):
         i, path = item
@@ -299,7 +300,6 @@ def service_phase(settings, models, label: str, paths, concurrency: int):
         timings.append(r.extraction.timings_ms)
         kept.append(r.extraction.frames_sampled)
 
-    kept: list[int] = []
     with Phase(label, len(paths)) as ph:
         lat = run_concurrent(ingest, list(enumerate(paths)), concurrency)
     after = {b.name: b for b in service.pipeline.stats()}

@@ -214,7 +214,8 @@ class ContentPriors:
             found += self._neighbours.find(queries[i : i + CALIBRATION_CHUNK], corpus_sd**2, baselines)
         held_rates, _ = self._rates(held)
         actual = np.log(np.maximum(held_rates, 1e-300))
-        rho, counted = self._rank_correlations(found, actual, SIGNALS, corpus_sd)
+        alone = self._alone(found, SIGNALS, corpus_sd)
+        rho, counted = self._rank_correlations(alone, actual)
         significant = rw.significant(rho, counted)
         weights = self._select(significant, rho, found, actual, corpus_sd)
         learned = sum(weights.values()) > 0
@@ -228,25 +229,31 @@ class ContentPriors:
         # topic adds little to predicting engagement, so the prior's selection may drop it, but it helps Route)
         route_rho, route_counted, beyond = rho, counted, ""
         if significant.get(CREATOR, 0) > 0:  # see _beyond_creator
-            route_rho, route_counted = self._beyond_creator(found, actual, corpus_sd)
+            route_rho, route_counted = self._beyond_creator(alone, actual)
             beyond = " beyond the creator's record"
         route_significant = rw.significant(route_rho, route_counted)
         chosen = self._topical({m: r for m, r in route_rho.items() if m in ALL and route_significant.get(m, 0) > 0}, found)
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,
                        rw.learned(chosen, route_counted, beyond) or content, content, fallback)
 
-    def _rank_correlations(self, found: list[Found], actual: np.ndarray, signals: tuple[str, ...], corpus_sd: float
+    def _alone(self, found: list[Found], signals: tuple[str, ...], corpus_sd: float) -> dict[str, list[float | None]]:
+        """Per signal: each held-out video's predicted log score from that signal alone (None: it has none)."""
+        return {m: [p.log_mean if (p := self._predict(f, {m: 1.0}, corpus_sd)[0]) is not None else None for f in found]
+                for m in signals}
+
+    @staticmethod
+    def _rank_correlations(alone: dict[str, list[float | None]], actual: np.ndarray
                            ) -> tuple[dict[str, float], dict[str, int]]:
         """Per signal: the held-out rank correlation of its prediction alone with `actual`, and over how many."""
         rho, counted = {}, {}
-        for m in signals:
-            pairs = [(p.log_mean, y) for f, y in zip(found, actual)
-                     if (p := self._predict(f, {m: 1.0}, corpus_sd)[0]) is not None and np.isfinite(y)]
+        for m, predicted in alone.items():
+            pairs = [(p, y) for p, y in zip(predicted, actual) if p is not None and np.isfinite(y)]
             rho[m] = cp.spearman(np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]))
             counted[m] = len(pairs)
         return rho, counted
 
-    def _beyond_creator(self, found: list[Found], actual: np.ndarray, corpus_sd: float
+    @classmethod
+    def _beyond_creator(cls, alone: dict[str, list[float | None]], actual: np.ndarray
                         ) -> tuple[dict[str, float], dict[str, int]]:
         """Route's modalities measured against engagement beyond the creator's record (a held-out video's
         log score minus its creator's prediction; minus the corpus mean for a creator with no other video).
@@ -255,9 +262,8 @@ class ContentPriors:
         lookalikes. Measured against the raw scores, a modality that carries the topic can sit within noise
         only because the creator's part dilutes it, and Route would fall back to the content's weights."""
         centre = float(np.mean(actual)) if len(actual) else 0.0
-        creator = [self._predict(f, {CREATOR: 1.0}, corpus_sd)[0] for f in found]
-        residual = np.array([y - (p.log_mean if p is not None else centre) for p, y in zip(creator, actual)])
-        return self._rank_correlations(found, residual, ALL, corpus_sd)
+        residual = np.array([y - (p if p is not None else centre) for p, y in zip(alone[CREATOR], actual)])
+        return cls._rank_correlations({m: alone[m] for m in ALL}, residual)
 
     def _topical(self, rho: dict[str, float], found: list[Found]) -> dict[str, float]:
         """Of Route's significant modalities, those whose neighbourhoods agree with the strongest one's: the

@@ -59,12 +59,16 @@ def faiss_gpu_copier() -> Copier:
     import faiss
 
     resources = faiss.StandardGpuResources()
+    failed: list[str] = []  # once a type cannot move, its rebuilds stay on the CPU without trying again
 
     def copy(index: Any) -> SearchCopy | None:
+        if failed:
+            return None
         try:
             return faiss.index_cpu_to_gpu(resources, 0, index)
         except RuntimeError as e:  # e.g. HNSW has no GPU version: search it on the CPU
-            log.warning("this index has no FAISS GPU version (%s); searching it on the CPU", str(e).strip()[-200:])
+            failed.append(str(e).strip()[-200:])
+            log.warning("this index has no FAISS GPU version (%s); searching it on the CPU", failed[0])
             return None
 
     return copy
