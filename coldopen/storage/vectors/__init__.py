@@ -13,6 +13,7 @@ so it never holds anything the catalog has not committed.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Protocol
@@ -69,7 +70,7 @@ def build_index(dim: int, device: str, index_type: str = "flat", search_params: 
         if missing is None:
             return FaissIndex(dim, index_type, search_params, copier=cagra_copier(),
                               where="gpu (CAGRA through cuVS; HNSW32 twin on the CPU)")
-        log.warning("index type cagra: searching its CPU twin HNSW32, as %s", missing)
+        _warn_once(f"index type cagra: searching its CPU twin HNSW32, as {missing}")
         return FaissIndex(dim, index_type, search_params, where=f"cpu (the CAGRA twin: {missing})")
     if device in ("auto", "cuda") and faiss_gpu_count() > 0:
         return FaissIndex(dim, index_type, search_params, use_gpu=True)
@@ -79,6 +80,12 @@ def build_index(dim: int, device: str, index_type: str = "flat", search_params: 
         if torch.cuda.is_available():
             return TorchExactIndex(dim, "cuda")
     return FaissIndex(dim, index_type, search_params)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """One log line per process for what every modality's index would say alike."""
+    log.warning(message)
 
 
 def open_indexes(settings: Settings, dims: dict[str, int]) -> dict[str, VectorIndex]:
