@@ -111,6 +111,11 @@ class Settings:
     whisper_model: str = _s("bundled", "bundled (tiny.en), a faster-whisper name in the HF cache, or a CTranslate2 dir")
     whisper_compute_type: str = _s("auto", "CTranslate2 compute type; auto = float16 on CUDA, int8 on CPU")
     whisper_beam_size: int = _s(5, "Whisper beam size", check=at_least(1))
+    sound_speed_search: str = _s(
+        "off", "on = a clip of at most 16 s is also matched to sounds it plays sped up or slowed down x0.75-x1.35 "
+        "(resampled: pitch moves with tempo; the reply's speed says by how much); ~1 s more CPU per such clip",
+        ("off", "on"),
+    )
     text_model: str = _s("bundled", "sentence-embedding model for transcripts and captions (bundled = all-MiniLM-L6-v2)")
     device: str = _s("auto", "where models run (CLIP fp16 on CUDA, fp32 on CPU)", ("auto", "cpu", "cuda"))
     cpu_threads: int = _s(0, "CTranslate2 (Whisper) CPU threads; 0 = its default", check=at_least(0))

@@ -20,6 +20,7 @@ FRAME_SECONDS = 256 / 16_000  # a fingerprint frame: a hop of 256 samples at 16 
 
 _NONE_U32 = np.zeros(0, np.uint32)
 _NONE_I32 = np.zeros(0, np.int32)
+_NONE_U16 = np.zeros(0, np.uint16)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Fingerprint:
     peaks: int
     index_hashes: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_U32)
     index_times: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_I32)
+    # Query-side speed hypotheses (models/fingerprint.py): hash i was computed with the clip's speed change
+    # undone by factor group_scales[groups[i] - 1] (group 0: the clip as it is; empty: every hash is group 0).
+    # Its time is still the clip's own frame; the sound's frame is round(time x scale) + offset.
+    groups: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_U16)
+    group_scales: tuple[float, ...] = ()
 
     def __len__(self) -> int:
         return int(self.hashes.shape[0])

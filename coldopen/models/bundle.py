@@ -37,7 +37,7 @@ class Models:
         return cls(
             clip=clip,
             whisper=whisper,
-            fingerprinter=Fingerprinter.load(device),
+            fingerprinter=Fingerprinter.load(device, speed_search=settings.sound_speed_search == "on"),
             text=TextEmbedder.load(TextSpec(settings.text_model, device)),
         )
 

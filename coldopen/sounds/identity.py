@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 # Hashes with this many postings or more are left out of lookups (and get no more postings): a hash
 # that many sounds share identifies none of them. benchmarks/sound_scale.py measures how many a corpus has.
 POSTINGS_CAP = 64
+
+
+def _groups(fp: Fingerprint) -> dict[str, Any]:
+    """The vote's arguments for a fingerprint's speed-hypothesis groups (none: all as is)."""
+    return {"q_groups": fp.groups, "group_scales": fp.group_scales} if fp.group_scales else {}
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class SoundIdentity:
     def _match(self, fp: Fingerprint, limit: int) -> tuple[list[vote.SoundMatch], np.ndarray]:
         """Store lookup and vote: (matches, the query's hashes that are at the postings cap)."""
         h, s, t, common = self._postings.lookup(fp.hashes, self._cap)
-        return vote.match(fp.hashes, fp.times, h, s, t, limit=limit), common
+        return vote.match(fp.hashes, fp.times, h, s, t, limit=limit, **_groups(fp)), common
 
     @contextmanager
     def lookup(self, fp: Fingerprint, limit: int) -> Iterator[Lookup]:
@@ -139,7 +144,7 @@ class SoundIdentity:
         if parts:
             h, s, t = (np.concatenate([p[i] for p in parts]) for i in range(3))
             seen = {m.sound for m in matches}
-            late = [m for m in vote.match(fp.hashes, fp.times, h, s, t) if m.sound not in seen]
+            late = [m for m in vote.match(fp.hashes, fp.times, h, s, t, **_groups(fp)) if m.sound not in seen]
             if late and not matches:
                 self.joined_in_flight += 1
             matches += late

@@ -300,3 +300,32 @@ def test_sound_api_errors(start_server, clips):
         with pytest.raises(grpc.RpcError) as e:
             call()
         assert e.value.code() == code and text in e.value.details(), (code, e.value.details())
+
+
+@pytest.mark.slow
+def test_a_sped_up_reuse_joins_its_sound_with_speed_search_on(models, base_settings, tmp_path):
+    """--sound-speed-search on: a 5-s "sped up" (x1.2, resampled) reuse of a real song joins the song's sound,
+    and every answer places it on the song's timeline and says the speed."""
+    import dataclasses
+
+    from tests.conftest import RunningServer
+
+    settings = base_settings.replace(data_dir=tmp_path / "data", sound_speed_search="on")
+    server = RunningServer(settings, dataclasses.replace(models, fingerprinter=Fingerprinter.load("cpu", speed_search=True)))
+    try:
+        song = soundsuite.real_tracks(15.0, per_recording=1)[0][2]  # 15 s of a CC BY song (tests/data/music)
+        original = server.ingest(_clip_with_sound(tmp_path / "song.mp4", "astronaut", song), "song")
+        sped = ag.ffmpeg_filter(song[4 * ag.RATE : 11 * ag.RATE], ag.RATE, f"asetrate={int(ag.RATE * 1.2)},aresample={ag.RATE}")
+        reply = server.ingest(_clip_with_sound(tmp_path / "sped.mp4", "coffee", sped[: 5 * ag.RATE]), "sped-up")
+        assert not reply.new_sound and reply.extraction.sound_id == original.extraction.sound_id
+        use = reply.extraction.sounds[0]
+        assert use.speed == pytest.approx(1.2, abs=0.01)
+        # The clip's second t is the song's second 4 + 1.2 t, over the whole clip.
+        assert use.sound_start_s - use.start_s * 1.2 == pytest.approx(4.0, abs=0.05)
+        assert use.duration_s == pytest.approx(5.0, abs=0.5)
+        top = reply.sound_matches[0]
+        assert top.video_id == "song" and top.reference_start_s - top.query_start_s * 1.2 == pytest.approx(4.0, abs=0.05)
+        sound = server.stub.GetSound(pb.GetSoundRequest(sound_id=original.extraction.sound_id))
+        assert sound.video_count == 2
+    finally:
+        server.stop()

@@ -1,0 +1,101 @@
+"""Speed search: a short clip that plays its sound sped up or slowed down (resampled, so pitch and tempo move
+together, the "sped up" / "slowed" edit) is matched to the sound, at the right place and with the factor.
+
+Real music (tests/data/music, CC BY / public domain) and ffmpeg's own resampler make the edits; the references
+are fingerprinted as the index side, like stored sounds (benchmarks/sound_robustness.py measures the rates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from coldopen.models.fingerprint import Fingerprinter, _sliding_max, speed_grid
+from coldopen.sounds import vote
+from testkit import audiogen as ag
+from testkit import soundsuite
+
+R = ag.RATE
+FRAME_S = 256 / 16_000
+
+
+@pytest.fixture(scope="module")
+def world():
+    tracks, sources = soundsuite.real_tracks(15.0, per_recording=2)
+    refs = Fingerprinter.load("cpu").fingerprint([ag.resample(t, R, 16_000) for t in tracks])
+    return tracks, sources, soundsuite.Postings(refs), Fingerprinter.load("cpu", speed_search=True)
+
+
+def _sped_excerpt(track: np.ndarray, i: int, speed: float) -> tuple[np.ndarray, float]:
+    """5 s of the track played `speed` times faster (ffmpeg: asetrate + aresample), and where it starts."""
+    start = soundsuite.excerpt_start(i, track, 7.0)
+    sped = ag.ffmpeg_filter(track[start : start + 7 * R], R, f"asetrate={int(round(R * speed))},aresample={R}")
+    return ag.resample(sped[: 5 * R], R, 16_000), start / R
+
+
+@pytest.mark.parametrize("speed", [0.8, 0.9, 1.1, 1.25])
+def test_a_sped_up_or_slowed_excerpt_finds_its_sound_where_it_is_and_says_how_fast(world, speed):
+    tracks, sources, postings, fp = world
+    found = 0
+    for i in range(0, len(tracks), 2):  # one segment per recording
+        audio, start_s = _sped_excerpt(tracks[i], i, speed)
+        matches = postings.match(fp.fingerprint([audio])[0], limit=10)
+        assert not [m.sound for m in matches if sources[m.sound] != sources[i]], "matched another recording"
+        own = [m for m in matches if m.sound == i]
+        if own:
+            found += 1
+            assert own[0].scale == pytest.approx(speed, abs=0.01)
+            assert own[0].offset * FRAME_S == pytest.approx(start_s, abs=0.05)  # clip frame 0 on the sound
+    assert found >= 4, f"speed x{speed}: found {found} of 5 recordings"
+
+
+def test_without_speed_search_a_ten_percent_speed_change_is_not_found(world):
+    """Why the hypotheses exist: exact frequency bins in the hashes do not survive resampling."""
+    tracks, _, postings, _ = world
+    plain = Fingerprinter.load("cpu")
+    audio, _ = _sped_excerpt(tracks[0], 0, 1.1)
+    assert not [m for m in postings.match(plain.fingerprint([audio])[0], limit=10) if m.sound == 0]
+
+
+def test_an_unchanged_excerpt_is_still_matched_as_is(world):
+    tracks, _, postings, fp = world
+    audio, start_s = _sped_excerpt(tracks[2], 2, 1.0)
+    best = postings.match(fp.fingerprint([audio])[0], limit=10)[0]
+    assert best.sound == 2 and best.scale == pytest.approx(1.0, abs=0.031)
+
+
+def test_the_speed_grid_is_fine_and_leaves_out_the_query_as_it_is():
+    grid = np.array(speed_grid())
+    assert grid.min() <= 0.75 and grid.max() >= 1.35 and 1.0 not in grid
+    assert np.all(np.diff(np.log(grid))[np.abs(np.log(grid[1:])) > 0.003] < np.log(1.0026))
+
+
+def test_votes_of_different_speed_groups_do_not_add_up_and_a_group_needs_more_frames():
+    """Three coincidences under one hypothesis and three under another are not a match of six; a speed group
+    (one of ~240 chances) must reach SPEED_MATCH_FRAMES, where the clip as it is needs MIN_MATCH_FRAMES."""
+    n = vote.SPEED_MATCH_FRAMES
+    post_hash = np.arange(1, 2 * n + 1, dtype=np.int64)
+    post_sound = np.zeros(2 * n, np.int64)
+    post_time = 100 + 10 * np.arange(2 * n, dtype=np.int64)
+    q_hash = post_hash.astype(np.uint32)
+    q_time = (10 * np.arange(2 * n)).astype(np.int32)
+    together = vote.match(q_hash, q_time, post_hash, post_sound, post_time)
+    assert together and together[0].matched_frames == 2 * n
+    halves = np.repeat(np.array([1, 2], np.uint16), n)
+    split = vote.match(q_hash[1:-1], q_time[1:-1], post_hash, post_sound, post_time,
+                       q_groups=halves[1:-1], group_scales=(1.0, 1.0))
+    assert split == []  # n - 1 frames in each group
+    one = vote.match(q_hash[:n], q_time[:n] * 2, post_hash, post_sound, post_time,
+                     q_groups=np.ones(n, np.uint16), group_scales=(0.5,))
+    assert one and one[0].scale == 0.5 and one[0].offset == 100 and one[0].matched_frames == n
+    assert vote.match(q_hash[: n - 1], q_time[: n - 1] * 2, post_hash, post_sound, post_time,
+                      q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,)) == []
+    assert vote.match(q_hash[: n - 1], q_time[: n - 1], post_hash, post_sound, post_time)  # as is: enough
+
+
+def test_the_separable_peak_pool_is_max_pool2d_exactly():
+    x = torch.randn(2, 40, 70)
+    expected = F.max_pool2d(x[:, None], (9, 7), stride=1, padding=(4, 3))[:, 0]
+    assert torch.equal(_sliding_max(_sliding_max(x, 9, 1), 7, 2), expected)
