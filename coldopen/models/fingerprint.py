@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from coldopen.domain.sounds import FINGERPRINT_FORMAT, Fingerprint
+from coldopen.models import warps
+from coldopen.models.warps import Warp, all_warps
 from coldopen.models.windows import run_in_windows
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,9 @@ class FingerprintParams:
     short_query_s: float = 16.0  # (a 15-s clip stays short after a tempo or pitch edit)
     very_short_query_s: float = 8.0  # a clip this short has few seconds to gather votes: all peaks per cell
     pitch_hypotheses: tuple[float, ...] = (-1.0, 1.0)  # short queries also look up these pitch shifts (semitones)
-    # Short queries also look up these speed changes (resampling: pitch and tempo together), each undone in
-    # the spectrogram and voted on as its own group (sounds/vote.py). Empty: off (speed_grid builds a range).
-    speed_hypotheses: tuple[float, ...] = ()
+    # Short queries also look up these changes (warps.py: (frequency, time) factors of speed, pitch and tempo
+    # edits), each undone in the spectrogram and voted on as its own group (sounds/vote.py). Empty: off.
+    warps: tuple[Warp, ...] = ()
     speed_targets: int = 6  # per hypothesis: targets per anchor (15 triplets) ...
     speed_peaks: int = 2  # ... among the strongest speed_peaks per cell (x0.8, real music: 1 left 3 of 10
     # excerpts under 6 frames, 2 left 1)
@@ -82,18 +84,6 @@ class FingerprintParams:
     @property
     def frame_seconds(self) -> float:
         return self.hop / SAMPLE_RATE
-
-
-def speed_grid(low: float = 0.75, high: float = 1.35, step: float = 0.0025) -> tuple[float, ...]:
-    """Speed factors from `low` to `high`, `step` apart in log terms, leaving out 1 (the query as it is).
-
-    Why so fine a grid (measured on real music, 5-s excerpts, benchmarks/RESULTS.md): hashes keep frequency
-    bins exactly, so a 0.5% speed change already takes the true reference from a median of 15 matched frames
-    to 3, and 1% to none. Undoing the change on the query side keeps the index as it is (no second hash
-    family, no extra postings per clip); the price is paid per short query, in hashes looked up and voted."""
-    ratio = np.log1p(step)
-    k = np.arange(np.floor(np.log(low) / ratio), np.ceil(np.log(high) / ratio) + 1)
-    return tuple(round(float(np.exp(x * ratio)), 6) for x in k if x != 0)
 
 
 # Windows (Fingerprinter.split): a core of 47 blocks of 40 frames (30.08 s) anchors hashes, with 2 blocks
@@ -130,7 +120,7 @@ class Fingerprinter:
 
     @classmethod
     def load(cls, device: str = "cpu", speed_search: bool = False) -> Fingerprinter:
-        return cls(FingerprintParams(speed_hypotheses=speed_grid() if speed_search else ()), device)
+        return cls(FingerprintParams(warps=all_warps() if speed_search else ()), device)
 
     def split(self, audio: np.ndarray) -> list[AudioWindow]:
         """A clip's audio as windows of bounded length, so a batch's memory does not grow with its longest clip.
@@ -219,13 +209,13 @@ class Fingerprinter:
                     st, sf, sr = shifted[(i, h)]
                     parts.append(self._triplets(st[sr == 0], sf[sr == 0], w.core_start, w.core_end, p.query_targets))
                 groups = [np.zeros(sum(h.size for h, _ in parts), np.uint16)]
-                if p.speed_hypotheses:
-                    sped = self._speed_hashes(full[i], frames[i], w)
+                if p.warps:
+                    sped = self._warped_hashes(full[i], frames[i], w)
                     parts += [(h, t_) for h, t_, _ in sped]
                     groups += [np.full(h.size, g, np.uint16) for h, _, g in sped]
                 query_h = np.concatenate([h for h, _ in parts])
                 query_t = np.concatenate([t_ for _, t_ in parts])
-                query_g = np.concatenate(groups) if p.speed_hypotheses else _NONE_U16
+                query_g = np.concatenate(groups) if p.warps else _NONE_U16
             else:
                 query_h, query_t = self._triplets(t[strongest], f[strongest], w.core_start, w.core_end, p.query_targets)
                 query_g = _NONE_U16
@@ -239,54 +229,37 @@ class Fingerprinter:
                     index_hashes=index_h,
                     index_times=(index_t + w.first_frame).astype(np.int32),
                     groups=query_g,
-                    group_scales=p.speed_hypotheses if query_g.size else (),
+                    group_scales=tuple(time for _, time in p.warps) if query_g.size else (),
                 )
             )
         return out
 
-    def _speed_hashes(
+    def _warped_hashes(
         self, full: torch.Tensor, frames: int, w: AudioWindow, chunk: int = 24
     ) -> list[tuple[np.ndarray, np.ndarray, int]]:
-        """(hashes, clip frames, group) of one short window under each speed hypothesis (group k + 1 for
-        speed_hypotheses[k]).
+        """(hashes, clip frames, group) of one short window under each hypothesis (group k + 1 for warps[k]).
 
-        A clip that is its sound resampled by s plays s times faster and s times higher: clip frame k holds
-        sound frame k x s, clip bin b x s holds sound bin b. So the hypothesis's spectrogram, on the sound's
-        time and frequency axes, reads the clip at (frame j / s, bin b x s); its peaks are hashed as a long
-        query's, and each anchor's time goes back to the clip's frame (j / s) for the vote, whose scale is s.
-        Hypotheses go through peak picking `chunk` at a time, bounding the warped spectrograms' memory."""
+        A clip whose frequencies are the sound's x f and which plays t times faster holds sound frame k x t at
+        its frame k and sound bin b at its bin b x f. So each hypothesis's spectrogram is read on the sound's
+        axes (warps.undo), its peaks are hashed as a long query's, and each anchor's time goes back to the
+        clip's frame (j / t) for the vote, whose scale for the group is t. Hypotheses go through peak picking
+        `chunk` at a time, bounding the warped spectrograms' memory."""
         p = self.params
         out = []
-        scales = p.speed_hypotheses
-        for start in range(0, len(scales), chunk):
-            part = scales[start : start + chunk]
-            warped = [self._warp(full[:, :frames], s) for s in part]
+        for start in range(0, len(p.warps), chunk):
+            part = p.warps[start : start + chunk]
+            warped = [warps.undo(full[:, :frames], self._f_lo, self._f_hi, wp) for wp in part]
             longest = max(x.shape[-1] for x in warped)
             batch = torch.full((len(part), warped[0].shape[0], longest), -120.0, device=full.device)
             for k, x in enumerate(warped):
                 batch[k, :, : x.shape[-1]] = x
             picked = self._pick_peaks(batch, [x.shape[-1] for x in warped])
-            for k, (s, (t, f, rank)) in enumerate(zip(part, picked)):
+            for k, ((_, tempo), (t, f, rank)) in enumerate(zip(part, picked)):
                 keep = rank < p.speed_peaks
                 h, t_sound = self._triplets(t[keep], f[keep], 0, warped[k].shape[-1], p.speed_targets)
-                clip_t = np.clip(np.round(t_sound / s), w.core_start, w.core_end - 1).astype(np.int64)
+                clip_t = np.clip(np.round(t_sound / tempo), w.core_start, w.core_end - 1).astype(np.int64)
                 out.append((h, clip_t, start + k + 1))
         return out
-
-    def _warp(self, full: torch.Tensor, speed: float) -> torch.Tensor:
-        """The cropped log spectrogram of a clip resampled by `speed`, with the change undone (see _speed_hashes),
-        linearly interpolated on both axes."""
-        nf, nt = full.shape
-        src = torch.arange(self._f_lo, self._f_hi, device=full.device, dtype=torch.float32) * speed
-        src = src.clamp(0, nf - 1.001)
-        lo = src.floor().long()
-        frac = (src - lo)[:, None]
-        x = full[lo] * (1 - frac) + full[lo + 1] * frac
-        n_out = max(1, int(nt * speed))
-        st = (torch.arange(n_out, device=full.device, dtype=torch.float32) / speed).clamp(0, nt - 1.001)
-        lo_t = st.floor().long()
-        frac_t = (st - lo_t)[None, :]
-        return x[:, lo_t] * (1 - frac_t) + x[:, lo_t + 1] * frac_t
 
     def _unshift(self, full: torch.Tensor, semitones: float) -> torch.Tensor:
         """The cropped log spectrogram of audio that was pitch-shifted by `semitones`, with the shift undone:

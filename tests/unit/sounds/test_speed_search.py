@@ -1,5 +1,6 @@
 """Speed search: a short clip that plays its sound sped up or slowed down (resampled, so pitch and tempo move
-together, the "sped up" / "slowed" edit) is matched to the sound, at the right place and with the factor.
+together, the "sped up" / "slowed" edit), re-pitched with tempo kept or time-stretched with pitch kept is
+matched to the sound, at the right place and with its time scale.
 
 Real music (tests/data/music, CC BY / public domain) and ffmpeg's own resampler make the edits; the references
 are fingerprinted as the index side, like stored sounds (benchmarks/sound_robustness.py measures the rates).
@@ -12,7 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from coldopen.models.fingerprint import Fingerprinter, _sliding_max, speed_grid
+from coldopen.models.fingerprint import Fingerprinter, _sliding_max
+from coldopen.models.warps import speed_grid
 from coldopen.sounds import vote
 from testkit import audiogen as ag
 from testkit import soundsuite
@@ -28,27 +30,50 @@ def world():
     return tracks, sources, soundsuite.Postings(refs), Fingerprinter.load("cpu", speed_search=True)
 
 
+def _edited_excerpt(track: np.ndarray, i: int, chain: str) -> tuple[np.ndarray, float]:
+    """5 s of the track under an ffmpeg filter chain, and where the excerpt starts in the track."""
+    start = soundsuite.excerpt_start(i, track, 7.0)
+    edited = ag.ffmpeg_filter(track[start : start + 7 * R], R, chain) if chain else track[start : start + 7 * R]
+    return ag.resample(edited[: 5 * R], R, 16_000), start / R
+
+
 def _sped_excerpt(track: np.ndarray, i: int, speed: float) -> tuple[np.ndarray, float]:
     """5 s of the track played `speed` times faster (ffmpeg: asetrate + aresample), and where it starts."""
-    start = soundsuite.excerpt_start(i, track, 7.0)
-    sped = ag.ffmpeg_filter(track[start : start + 7 * R], R, f"asetrate={int(round(R * speed))},aresample={R}")
-    return ag.resample(sped[: 5 * R], R, 16_000), start / R
+    return _edited_excerpt(track, i, f"asetrate={int(round(R * speed))},aresample={R}" if speed != 1.0 else "")
 
 
-@pytest.mark.parametrize("speed", [0.8, 0.9, 1.1, 1.25])
-def test_a_sped_up_or_slowed_excerpt_finds_its_sound_where_it_is_and_says_how_fast(world, speed):
+def _found(world, chain: str, scale: float, tolerance: float, place_s: float = 0.05) -> int:
+    """How many of five recordings an edited excerpt finds, checking the place and the time scale of each."""
     tracks, sources, postings, fp = world
     found = 0
     for i in range(0, len(tracks), 2):  # one segment per recording
-        audio, start_s = _sped_excerpt(tracks[i], i, speed)
+        audio, start_s = _edited_excerpt(tracks[i], i, chain)
         matches = postings.match(fp.fingerprint([audio])[0], limit=10)
         assert not [m.sound for m in matches if sources[m.sound] != sources[i]], "matched another recording"
         own = [m for m in matches if m.sound == i]
         if own:
             found += 1
-            assert own[0].scale == pytest.approx(speed, abs=0.01)
-            assert own[0].offset * FRAME_S == pytest.approx(start_s, abs=0.05)  # clip frame 0 on the sound
+            assert own[0].scale == pytest.approx(scale, abs=tolerance)
+            assert own[0].offset * FRAME_S == pytest.approx(start_s, abs=place_s)  # clip frame 0 on the sound
+    return found
+
+
+@pytest.mark.parametrize("speed", [0.8, 0.9, 1.1, 1.25])
+def test_a_sped_up_or_slowed_excerpt_finds_its_sound_where_it_is_and_says_how_fast(world, speed):
+    found = _found(world, f"asetrate={int(round(R * speed))},aresample={R}", speed, 0.01)
     assert found >= 4, f"speed x{speed}: found {found} of 5 recordings"
+
+
+@pytest.mark.parametrize(("edit", "chain", "scale"), [
+    ("pitch +0.5 semitone, tempo kept", soundsuite._pitch(0.5), 1.0),   # between the old +-1 hypotheses
+    ("pitch -1.5 semitones, tempo kept", soundsuite._pitch(-1.5), 1.0),
+    ("tempo +15%, pitch kept", "atempo=1.15", 1.15),
+])
+def test_a_re_pitched_or_time_stretched_excerpt_finds_its_sound(world, edit, chain, scale):
+    # Tempo is searched 3% apart (and each short clip's own vote tries +-3%): the time scale is known to ~3%,
+    # and the clip's start, extrapolated from the matched frames with it, to ~0.15 s.
+    found = _found(world, chain, scale, 0.035, place_s=0.15)
+    assert found >= 4, f"{edit}: found {found} of 5 recordings"
 
 
 def test_without_speed_search_a_ten_percent_speed_change_is_not_found(world):
@@ -67,7 +92,7 @@ def test_an_unchanged_excerpt_is_still_matched_as_is(world):
 
 
 def test_the_speed_grid_is_fine_and_leaves_out_the_query_as_it_is():
-    grid = np.array(speed_grid())
+    grid = np.array([s for s, _ in speed_grid()])
     assert grid.min() <= 0.75 and grid.max() >= 1.35 and 1.0 not in grid
     assert np.all(np.diff(np.log(grid))[np.abs(np.log(grid[1:])) > 0.003] < np.log(1.0026))
 
