@@ -113,7 +113,8 @@ class Settings:
     whisper_beam_size: int = _s(5, "Whisper beam size", check=at_least(1))
     sound_speed_search: str = _s(
         "off", "on = a clip of at most 16 s is also matched to sounds it plays sped up or slowed down x0.75-x1.35 "
-        "(resampled: pitch moves with tempo; the reply's speed says by how much); ~1 s more CPU per such clip",
+        "(resampled), re-pitched by up to 2 semitones or time-stretched x0.85-x1.18; the reply's speed says the "
+        "time scale; ~1.5 s more CPU per such clip on 2 cores",
         ("off", "on"),
     )
     text_model: str = _s("bundled", "sentence-embedding model for transcripts and captions (bundled = all-MiniLM-L6-v2)")
