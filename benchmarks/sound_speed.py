@@ -105,8 +105,10 @@ def main() -> None:
         for condition in conditions:
             kind, value = condition.split(":")
             factor = edit(kind, float(value))[1]
+            semitones = {"speed": 12 * np.log2(float(value)), "pitch": float(value), "tempo": 0.0}[kind]
             rng = np.random.default_rng(zlib.crc32(condition.encode()))
-            row: dict[str, dict] = {name: {"found": 0, "false": 0, "scale_err": [], "seconds": 0.0} for name in systems}
+            row: dict[str, dict] = {name: {"found": 0, "false": 0, "scale_err": [], "pitch_err": [], "seconds": 0.0,
+                                           "true_frames": [], "false_frames": [], "by_recording": {}} for name in systems}
             cp_found = 0
             for k in range(args.queries):
                 own = queried[k % len(queried)]
@@ -124,9 +126,14 @@ def main() -> None:
                     matches = postings.match(q, limit=10)
                     hit = [m for m in matches if m.sound == own]
                     r["found"] += bool(hit)
+                    r["by_recording"].setdefault(labels[own], [0, 0])[0] += bool(hit)
+                    r["by_recording"][labels[own]][1] += 1
                     r["false"] += any(m.sound != own for m in matches)
+                    r["false_frames"] += [m.matched_frames for m in matches if m.sound != own]
                     if hit:
                         r["scale_err"].append(abs(hit[0].scale - factor))
+                        r["pitch_err"].append(abs(12 * np.log2(hit[0].pitch) - semitones))
+                        r["true_frames"].append(hit[0].matched_frames)
                 if k < args.chromaprint:
                     cq = chromaprint(path)
                     bers = [best_ber(cq, c, 16) for c in cp_refs]
@@ -136,7 +143,9 @@ def main() -> None:
                 audio = excerpt(song, condition, rng)
                 decoded = media.decode_audio(ag.encode(folder / "u.m4a", audio))
                 for name, fp in systems.items():
-                    unrelated_false[name] += bool(postings.match(fp.fingerprint([decoded])[0], limit=10))
+                    matches = postings.match(fp.fingerprint([decoded])[0], limit=10)
+                    unrelated_false[name] += bool(matches)
+                    row[name]["false_frames"] += [m.matched_frames for m in matches]
             n = args.queries
             out = {}
             for name, r in row.items():
@@ -145,6 +154,10 @@ def main() -> None:
                     "queries_with_a_false_match": r["false"],
                     "unrelated_queries_matched": unrelated_false[name], "unrelated_queries": len(unrelated_songs),
                     "median_scale_error": round(float(np.median(r["scale_err"])), 4) if r["scale_err"] else None,
+                    "median_pitch_error_semitones": round(float(np.median(r["pitch_err"])), 3) if r["pitch_err"] else None,
+                    # matched frames of each found query's own recording, and of every false match (both kinds)
+                    "found_by_recording": r["by_recording"], "true_frames": sorted(r["true_frames"]),
+                    "false_frames": sorted(r["false_frames"]),
                     "fingerprint_ms_per_query": round(1000 * r["seconds"] / n, 1),
                     "query_hashes_mean": round(r["hashes"] / n),
                 }
@@ -153,8 +166,11 @@ def main() -> None:
                                   "recall_95ci": wilson(cp_found, m)}
             table[condition] = out
             s, pl, cp = out["speed search"], out["plain"], out["chromaprint"]
+            tf = s["true_frames"] or [0]
             print(f"{condition:<11} speed search {s['recall']:.3f} {s['recall_95ci']} false "
                   f"{s['queries_with_a_false_match']}+{s['unrelated_queries_matched']} "
+                  f"frames true p10/p50 {np.percentile(tf, 10):.0f}/{np.median(tf):.0f} false {s['false_frames']} "
+                  f"pitch err {s['median_pitch_error_semitones']} "
                   f"({s['fingerprint_ms_per_query']} ms/q) | plain {pl['recall']:.3f} {pl['recall_95ci']} | "
                   f"Chromaprint {cp['recall']:.3f} {cp['recall_95ci']}", flush=True)
     result = {

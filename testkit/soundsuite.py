@@ -91,7 +91,8 @@ class Postings:
     def match(self, q, limit: int, min_frames: int = vote.MIN_MATCH_FRAMES) -> list[vote.SoundMatch]:
         hit = np.isin(self.hash, q.hashes.astype(np.int64))
         return vote.match(q.hashes, q.times, self.hash[hit], self.sound[hit], self.time[hit], limit=limit,
-                          min_frames=min_frames, q_groups=q.groups, group_scales=q.group_scales)
+                          min_frames=min_frames, q_groups=q.groups, group_scales=q.group_scales,
+                          group_pitches=q.group_pitches)
 
 
 # --- real recordings (tests/data/music: CC BY / public domain, see LICENSES.md) -----------------------

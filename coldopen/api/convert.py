@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from coldopen.domain.engagement import COUNTER_NAMES, Counters, EngagementEvent, Performance
@@ -93,6 +95,7 @@ def sound_use_to_pb(u: SoundUse) -> pb.SoundUse:
         speed=u.scale,
         matched_frames=u.matched_frames,
         confidence=u.confidence,
+        pitch_semitones=round(12 * math.log2(u.pitch), 3),
     )
 
 

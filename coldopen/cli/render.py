@@ -89,6 +89,8 @@ def describe_uses(e: dict) -> str:
         where = f"from {u['start_s']:.1f} s for {u['duration_s']:.1f} s"
         if abs(u["speed"] - 1.0) > 1e-6:
             where += f", at {u['speed']:.2f}x its speed"
+        if abs(u.get("pitch_semitones", 0.0)) >= 0.05:
+            where += f", {u['pitch_semitones']:+.1f} semitones"
         parts.append(f"{u['sound_id']} ({'' if u['primary'] else 'also: '}{origin}; {where})")
     return "; ".join(parts) + f"; {e['landmarks']} landmarks"
 

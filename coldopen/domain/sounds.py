@@ -38,11 +38,13 @@ class Fingerprint:
     peaks: int
     index_hashes: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_U32)
     index_times: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_I32)
-    # Query-side speed hypotheses (models/fingerprint.py): hash i was computed with the clip's speed change
-    # undone by factor group_scales[groups[i] - 1] (group 0: the clip as it is; empty: every hash is group 0).
-    # Its time is still the clip's own frame; the sound's frame is round(time x scale) + offset.
+    # Query-side hypotheses (models/fingerprint.py): hash i was computed with a change undone, the clip
+    # playing group_scales[groups[i] - 1] times as fast as the sound and its frequencies group_pitches[...]
+    # times the sound's (group 0: the clip as it is; empty: every hash is group 0). Its time is still the
+    # clip's own frame; the sound's frame is round(time x scale) + offset.
     groups: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_U16)
     group_scales: tuple[float, ...] = ()
+    group_pitches: tuple[float, ...] = ()
 
     def __len__(self) -> int:
         return int(self.hashes.shape[0])
@@ -75,6 +77,7 @@ class SoundUse:
     matched_frames: int
     confidence: float
     started: bool = False
+    pitch: float = 1.0  # the video's frequencies are the sound's x pitch (1: as is; a key change up: > 1)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class SoundLink:
     scale: float = 1.0
     matched_frames: int = 0  # the evidence of the link (a new sound: the clip's own anchor frames)
     confidence: float = 1.0
+    pitch: float = 1.0       # the video's frequencies are the sound's x pitch
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,12 @@ class FingerprintParams:
     def frame_seconds(self) -> float:
         return self.hop / SAMPLE_RATE
 
+    @property
+    def hypotheses(self) -> tuple[Warp, ...]:
+        """Every change a short query is also looked up under, as (frequency, time) factors: the pitch shifts
+        first, then the warps. Hypothesis k is the query's group k + 1 (group 0: the clip as it is)."""
+        return tuple((2 ** (s / 12), 1.0) for s in self.pitch_hypotheses) + self.warps
+
 
 # Windows (Fingerprinter.split): a core of 47 blocks of 40 frames (30.08 s) anchors hashes, with 2 blocks
 # (1.28 s) of context on each side: more than the target zone's 63 frames, so the core's last anchors keep
@@ -120,7 +126,8 @@ class Fingerprinter:
 
     @classmethod
     def load(cls, device: str = "cpu", speed_search: bool = False) -> Fingerprinter:
-        return cls(FingerprintParams(warps=all_warps() if speed_search else ()), device)
+        # Speed search's pitch grid holds the two explicit pitch shifts (to 0.04%), so they are left out there.
+        return cls(FingerprintParams(warps=all_warps(), pitch_hypotheses=()) if speed_search else FingerprintParams(), device)
 
     def split(self, audio: np.ndarray) -> list[AudioWindow]:
         """A clip's audio as windows of bounded length, so a batch's memory does not grow with its longest clip.
@@ -202,20 +209,17 @@ class Fingerprinter:
             index_h, index_t = self._triplets(t[strongest], f[strongest], w.core_start, w.core_end, p.index_targets)
             if w.short:
                 # The clip as it is: the two strongest peaks per cell (a very short clip: all of them); each pitch
-                # hypothesis: the strongest, like a long query.
+                # hypothesis: the strongest, like a long query; each hypothesis is its own group (sounds/vote.py).
                 dense = rank < (p.peaks_per_cell if w.very_short else 2)
-                parts = [self._triplets(t[dense], f[dense], w.core_start, w.core_end, p.short_query_targets)]
+                parts = [(*self._triplets(t[dense], f[dense], w.core_start, w.core_end, p.short_query_targets), 0)]
                 for h in range(len(p.pitch_hypotheses)):
                     st, sf, sr = shifted[(i, h)]
-                    parts.append(self._triplets(st[sr == 0], sf[sr == 0], w.core_start, w.core_end, p.query_targets))
-                groups = [np.zeros(sum(h.size for h, _ in parts), np.uint16)]
+                    parts.append((*self._triplets(st[sr == 0], sf[sr == 0], w.core_start, w.core_end, p.query_targets), h + 1))
                 if p.warps:
-                    sped = self._warped_hashes(full[i], frames[i], w)
-                    parts += [(h, t_) for h, t_, _ in sped]
-                    groups += [np.full(h.size, g, np.uint16) for h, _, g in sped]
-                query_h = np.concatenate([h for h, _ in parts])
-                query_t = np.concatenate([t_ for _, t_ in parts])
-                query_g = np.concatenate(groups) if p.warps else _NONE_U16
+                    parts += self._warped_hashes(full[i], frames[i], w, first_group=len(p.pitch_hypotheses) + 1)
+                query_h = np.concatenate([h for h, _, _ in parts])
+                query_t = np.concatenate([t_ for _, t_, _ in parts])
+                query_g = np.concatenate([np.full(h.size, g, np.uint16) for h, _, g in parts]) if len(parts) > 1 else _NONE_U16
             else:
                 query_h, query_t = self._triplets(t[strongest], f[strongest], w.core_start, w.core_end, p.query_targets)
                 query_g = _NONE_U16
@@ -229,15 +233,16 @@ class Fingerprinter:
                     index_hashes=index_h,
                     index_times=(index_t + w.first_frame).astype(np.int32),
                     groups=query_g,
-                    group_scales=tuple(time for _, time in p.warps) if query_g.size else (),
+                    group_scales=tuple(time for _, time in p.hypotheses) if query_g.size else (),
+                    group_pitches=tuple(freq for freq, _ in p.hypotheses) if query_g.size else (),
                 )
             )
         return out
 
     def _warped_hashes(
-        self, full: torch.Tensor, frames: int, w: AudioWindow, chunk: int = 24
+        self, full: torch.Tensor, frames: int, w: AudioWindow, first_group: int, chunk: int = 24
     ) -> list[tuple[np.ndarray, np.ndarray, int]]:
-        """(hashes, clip frames, group) of one short window under each hypothesis (group k + 1 for warps[k]).
+        """(hashes, clip frames, group) of one short window under each warp (group first_group + k for warps[k]).
 
         A clip whose frequencies are the sound's x f and which plays t times faster holds sound frame k x t at
         its frame k and sound bin b at its bin b x f. So each hypothesis's spectrogram is read on the sound's
@@ -258,7 +263,7 @@ class Fingerprinter:
                 keep = rank < p.speed_peaks
                 h, t_sound = self._triplets(t[keep], f[keep], 0, warped[k].shape[-1], p.speed_targets)
                 clip_t = np.clip(np.round(t_sound / tempo), w.core_start, w.core_end - 1).astype(np.int64)
-                out.append((h, clip_t, start + k + 1))
+                out.append((h, clip_t, first_group + start + k))
         return out
 
     def _unshift(self, full: torch.Tensor, semitones: float) -> torch.Tensor:

@@ -48,8 +48,10 @@ POSTINGS_CAP = 64
 
 
 def _groups(fp: Fingerprint) -> dict[str, Any]:
-    """The vote's arguments for a fingerprint's speed-hypothesis groups (none: all as is)."""
-    return {"q_groups": fp.groups, "group_scales": fp.group_scales} if fp.group_scales else {}
+    """The vote's arguments for a fingerprint's hypothesis groups (none: all as is)."""
+    if not fp.group_scales:
+        return {}
+    return {"q_groups": fp.groups, "group_scales": fp.group_scales, "group_pitches": fp.group_pitches}
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class SoundIdentity:
             fp.index_hashes[new],
             on_sound[new],
             scale=covering.scale if covering is not None else 1.0,
+            pitch=covering.pitch if covering is not None else 1.0,
             matched_frames=covering.matched_frames if covering is not None else int(np.unique(times).size),
             confidence=covering.confidence if covering is not None else 1.0,
         )

@@ -19,7 +19,8 @@ FRAME_S = FRAME_SECONDS
 
 def use_of_match(m: SoundMatch, primary: bool = False) -> SoundUse:
     """A query's match as a use of the matched sound: the stretch its agreeing frames cover."""
-    return SoundUse(m.sound, primary, m.offset, m.scale, m.sound_first, m.sound_last, m.matched_frames, m.confidence)
+    return SoundUse(m.sound, primary, m.offset, m.scale, m.sound_first, m.sound_last, m.matched_frames, m.confidence,
+                    pitch=m.pitch)
 
 
 def times(use: SoundUse) -> tuple[float, float, float]:

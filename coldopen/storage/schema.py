@@ -133,7 +133,8 @@ sounds = Table(
 
 # Every sound a video uses (sounds/identity.py decides them): the primary one, which `videos.sound_id`
 # names (the sound covering most of the clip), and any other it also matched (a song under a famous speech).
-# A sound frame is round(video frame x scale) + sound_offset; [first_frame, last_frame] is the stretch of the
+# A sound frame is round(video frame x scale) + sound_offset (scale: how much faster the video plays it, pitch:
+# how much higher); [first_frame, last_frame] is the stretch of the
 # sound's timeline the video covers; matched_frames and confidence are the evidence the link rests on (the
 # video that started a sound: its own anchor frames, confidence 1). Distributed by video_id, as `videos`.
 sound_links = Table(
@@ -147,6 +148,7 @@ sound_links = Table(
     Column("last_frame", Integer, nullable=False),
     Column("matched_frames", Integer, nullable=False, server_default="0"),
     Column("confidence", Float, nullable=False, server_default="1"),
+    Column("pitch", Float, nullable=False, server_default="1"),  # the video's frequencies: the sound's x pitch
     Index("sound_links_by_sound", "sound_id", "first_frame"),
 )
 

@@ -120,7 +120,7 @@ class BatchSize(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., mean: _Optional[float] = ...) -> None: ...
 
 class SoundUse(_message.Message):
-    __slots__ = ("sound_id", "primary", "started", "start_s", "sound_start_s", "duration_s", "speed", "matched_frames", "confidence")
+    __slots__ = ("sound_id", "primary", "started", "start_s", "sound_start_s", "duration_s", "speed", "matched_frames", "confidence", "pitch_semitones")
     SOUND_ID_FIELD_NUMBER: _ClassVar[int]
     PRIMARY_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class SoundUse(_message.Message):
     SPEED_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    PITCH_SEMITONES_FIELD_NUMBER: _ClassVar[int]
     sound_id: str
     primary: bool
     started: bool
@@ -139,7 +140,8 @@ class SoundUse(_message.Message):
     speed: float
     matched_frames: int
     confidence: float
-    def __init__(self, sound_id: _Optional[str] = ..., primary: bool = ..., started: bool = ..., start_s: _Optional[float] = ..., sound_start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., speed: _Optional[float] = ..., matched_frames: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+    pitch_semitones: float
+    def __init__(self, sound_id: _Optional[str] = ..., primary: bool = ..., started: bool = ..., start_s: _Optional[float] = ..., sound_start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., speed: _Optional[float] = ..., matched_frames: _Optional[int] = ..., confidence: _Optional[float] = ..., pitch_semitones: _Optional[float] = ...) -> None: ...
 
 class Extraction(_message.Message):
     __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks", "sampling", "new_sound", "sounds", "queue_wait", "batches")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import grpc
@@ -305,7 +306,7 @@ def test_sound_api_errors(start_server, clips):
 @pytest.mark.slow
 def test_a_sped_up_reuse_joins_its_sound_with_speed_search_on(models, base_settings, tmp_path):
     """--sound-speed-search on: a 5-s "sped up" (x1.2, resampled) reuse of a real song joins the song's sound,
-    and every answer places it on the song's timeline and says the speed."""
+    and every answer places it on the song's timeline and says the speed and the pitch it moved to."""
     import dataclasses
 
     from tests.conftest import RunningServer
@@ -320,6 +321,7 @@ def test_a_sped_up_reuse_joins_its_sound_with_speed_search_on(models, base_setti
         assert not reply.new_sound and reply.extraction.sound_id == original.extraction.sound_id
         use = reply.extraction.sounds[0]
         assert use.speed == pytest.approx(1.2, abs=0.01)
+        assert use.pitch_semitones == pytest.approx(12 * math.log2(1.2), abs=0.1)  # resampling: +3.16
         # The clip's second t is the song's second 4 + 1.2 t, over the whole clip.
         assert use.sound_start_s - use.start_s * 1.2 == pytest.approx(4.0, abs=0.05)
         assert use.duration_s == pytest.approx(5.0, abs=0.5)
@@ -327,5 +329,7 @@ def test_a_sped_up_reuse_joins_its_sound_with_speed_search_on(models, base_setti
         assert top.video_id == "song" and top.reference_start_s - top.query_start_s * 1.2 == pytest.approx(4.0, abs=0.05)
         sound = server.stub.GetSound(pb.GetSoundRequest(sound_id=original.extraction.sound_id))
         assert sound.video_count == 2
+        stored = server.stub.GetVideo(pb.GetVideoRequest(video_id="sped-up")).extraction.sounds[0]
+        assert (stored.speed, stored.pitch_semitones) == (use.speed, use.pitch_semitones)  # kept, not recomputed
     finally:
         server.stop()

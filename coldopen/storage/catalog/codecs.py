@@ -98,12 +98,13 @@ def chunk_of(row) -> Chunk:
 
 USE_COLUMNS = tuple(
     getattr(s.sound_links.c, n)
-    for n in ("sound_id", "is_primary", "sound_offset", "scale", "first_frame", "last_frame", "matched_frames", "confidence")
+    for n in ("sound_id", "is_primary", "sound_offset", "scale", "first_frame", "last_frame", "matched_frames", "confidence",
+              "pitch")
 )
 
 
 def use_of(values, started: bool) -> SoundUse:
-    sound, primary, offset, scale, first, last, frames, confidence = values
+    sound, primary, offset, scale, first, last, frames, confidence, pitch = values
     return SoundUse(
         int(sound),
         bool(primary),
@@ -114,6 +115,7 @@ def use_of(values, started: bool) -> SoundUse:
         int(frames),
         float(confidence),
         started=bool(started),
+        pitch=float(pitch),
     )
 
 
@@ -128,6 +130,7 @@ def link_row(video_id: str, sound_id: int, link: SoundLink) -> dict:
         last_frame=link.last,
         matched_frames=link.matched_frames,
         confidence=link.confidence,
+        pitch=link.pitch,
     )
 
 
@@ -142,6 +145,7 @@ def use_row(video_id: str, u: SoundUse) -> dict:
         last_frame=u.last,
         matched_frames=u.matched_frames,
         confidence=u.confidence,
+        pitch=u.pitch,
     )
 
 

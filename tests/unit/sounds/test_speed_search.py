@@ -1,6 +1,6 @@
 """Speed search: a short clip that plays its sound sped up or slowed down (resampled, so pitch and tempo move
 together, the "sped up" / "slowed" edit), re-pitched with tempo kept or time-stretched with pitch kept is
-matched to the sound, at the right place and with its time scale.
+matched to the sound, at the right place and with its time scale and pitch.
 
 Real music (tests/data/music, CC BY / public domain) and ffmpeg's own resampler make the edits; the references
 are fingerprinted as the index side, like stored sounds (benchmarks/sound_robustness.py measures the rates).
@@ -42,8 +42,9 @@ def _sped_excerpt(track: np.ndarray, i: int, speed: float) -> tuple[np.ndarray, 
     return _edited_excerpt(track, i, f"asetrate={int(round(R * speed))},aresample={R}" if speed != 1.0 else "")
 
 
-def _found(world, chain: str, scale: float, tolerance: float, place_s: float = 0.05) -> int:
-    """How many of five recordings an edited excerpt finds, checking the place and the time scale of each."""
+def _found(world, chain: str, scale: float, tolerance: float, place_s: float = 0.05, semitones: float = 0.0) -> int:
+    """How many of five recordings an edited excerpt finds, checking the place, the time scale and the pitch
+    (to a tenth of a semitone) of each."""
     tracks, sources, postings, fp = world
     found = 0
     for i in range(0, len(tracks), 2):  # one segment per recording
@@ -55,24 +56,25 @@ def _found(world, chain: str, scale: float, tolerance: float, place_s: float = 0
             found += 1
             assert own[0].scale == pytest.approx(scale, abs=tolerance)
             assert own[0].offset * FRAME_S == pytest.approx(start_s, abs=place_s)  # clip frame 0 on the sound
+            assert 12 * np.log2(own[0].pitch) == pytest.approx(semitones, abs=0.1)
     return found
 
 
 @pytest.mark.parametrize("speed", [0.8, 0.9, 1.1, 1.25])
 def test_a_sped_up_or_slowed_excerpt_finds_its_sound_where_it_is_and_says_how_fast(world, speed):
-    found = _found(world, f"asetrate={int(round(R * speed))},aresample={R}", speed, 0.01)
+    found = _found(world, f"asetrate={int(round(R * speed))},aresample={R}", speed, 0.01, semitones=12 * np.log2(speed))
     assert found >= 4, f"speed x{speed}: found {found} of 5 recordings"
 
 
-@pytest.mark.parametrize(("edit", "chain", "scale"), [
-    ("pitch +0.5 semitone, tempo kept", soundsuite._pitch(0.5), 1.0),   # between the old +-1 hypotheses
-    ("pitch -1.5 semitones, tempo kept", soundsuite._pitch(-1.5), 1.0),
-    ("tempo +15%, pitch kept", "atempo=1.15", 1.15),
+@pytest.mark.parametrize(("edit", "chain", "scale", "semitones"), [
+    ("pitch +0.5 semitone, tempo kept", soundsuite._pitch(0.5), 1.0, 0.5),   # between the old +-1 hypotheses
+    ("pitch -1.5 semitones, tempo kept", soundsuite._pitch(-1.5), 1.0, -1.5),
+    ("tempo +15%, pitch kept", "atempo=1.15", 1.15, 0.0),
 ])
-def test_a_re_pitched_or_time_stretched_excerpt_finds_its_sound(world, edit, chain, scale):
+def test_a_re_pitched_or_time_stretched_excerpt_finds_its_sound(world, edit, chain, scale, semitones):
     # Tempo is searched 3% apart (and each short clip's own vote tries +-3%): the time scale is known to ~3%,
     # and the clip's start, extrapolated from the matched frames with it, to ~0.15 s.
-    found = _found(world, chain, scale, 0.035, place_s=0.15)
+    found = _found(world, chain, scale, 0.035, place_s=0.15, semitones=semitones)
     assert found >= 4, f"{edit}: found {found} of 5 recordings"
 
 
@@ -88,7 +90,15 @@ def test_an_unchanged_excerpt_is_still_matched_as_is(world):
     tracks, _, postings, fp = world
     audio, start_s = _sped_excerpt(tracks[2], 2, 1.0)
     best = postings.match(fp.fingerprint([audio])[0], limit=10)[0]
-    assert best.sound == 2 and best.scale == pytest.approx(1.0, abs=0.031)
+    assert best.sound == 2 and best.scale == pytest.approx(1.0, abs=0.031) and best.pitch == 1.0
+
+
+def test_without_speed_search_a_semitone_up_is_still_found_and_says_so(world):
+    """The plain fingerprinter's two explicit pitch shifts are groups of their own, voted like the clip as is."""
+    tracks, _, postings, _ = world
+    audio, _ = _edited_excerpt(tracks[2], 2, soundsuite._pitch(1.0))
+    best = postings.match(Fingerprinter.load("cpu").fingerprint([audio])[0], limit=10)[0]
+    assert best.sound == 2 and best.pitch == pytest.approx(2 ** (1 / 12)) and best.scale == pytest.approx(1.0, abs=0.031)
 
 
 def test_the_speed_grid_is_fine_and_leaves_out_the_query_as_it_is():
@@ -98,9 +108,11 @@ def test_the_speed_grid_is_fine_and_leaves_out_the_query_as_it_is():
 
 
 def test_votes_of_different_speed_groups_do_not_add_up_and_a_group_needs_more_frames():
-    """Three coincidences under one hypothesis and three under another are not a match of six; a speed group
-    (one of ~240 chances) must reach SPEED_MATCH_FRAMES, where the clip as it is needs MIN_MATCH_FRAMES."""
+    """Three coincidences under one hypothesis and three under another are not a match of six; with many
+    groups (speed search: ~340 chances) a group must reach SPEED_MATCH_FRAMES, where the clip as it is (or a
+    query with only a few hypotheses) needs MIN_MATCH_FRAMES."""
     n = vote.SPEED_MATCH_FRAMES
+    many = (1.0,) * vote.FEW_GROUPS
     post_hash = np.arange(1, 2 * n + 1, dtype=np.int64)
     post_sound = np.zeros(2 * n, np.int64)
     post_time = 100 + 10 * np.arange(2 * n, dtype=np.int64)
@@ -110,13 +122,17 @@ def test_votes_of_different_speed_groups_do_not_add_up_and_a_group_needs_more_fr
     assert together and together[0].matched_frames == 2 * n
     halves = np.repeat(np.array([1, 2], np.uint16), n)
     split = vote.match(q_hash[1:-1], q_time[1:-1], post_hash, post_sound, post_time,
-                       q_groups=halves[1:-1], group_scales=(1.0, 1.0))
+                       q_groups=halves[1:-1], group_scales=(1.0, 1.0) + many)
     assert split == []  # n - 1 frames in each group
     one = vote.match(q_hash[:n], q_time[:n] * 2, post_hash, post_sound, post_time,
-                     q_groups=np.ones(n, np.uint16), group_scales=(0.5,))
+                     q_groups=np.ones(n, np.uint16), group_scales=(0.5,) + many, group_pitches=(0.5,) + many)
     assert one and one[0].scale == 0.5 and one[0].offset == 100 and one[0].matched_frames == n
+    assert one[0].pitch == 0.5
     assert vote.match(q_hash[: n - 1], q_time[: n - 1] * 2, post_hash, post_sound, post_time,
-                      q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,)) == []
+                      q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,) + many) == []
+    few = vote.match(q_hash[: n - 1], q_time[: n - 1] * 2, post_hash, post_sound, post_time,
+                     q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,), group_pitches=(1.06,))
+    assert few and few[0].scale == 0.5 and few[0].pitch == 1.06  # one of few hypotheses: the plain threshold
     assert vote.match(q_hash[: n - 1], q_time[: n - 1], post_hash, post_sound, post_time)  # as is: enough
 
 
