@@ -7,9 +7,12 @@ LibriSpeech readings and a speech; CC BY / public domain) plus `--distractors` s
 production index side. Queries per factor: `--queries` excerpts, round-robin over the music and the whale,
 each from a random place (seeded), decoded from AAC like an upload. Found: the query's own recording matched;
 false: any other indexed recording matched. Non-matching queries (`--unrelated`): excerpts of synthetic songs
-that are not indexed, under the same factors, where every match is false.
+that are not indexed, under the same factors, where every match is false. Peers in the same run:
+Chromaprint (fpcalc, best bit error rate over alignments, on the first `--chromaprint` queries) and, given a
+checkout, dpwe/audfprint at its defaults (`--audfprint DIR`, benchmarks/peer_audfprint.py), on every query.
 
-    python -m benchmarks.sound_speed [--queries 200] [--conditions speed:0.8,pitch:+1,...] [--voice] [--json out.json]
+    python -m benchmarks.sound_speed [--queries 200] [--conditions speed:0.8,pitch:+1,...] [--voice]
+        [--audfprint DIR] [--json out.json] [--plot out.png]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import platform
 import tempfile
 import time
 import zlib
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -66,123 +70,212 @@ def excerpt(audio: np.ndarray, condition: str, rng: np.random.Generator, seconds
     return part[: int(seconds * ag.RATE)]
 
 
-def main() -> None:
-    from benchmarks.sound_robustness import best_ber, chromaprint
-    from coldopen.engine import media
-    from coldopen.models.fingerprint import Fingerprinter
-    from testkit import audiogen as ag
-    from testkit import soundsuite
+@dataclass
+class Tally:
+    """One system's results under one condition."""
 
+    found: int = 0
+    queries: int = 0
+    false: int = 0            # queries of an indexed recording that also (or only) matched another
+    unrelated: int = 0        # non-matching queries asked ...
+    unrelated_matched: int = 0  # ... and how many matched anything
+    seconds: float = 0.0
+    hashes: int = 0
+    scale_err: list[float] = field(default_factory=list)
+    pitch_err: list[float] = field(default_factory=list)
+    true_frames: list[int] = field(default_factory=list)
+    false_frames: list[int] = field(default_factory=list)
+    by_recording: dict[str, list[int]] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        n = max(self.queries, 1)
+        out = {"found": self.found, "queries": self.queries, "recall": round(self.found / n, 3),
+               "recall_95ci": wilson(self.found, self.queries), "queries_with_a_false_match": self.false,
+               "unrelated_queries_matched": self.unrelated_matched, "unrelated_queries": self.unrelated,
+               "found_by_recording": self.by_recording}
+        if self.true_frames or self.seconds:
+            out |= {
+                "median_scale_error": round(float(np.median(self.scale_err)), 4) if self.scale_err else None,
+                "median_pitch_error_semitones": round(float(np.median(self.pitch_err)), 3) if self.pitch_err else None,
+                # matched frames of each found query's own recording, and of every false match (both kinds)
+                "true_frames": sorted(self.true_frames), "false_frames": sorted(self.false_frames),
+                "fingerprint_ms_per_query": round(1000 * self.seconds / n, 1), "query_hashes_mean": round(self.hashes / n),
+            }
+        return out
+
+
+class Bench:
+    """The index side (real recordings and synthetic songs), the systems and the peers, for every condition."""
+
+    def __init__(self, args: argparse.Namespace, folder: Path):
+        from benchmarks.peer_audfprint import Audfprint
+        from benchmarks.sound_robustness import chromaprint
+        from coldopen.engine import media
+        from coldopen.models.fingerprint import Fingerprinter
+        from testkit import audiogen as ag
+        from testkit import soundsuite
+
+        self.args, self.folder = args, folder
+        names = soundsuite.RECORDINGS + soundsuite.NARRATIONS
+        jfk = media.decode_audio(soundsuite.MUSIC / "jfk-inaugural-address.opus")
+        self.real = [soundsuite._decoded(n) for n in names] + [ag.resample(jfk, 16_000, ag.RATE)]
+        self.labels = names + ["jfk-inaugural-address"]
+        songs = [ag.music(seed, 15.0) for seed in range(args.distractors)]
+        plain = Fingerprinter.load("cpu")
+        self.systems = {"plain": plain, "speed search": Fingerprinter.load("cpu", speed_search=True)}
+        ref_files = [ag.encode(folder / f"ref-{i}.m4a", a, bitrate=128_000) for i, a in enumerate(self.real + songs)]
+        self.postings = soundsuite.Postings(plain.fingerprint([media.decode_audio(f) for f in ref_files]))
+        self.cp_refs = [chromaprint(f) for f in ref_files[: len(self.real)]]
+        self.audfprint = Audfprint(args.audfprint, ref_files) if args.audfprint else None
+        self.queried = list(range(len(soundsuite.RECORDINGS)))  # music and the whale
+        self.unrelated_songs = [ag.music(10_000 + k, 8.0) for k in range(args.unrelated)]
+        self.indexed = {"recordings": self.labels, "synthetic_songs": len(songs), "postings": int(self.postings.hash.size)}
+
+    def condition(self, condition: str) -> dict[str, dict]:
+        from testkit import audiogen as ag
+        from testkit import soundsuite
+
+        kind, value = condition.split(":")
+        factor = edit(kind, float(value))[1]
+        semitones = {"speed": 12 * np.log2(float(value)), "pitch": float(value), "tempo": 0.0}[kind]
+        rng = np.random.default_rng(zlib.crc32(condition.encode()))
+        tallies = {name: Tally() for name in [*self.systems, "chromaprint", "audfprint"]}
+        for k in range(self.args.queries):
+            own = self.queried[k % len(self.queried)]
+            audio = excerpt(self.real[own], condition, rng)
+            if self.args.voice:
+                audio = ag.overlay(audio, soundsuite.narration(k)[: audio.size], 0.0)
+            self._query(ag.encode(self.folder / "q.m4a", audio), own, k, tallies, factor, semitones)
+        for k, song in enumerate(self.unrelated_songs):
+            self._query(ag.encode(self.folder / "u.m4a", excerpt(song, condition, rng)), None, k, tallies, factor, semitones)
+        return {name: t.summary() for name, t in tallies.items() if t.queries or t.unrelated}
+
+    def _query(self, path: Path, own: int | None, k: int, tallies: dict[str, Tally], factor: float, semitones: float) -> None:
+        """One query file through every system; `own`: the recording it is from (None: unrelated)."""
+        from benchmarks.sound_robustness import best_ber, chromaprint
+        from coldopen.engine import media
+
+        decoded = media.decode_audio(path)
+        for name, fp in self.systems.items():
+            t = tallies[name]
+            started = time.perf_counter()
+            q = fp.fingerprint([decoded])[0]
+            t.seconds += time.perf_counter() - started  # fingerprinting (the store's lookups: sound_scale.py)
+            t.hashes += len(q)
+            matches = self.postings.match(q, limit=10)
+            hit = [m for m in matches if m.sound == own]
+            t.false_frames += [m.matched_frames for m in matches if m.sound != own]
+            if own is None:
+                t.unrelated, t.unrelated_matched = t.unrelated + 1, t.unrelated_matched + bool(matches)
+                continue
+            t.queries, t.found, t.false = t.queries + 1, t.found + bool(hit), t.false + any(m.sound != own for m in matches)
+            record = t.by_recording.setdefault(self.labels[own], [0, 0])
+            record[0], record[1] = record[0] + bool(hit), record[1] + 1
+            if hit:
+                t.scale_err.append(abs(hit[0].scale - factor))
+                t.pitch_err.append(abs(12 * np.log2(hit[0].pitch) - semitones))
+                t.true_frames.append(hit[0].matched_frames)
+        if k < self.args.chromaprint:
+            bers = [best_ber(chromaprint(path), c, 16) for c in self.cp_refs]
+            best = int(np.argmin(bers)) if bers[int(np.argmin(bers))] < self.args.chromaprint_ber else None
+            self._peer(tallies["chromaprint"], best, own)
+        if self.audfprint is not None:
+            self._peer(tallies["audfprint"], self.audfprint.best(path), own)
+
+    @staticmethod
+    def _peer(t: Tally, best: int | None, own: int | None) -> None:
+        if own is None:
+            t.unrelated, t.unrelated_matched = t.unrelated + 1, t.unrelated_matched + (best is not None)
+        else:
+            t.queries, t.found, t.false = t.queries + 1, t.found + (best == own), t.false + (best not in (None, own))
+
+
+def line(condition: str, out: dict[str, dict]) -> str:
+    s = out["speed search"]
+    tf = s.get("true_frames") or [0]
+    text = (f"{condition:<11} speed search {s['recall']:.3f} {s['recall_95ci']} false "
+            f"{s['queries_with_a_false_match']}+{s['unrelated_queries_matched']}/{s['unrelated_queries']} "
+            f"frames true p10/p50 {np.percentile(tf, 10):.0f}/{np.median(tf):.0f} false {s['false_frames']} "
+            f"pitch err {s['median_pitch_error_semitones']} ({s['fingerprint_ms_per_query']} ms/q)")
+    for name in ("plain", "chromaprint", "audfprint"):
+        if name in out:
+            r = out[name]
+            text += (f" | {name} {r['recall']:.3f} {r['recall_95ci']} "
+                     f"false {r['queries_with_a_false_match']}+{r['unrelated_queries_matched']}/{r['unrelated_queries']}")
+    return text
+
+
+def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
+    """Recall against the factor of each edit, one panel per kind, each system with its 95% interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [("speed", "speed factor (resampled)"), ("pitch", "pitch change, semitones (tempo kept)"),
+             ("tempo", "tempo factor (pitch kept)")]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    for ax, (kind, label) in zip(axes, kinds):
+        rows = sorted((float(c.split(":")[1]), out) for c, out in table.items() if c.split(":")[0] == kind)
+        if "speed:1" in table and kind != "speed":  # the clip as it is: every panel's origin
+            rows = sorted(rows + [(0.0 if kind == "pitch" else 1.0, table["speed:1"])], key=lambda r: r[0])
+        for j, name in enumerate(["speed search", "plain", "chromaprint", "audfprint"]):
+            pts = [(x, out[name]) for x, out in rows if name in out]
+            if not pts:
+                continue
+            xs = np.array([x for x, _ in pts]) + (j - 1.5) * (0.004 if kind != "pitch" else 0.03)
+            ys = np.array([r["recall"] for _, r in pts])
+            err = np.array([[y - r["recall_95ci"][0], r["recall_95ci"][1] - y] for y, (_, r) in zip(ys, pts)]).T
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("recall, 5-s excerpts (95% interval)")
+    axes[0].legend()
+    fig.suptitle("Finding a sound under speed, pitch and tempo edits")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+
+
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--queries", type=int, default=200, help="excerpts per factor")
     p.add_argument("--conditions", default=CONDITIONS, help="comma-separated speed:<factor>, pitch:<semitones>, "
                    "tempo:<factor> (speed:1 is the clip as it is)")
     p.add_argument("--distractors", type=int, default=100, help="synthetic songs indexed beside the recordings")
     p.add_argument("--unrelated", type=int, default=50, help="non-matching excerpts per factor")
-    p.add_argument("--chromaprint", type=int, default=40, help="queries per factor also given to Chromaprint")
+    p.add_argument("--chromaprint", type=int, default=40, help="queries (and unrelated) per factor also given to Chromaprint")
     p.add_argument("--chromaprint-ber", type=float, default=0.35)
+    p.add_argument("--audfprint", type=Path, help="a checkout of dpwe/audfprint, run beside (benchmarks/peer_audfprint.py)")
     p.add_argument("--voice", action="store_true", help="LibriSpeech narration over every query at 0 dB")
+    p.add_argument("--threads", type=int, help="torch threads (two runs side by side on 2 cores: 1 each; an "
+                   "oversubscribed torch ran the same query 10x slower)")
     p.add_argument("--json", type=Path)
+    p.add_argument("--plot", type=Path)
+    p.add_argument("--plot-also", type=Path, nargs="*", default=[], help="earlier runs' --json, drawn in the plot too")
     args = p.parse_args()
-    conditions = args.conditions.split(",")
+    if args.threads:
+        import torch
 
-    names = soundsuite.RECORDINGS + soundsuite.NARRATIONS
-    jfk = media.decode_audio(soundsuite.MUSIC / "jfk-inaugural-address.opus")
-    real = [soundsuite._decoded(n) for n in names] + [ag.resample(jfk, 16_000, ag.RATE)]
-    labels = names + ["jfk-inaugural-address"]
-    songs = [ag.music(seed, 15.0) for seed in range(args.distractors)]
-    plain, speedy = Fingerprinter.load("cpu"), Fingerprinter.load("cpu", speed_search=True)
-    systems = {"plain": plain, "speed search": speedy}
+        torch.set_num_threads(args.threads)
+    table: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        ref_files = [ag.encode(folder / f"ref-{i}.m4a", a, bitrate=128_000) for i, a in enumerate(real + songs)]
-        refs = plain.fingerprint([media.decode_audio(f) for f in ref_files])
-        postings = soundsuite.Postings(refs)
-        cp_refs = [chromaprint(f) for f in ref_files[: len(real)]]
-        queried = list(range(len(soundsuite.RECORDINGS)))  # music and the whale
-        unrelated_songs = [ag.music(10_000 + k, 8.0) for k in range(args.unrelated)]
-        table: dict[str, dict] = {}
-        for condition in conditions:
-            kind, value = condition.split(":")
-            factor = edit(kind, float(value))[1]
-            semitones = {"speed": 12 * np.log2(float(value)), "pitch": float(value), "tempo": 0.0}[kind]
-            rng = np.random.default_rng(zlib.crc32(condition.encode()))
-            row: dict[str, dict] = {name: {"found": 0, "false": 0, "scale_err": [], "pitch_err": [], "seconds": 0.0,
-                                           "true_frames": [], "false_frames": [], "by_recording": {}} for name in systems}
-            cp_found = 0
-            for k in range(args.queries):
-                own = queried[k % len(queried)]
-                audio = excerpt(real[own], condition, rng)
-                if args.voice:
-                    audio = ag.overlay(audio, soundsuite.narration(k)[: audio.size], 0.0)
-                path = ag.encode(folder / "q.m4a", audio)
-                decoded = media.decode_audio(path)
-                for name, fp in systems.items():
-                    started = time.perf_counter()
-                    q = fp.fingerprint([decoded])[0]
-                    r = row[name]
-                    r["seconds"] += time.perf_counter() - started  # fingerprinting (the store's lookups: sound_scale.py)
-                    r["hashes"] = r.get("hashes", 0) + len(q)
-                    matches = postings.match(q, limit=10)
-                    hit = [m for m in matches if m.sound == own]
-                    r["found"] += bool(hit)
-                    r["by_recording"].setdefault(labels[own], [0, 0])[0] += bool(hit)
-                    r["by_recording"][labels[own]][1] += 1
-                    r["false"] += any(m.sound != own for m in matches)
-                    r["false_frames"] += [m.matched_frames for m in matches if m.sound != own]
-                    if hit:
-                        r["scale_err"].append(abs(hit[0].scale - factor))
-                        r["pitch_err"].append(abs(12 * np.log2(hit[0].pitch) - semitones))
-                        r["true_frames"].append(hit[0].matched_frames)
-                if k < args.chromaprint:
-                    cq = chromaprint(path)
-                    bers = [best_ber(cq, c, 16) for c in cp_refs]
-                    cp_found += bers[own] < args.chromaprint_ber and int(np.argmin(bers)) == own
-            unrelated_false = {name: 0 for name in systems}
-            for song in unrelated_songs:
-                audio = excerpt(song, condition, rng)
-                decoded = media.decode_audio(ag.encode(folder / "u.m4a", audio))
-                for name, fp in systems.items():
-                    matches = postings.match(fp.fingerprint([decoded])[0], limit=10)
-                    unrelated_false[name] += bool(matches)
-                    row[name]["false_frames"] += [m.matched_frames for m in matches]
-            n = args.queries
-            out = {}
-            for name, r in row.items():
-                out[name] = {
-                    "found": r["found"], "queries": n, "recall": round(r["found"] / n, 3), "recall_95ci": wilson(r["found"], n),
-                    "queries_with_a_false_match": r["false"],
-                    "unrelated_queries_matched": unrelated_false[name], "unrelated_queries": len(unrelated_songs),
-                    "median_scale_error": round(float(np.median(r["scale_err"])), 4) if r["scale_err"] else None,
-                    "median_pitch_error_semitones": round(float(np.median(r["pitch_err"])), 3) if r["pitch_err"] else None,
-                    # matched frames of each found query's own recording, and of every false match (both kinds)
-                    "found_by_recording": r["by_recording"], "true_frames": sorted(r["true_frames"]),
-                    "false_frames": sorted(r["false_frames"]),
-                    "fingerprint_ms_per_query": round(1000 * r["seconds"] / n, 1),
-                    "query_hashes_mean": round(r["hashes"] / n),
-                }
-            m = min(n, args.chromaprint)
-            out["chromaprint"] = {"found": cp_found, "queries": m, "recall": round(cp_found / max(m, 1), 3),
-                                  "recall_95ci": wilson(cp_found, m)}
-            table[condition] = out
-            s, pl, cp = out["speed search"], out["plain"], out["chromaprint"]
-            tf = s["true_frames"] or [0]
-            print(f"{condition:<11} speed search {s['recall']:.3f} {s['recall_95ci']} false "
-                  f"{s['queries_with_a_false_match']}+{s['unrelated_queries_matched']} "
-                  f"frames true p10/p50 {np.percentile(tf, 10):.0f}/{np.median(tf):.0f} false {s['false_frames']} "
-                  f"pitch err {s['median_pitch_error_semitones']} "
-                  f"({s['fingerprint_ms_per_query']} ms/q) | plain {pl['recall']:.3f} {pl['recall_95ci']} | "
-                  f"Chromaprint {cp['recall']:.3f} {cp['recall_95ci']}", flush=True)
-    result = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "indexed": {"recordings": labels, "synthetic_songs": len(songs), "postings": int(postings.hash.size)},
-        "voice_over": args.voice,
-        "hypotheses": len(speedy.params.warps),
-        "conditions": table,
-    }
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+        bench = Bench(args, Path(tmp))
+        for condition in args.conditions.split(","):
+            table[condition] = bench.condition(condition)
+            print(line(condition, table[condition]), flush=True)
+            result = {
+                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "indexed": bench.indexed, "voice_over": args.voice,
+                "hypotheses": len(bench.systems["speed search"].params.warps), "conditions": table,
+            }
+            if args.json:  # after every condition: a long run keeps what it measured
+                args.json.write_text(json.dumps(result, indent=2))
+    if args.plot:
+        for earlier in args.plot_also:
+            table = json.loads(earlier.read_text())["conditions"] | table
+        plot(table, args.plot)
 
 
 if __name__ == "__main__":
