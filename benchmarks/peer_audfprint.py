@@ -30,15 +30,20 @@ class Audfprint:
             self._table.store(str(i), self._analyzer.wavfile2hashes(str(path)))
         self._matcher = match.Matcher()
         self._matcher.verbose = 0
+        self._matcher.threshcount = 1  # every best match with its count; `best` applies the default of 5
 
-    def best(self, path: Path) -> int | None:
-        """The index of the reference a query file matches best, or None."""
+    MIN_COUNT = 5  # its command line's --min-count
+
+    def best(self, path: Path) -> tuple[int | None, float]:
+        """The reference a query file matches best and its count of aligned landmarks (None, 0: none)."""
         self._analyzer.shifts = 4  # as its `match` command
         try:
             results, _, _ = self._matcher.match_file(self._analyzer, self._table, str(path))
         finally:
             self._analyzer.shifts = 1
-        return int(self._table.names[int(results[0][0])]) if len(results) else None
+        if not len(results):
+            return None, 0.0
+        return int(self._table.names[int(results[0][0])]), float(results[0][1])
 
 
 def _decoded(path: str, sr: int | None = None, channels: int | None = None) -> tuple[Any, int]:

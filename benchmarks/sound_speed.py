@@ -18,6 +18,7 @@ checkout, dpwe/audfprint at its defaults (`--audfprint DIR`, benchmarks/peer_aud
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import tempfile
@@ -26,8 +27,12 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from coldopen.domain.sounds import Fingerprint
 
 CONDITIONS = "speed:0.8,speed:1.25,pitch:+1,tempo:1.15"
 
@@ -86,6 +91,13 @@ class Tally:
     true_frames: list[int] = field(default_factory=list)
     false_frames: list[int] = field(default_factory=list)
     by_recording: dict[str, list[int]] = field(default_factory=dict)
+    # --tail: per non-matching query, the most frames any sound gathered with the thresholds lowered to 2,
+    # among the hashes that need MIN_MATCH_FRAMES (the clip as it is and a few pitch shifts) and among the
+    # many hypotheses' that need SPEED_MATCH_FRAMES
+    # peers: (query of an indexed recording?, its best reference is the right one?, score, higher stronger)
+    peer_scores: list[tuple[bool, bool, float]] = field(default_factory=list)
+    tail_plain: list[int] = field(default_factory=list)
+    tail_groups: list[int] = field(default_factory=list)
 
     def summary(self) -> dict:
         n = max(self.queries, 1)
@@ -93,6 +105,18 @@ class Tally:
                "recall_95ci": wilson(self.found, self.queries), "queries_with_a_false_match": self.false,
                "unrelated_queries_matched": self.unrelated_matched, "unrelated_queries": self.unrelated,
                "found_by_recording": self.by_recording}
+        if self.peer_scores:
+            # The threshold just above every wrong best match (unrelated queries, and indexed ones whose best is
+            # another recording): the recall the peer keeps at no false match on this run.
+            wrong = [score for own, right, score in self.peer_scores if not (own and right)]
+            bar = max(wrong, default=-np.inf)
+            kept = sum(own and right and score > bar for own, right, score in self.peer_scores)
+            out["no_false_threshold"] = None if bar == -np.inf else round(float(bar), 4)
+            out["recall_at_no_false"] = round(kept / n, 3)
+            out["recall_at_no_false_95ci"] = wilson(kept, self.queries)
+        if self.tail_plain:
+            out["tail_max_frames"] = {"needing_min_frames": sorted(self.tail_plain),
+                                      "needing_speed_frames": sorted(self.tail_groups)}
         if self.true_frames or self.seconds:
             out |= {
                 "median_scale_error": round(float(np.median(self.scale_err)), 4) if self.scale_err else None,
@@ -167,6 +191,8 @@ class Bench:
             t.false_frames += [m.matched_frames for m in matches if m.sound != own]
             if own is None:
                 t.unrelated, t.unrelated_matched = t.unrelated + 1, t.unrelated_matched + bool(matches)
+                if self.args.tail:
+                    self._tail(t, q)
                 continue
             t.queries, t.found, t.false = t.queries + 1, t.found + bool(hit), t.false + any(m.sound != own for m in matches)
             record = t.by_recording.setdefault(self.labels[own], [0, 0])
@@ -177,13 +203,29 @@ class Bench:
                 t.true_frames.append(hit[0].matched_frames)
         if k < self.args.chromaprint:
             bers = [best_ber(chromaprint(path), c, 16) for c in self.cp_refs]
-            best = int(np.argmin(bers)) if bers[int(np.argmin(bers))] < self.args.chromaprint_ber else None
-            self._peer(tallies["chromaprint"], best, own)
+            best = int(np.argmin(bers))
+            self._peer(tallies["chromaprint"], best, 1 - bers[best], 1 - self.args.chromaprint_ber, own)
         if self.audfprint is not None:
-            self._peer(tallies["audfprint"], self.audfprint.best(path), own)
+            ref, count = self.audfprint.best(path)
+            self._peer(tallies["audfprint"], ref, count, self.audfprint.MIN_COUNT - 0.5, own)
+
+    def _tail(self, t: Tally, q: Fingerprint) -> None:
+        from coldopen.sounds import vote
+
+        many = len(q.group_scales) > vote.FEW_GROUPS
+        g = q.groups if q.groups.size else np.zeros(len(q), np.uint16)
+        for needs_more, into in ((False, t.tail_plain), (True, t.tail_groups)):
+            keep = ((g > 0) if needs_more else (g == 0)) if many else (np.zeros_like(g, bool) if needs_more else g >= 0)
+            groups = q.groups[keep] if q.groups.size else q.groups
+            part = dataclasses.replace(q, hashes=q.hashes[keep], times=q.times[keep], groups=groups)
+            found = self.postings.match(part, limit=1, min_frames=2, group_min_frames=2) if keep.any() else []
+            into.append(found[0].matched_frames if found else 0)
 
     @staticmethod
-    def _peer(t: Tally, best: int | None, own: int | None) -> None:
+    def _peer(t: Tally, ref: int | None, score: float, bar: float, own: int | None) -> None:
+        """A peer's best reference and its score (higher: stronger), matched when the score passes `bar`."""
+        t.peer_scores.append((own is not None, ref is not None and ref == own, score))
+        best = ref if score > bar else None
         if own is None:
             t.unrelated, t.unrelated_matched = t.unrelated + 1, t.unrelated_matched + (best is not None)
         else:
@@ -202,6 +244,8 @@ def line(condition: str, out: dict[str, dict]) -> str:
             r = out[name]
             text += (f" | {name} {r['recall']:.3f} {r['recall_95ci']} "
                      f"false {r['queries_with_a_false_match']}+{r['unrelated_queries_matched']}/{r['unrelated_queries']}")
+            if "recall_at_no_false" in r:
+                text += f" (at no false: {r['recall_at_no_false']:.3f})"
     return text
 
 
@@ -226,7 +270,11 @@ def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
             xs = np.array([x for x, _ in pts]) + (j - 1.5) * (0.004 if kind != "pitch" else 0.03)
             ys = np.array([r["recall"] for _, r in pts])
             err = np.array([[y - r["recall_95ci"][0], r["recall_95ci"][1] - y] for y, (_, r) in zip(ys, pts)]).T
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
+            line = ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{name}" + (" (default threshold)" if
+                               "recall_at_no_false" in pts[0][1] else ""))
+            if "recall_at_no_false" in pts[0][1]:  # a peer at the threshold that kept it free of false matches
+                ax.plot(xs, [r["recall_at_no_false"] for _, r in pts], ls="--", marker="x",
+                        color=line[0].get_color(), label=f"{name} at no false match")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("recall, 5-s excerpts (95% interval)")
@@ -248,6 +296,8 @@ def main() -> None:
     p.add_argument("--chromaprint-ber", type=float, default=0.35)
     p.add_argument("--audfprint", type=Path, help="a checkout of dpwe/audfprint, run beside (benchmarks/peer_audfprint.py)")
     p.add_argument("--voice", action="store_true", help="LibriSpeech narration over every query at 0 dB")
+    p.add_argument("--tail", action="store_true", help="also vote every non-matching query with the thresholds lowered "
+                   "to 2 and keep the most frames it reached: the tail that decides false matches")
     p.add_argument("--threads", type=int, help="torch threads (two runs side by side on 2 cores: 1 each; an "
                    "oversubscribed torch ran the same query 10x slower)")
     p.add_argument("--json", type=Path)

@@ -52,6 +52,7 @@ class SoundMatch:
     confidence: float        # 0.5 at the threshold (about), 1 at CONFIDENT_FRAMES
     scale: float = 1.0       # how much faster the query plays the sound
     pitch: float = 1.0       # the query's frequencies are the sound's x pitch
+    group: int = 0           # the query's hypothesis group it was found in (0: the clip as it is)
 
     def on_sound(self, query_frames: np.ndarray) -> np.ndarray:
         """Query frames mapped onto the sound's timeline."""
@@ -135,7 +136,7 @@ def match(
         for scale in (tuple(own * s for s in scales) if g == 0 or few else (own,)):
             for m in _vote(sound_ids, g_local, g_ref, g_q, scale, need):
                 if m.sound not in best or m.matched_frames > best[m.sound].matched_frames:
-                    best[m.sound] = dataclasses.replace(m, pitch=pitch) if g else m
+                    best[m.sound] = dataclasses.replace(m, pitch=pitch, group=g) if g else m
     return sorted(best.values(), key=lambda m: -m.matched_frames)[:limit]
 
 
