@@ -161,7 +161,7 @@ class Bench:
 
         kind, value = condition.split(":")
         factor = edit(kind, float(value))[1]
-        semitones = {"speed": 12 * np.log2(float(value)), "pitch": float(value), "tempo": 0.0}[kind]
+        semitones = 12 * np.log2(float(value)) if kind == "speed" else float(value) if kind == "pitch" else 0.0
         rng = np.random.default_rng(zlib.crc32(condition.encode()))
         tallies = {name: Tally() for name in [*self.systems, "chromaprint", "audfprint"]}
         for k in range(self.args.queries):
