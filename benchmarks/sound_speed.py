@@ -210,12 +210,9 @@ class Bench:
             self._peer(tallies["audfprint"], ref, count, self.audfprint.MIN_COUNT - 0.5, own)
 
     def _tail(self, t: Tally, q: Fingerprint) -> None:
-        from coldopen.sounds import vote
-
-        many = len(q.group_scales) > vote.FEW_GROUPS
         g = q.groups if q.groups.size else np.zeros(len(q), np.uint16)
         for needs_more, into in ((False, t.tail_plain), (True, t.tail_groups)):
-            keep = ((g > 0) if needs_more else (g == 0)) if many else (np.zeros_like(g, bool) if needs_more else g >= 0)
+            keep = (g > q.plain_groups) if needs_more else (g <= q.plain_groups)
             groups = q.groups[keep] if q.groups.size else q.groups
             part = dataclasses.replace(q, hashes=q.hashes[keep], times=q.times[keep], groups=groups)
             found = self.postings.match(part, limit=1, min_frames=2, group_min_frames=2) if keep.any() else []
@@ -258,7 +255,7 @@ def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
 
     kinds = [("speed", "speed factor (resampled)"), ("pitch", "pitch change, semitones (tempo kept)"),
              ("tempo", "tempo factor (pitch kept)")]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.2), sharey=True)
     for ax, (kind, label) in zip(axes, kinds):
         rows = sorted((float(c.split(":")[1]), out) for c, out in table.items() if c.split(":")[0] == kind)
         if "speed:1" in table and kind != "speed":  # the clip as it is: every panel's origin
@@ -278,9 +275,10 @@ def plot(table: dict[str, dict[str, dict]], path: Path) -> None:
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("recall, 5-s excerpts (95% interval)")
-    axes[0].legend()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9)
     fig.suptitle("Finding a sound under speed, pitch and tempo edits")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
 

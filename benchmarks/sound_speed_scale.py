@@ -48,7 +48,7 @@ class SortedPostings:
         extra = {} if min_frames is None else {"min_frames": min_frames, "group_min_frames": group_min_frames}
         return vote.match(q.hashes, q.times, self.hash[rows].astype(np.int64), self.sound[rows].astype(np.int64),
                           self.time[rows].astype(np.int64), limit=10, q_groups=q.groups, group_scales=q.group_scales,
-                          group_pitches=q.group_pitches, **extra)
+                          group_pitches=q.group_pitches, plain_groups=q.plain_groups, **extra)
 
 
 def build(n_sounds: int, real_refs: list, seed: int = 0) -> SortedPostings:
@@ -114,7 +114,7 @@ def main() -> None:
         unrelated_matched += bool(matches)
         unrelated_frames += [(condition, m.matched_frames, m.group) for m in matches]
         if args.tail:
-            many = q.groups > 0
+            many = q.groups > q.plain_groups
             best = []
             for keep, need in ((~many, 2), (many, 2)):
                 part = dataclasses.replace(q, hashes=q.hashes[keep], times=q.times[keep], groups=q.groups[keep])

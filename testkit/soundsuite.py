@@ -93,7 +93,8 @@ class Postings:
         hit = np.isin(self.hash, q.hashes.astype(np.int64))
         return vote.match(q.hashes, q.times, self.hash[hit], self.sound[hit], self.time[hit], limit=limit,
                           min_frames=min_frames, q_groups=q.groups, group_scales=q.group_scales,
-                          group_pitches=q.group_pitches, group_min_frames=group_min_frames)
+                          group_pitches=q.group_pitches, group_min_frames=group_min_frames,
+                          plain_groups=q.plain_groups)
 
 
 # --- real recordings (tests/data/music: CC BY / public domain, see LICENSES.md) -----------------------

@@ -45,6 +45,7 @@ class Fingerprint:
     groups: np.ndarray = dataclasses.field(default_factory=lambda: _NONE_U16)
     group_scales: tuple[float, ...] = ()
     group_pitches: tuple[float, ...] = ()
+    plain_groups: int = 0  # groups 1..plain_groups are a few explicit pitch shifts, voted like the clip as it is
 
     def __len__(self) -> int:
         return int(self.hashes.shape[0])

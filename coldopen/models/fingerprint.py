@@ -126,8 +126,10 @@ class Fingerprinter:
 
     @classmethod
     def load(cls, device: str = "cpu", speed_search: bool = False) -> Fingerprinter:
-        # Speed search's pitch grid holds the two explicit pitch shifts (to 0.04%), so they are left out there.
-        return cls(FingerprintParams(warps=all_warps(), pitch_hypotheses=()) if speed_search else FingerprintParams(), device)
+        # Speed search keeps the two explicit pitch shifts too: voted at the plain threshold, they find a
+        # semitone's shift with fewer frames than the grid's groups need (benchmarks/RESULTS.md: without them
+        # pitch -1 fell from 0.85 to 0.79).
+        return cls(FingerprintParams(warps=all_warps() if speed_search else ()), device)
 
     def split(self, audio: np.ndarray) -> list[AudioWindow]:
         """A clip's audio as windows of bounded length, so a batch's memory does not grow with its longest clip.
@@ -235,6 +237,7 @@ class Fingerprinter:
                     groups=query_g,
                     group_scales=tuple(time for _, time in p.hypotheses) if query_g.size else (),
                     group_pitches=tuple(freq for freq, _ in p.hypotheses) if query_g.size else (),
+                    plain_groups=len(p.pitch_hypotheses) if query_g.size else 0,
                 )
             )
         return out

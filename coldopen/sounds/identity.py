@@ -51,7 +51,8 @@ def _groups(fp: Fingerprint) -> dict[str, Any]:
     """The vote's arguments for a fingerprint's hypothesis groups (none: all as is)."""
     if not fp.group_scales:
         return {}
-    return {"q_groups": fp.groups, "group_scales": fp.group_scales, "group_pitches": fp.group_pitches}
+    return {"q_groups": fp.groups, "group_scales": fp.group_scales, "group_pitches": fp.group_pitches,
+            "plain_groups": fp.plain_groups}
 
 
 @dataclass(frozen=True)

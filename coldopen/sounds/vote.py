@@ -16,9 +16,9 @@ Pitch, speed: a short clip also carries hashes computed with a change undone (mo
 *group* per hypothesis, each with its time scale and pitch). Each group is voted on alone, as if it were
 its own query: a group's coincidences cannot add up with another's, so the chance of a false match grows
 with the number of groups, not with their square. A sound keeps its best group, whose pitch and scale the
-match reports. A query with few groups (the two explicit pitch shifts, ``FEW_GROUPS``) votes each like the
-clip as it is, under the tempo scales at the plain threshold; one with many (speed search, ~340) votes each
-under its own scale only and needs ``SPEED_MATCH_FRAMES``.
+match reports. The first few groups (``plain_groups``: the two explicit pitch shifts) are voted like the
+clip as it is, under the tempo scales at the plain threshold; the many others (speed search, ~340) each
+under its own scale only, needing ``SPEED_MATCH_FRAMES``.
 
 The threshold was set on the robustness suite (tests/test_sounds.py, benchmarks/RESULTS.md): with
 32-bit triplet hashes, unrelated songs (including pairs generated at one tempo in related keys) agree
@@ -37,7 +37,6 @@ MIN_MATCH_FRAMES = 3
 # unrelated excerpts (x0.8-x1.2) against 100 synthetic songs: unrelated sounds reached 3 frames in one group
 # for ~5% of queries, never 4; sped-up real music is found with a median of ~10 frames.
 SPEED_MATCH_FRAMES = MIN_MATCH_FRAMES + 2
-FEW_GROUPS = 4
 CONFIDENT_FRAMES = 8  # confidence reaches 1 here
 TEMPO_SCALES = (1.0, 1 / 1.03, 1.03)
 
@@ -84,12 +83,13 @@ def match(
     group_scales: tuple[float, ...] = (),
     group_min_frames: int = SPEED_MATCH_FRAMES,
     group_pitches: tuple[float, ...] = (),
+    plain_groups: int = 0,
 ) -> list[SoundMatch]:
     """Best (scale, offset) matches of a query (hashes, anchor frames) against postings, strongest first.
 
     `q_groups` (optional, one per query hash) puts hashes in hypothesis groups: group 0 is voted on under
     `scales`; group g >= 1 (time scale `group_scales[g - 1]`, pitch `group_pitches[g - 1]`) under its scale
-    times `scales` at `min_frames` when there are at most FEW_GROUPS groups, else under its scale alone at
+    times `scales` at `min_frames` when g <= `plain_groups`, else under its scale alone at
     max(min_frames, group_min_frames)."""
     if q_hashes.size == 0 or post_hash.size == 0:
         return []
@@ -125,15 +125,15 @@ def match(
     sound, group, ref_t, q_t = sound[candidate], group[candidate], ref_t[candidate], q_t[candidate]
     sound_ids, local = np.unique(sound, return_inverse=True)
     local = local.astype(np.int64)
-    few = len(group_scales) <= FEW_GROUPS
     best: dict[int, SoundMatch] = {}
     for g in np.unique(group).tolist():
         rows_g = group == g
         g_local, g_ref, g_q = (local[rows_g], ref_t[rows_g], q_t[rows_g]) if grouped else (local, ref_t, q_t)
-        need = min_frames if g == 0 or few else max(min_frames, group_min_frames)
+        plain = g <= plain_groups
+        need = min_frames if plain else max(min_frames, group_min_frames)
         own = group_scales[g - 1] if g else 1.0
         pitch = group_pitches[g - 1] if g and group_pitches else 1.0
-        for scale in (tuple(own * s for s in scales) if g == 0 or few else (own,)):
+        for scale in (tuple(own * s for s in scales) if plain else (own,)):
             for m in _vote(sound_ids, g_local, g_ref, g_q, scale, need):
                 if m.sound not in best or m.matched_frames > best[m.sound].matched_frames:
                     best[m.sound] = dataclasses.replace(m, pitch=pitch, group=g) if g else m

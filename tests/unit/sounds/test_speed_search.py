@@ -112,7 +112,7 @@ def test_votes_of_different_speed_groups_do_not_add_up_and_a_group_needs_more_fr
     groups (speed search: ~340 chances) a group must reach SPEED_MATCH_FRAMES, where the clip as it is (or a
     query with only a few hypotheses) needs MIN_MATCH_FRAMES."""
     n = vote.SPEED_MATCH_FRAMES
-    many = (1.0,) * vote.FEW_GROUPS
+    many = (1.0,) * 300
     post_hash = np.arange(1, 2 * n + 1, dtype=np.int64)
     post_sound = np.zeros(2 * n, np.int64)
     post_time = 100 + 10 * np.arange(2 * n, dtype=np.int64)
@@ -131,8 +131,9 @@ def test_votes_of_different_speed_groups_do_not_add_up_and_a_group_needs_more_fr
     assert vote.match(q_hash[: n - 1], q_time[: n - 1] * 2, post_hash, post_sound, post_time,
                       q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,) + many) == []
     few = vote.match(q_hash[: n - 1], q_time[: n - 1] * 2, post_hash, post_sound, post_time,
-                     q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,), group_pitches=(1.06,))
-    assert few and few[0].scale == 0.5 and few[0].pitch == 1.06  # one of few hypotheses: the plain threshold
+                     q_groups=np.ones(n - 1, np.uint16), group_scales=(0.5,) + many, group_pitches=(1.06,) + many,
+                     plain_groups=1)
+    assert few and few[0].scale == 0.5 and few[0].pitch == 1.06  # an explicit pitch shift: the plain threshold
     assert vote.match(q_hash[: n - 1], q_time[: n - 1], post_hash, post_sound, post_time)  # as is: enough
 
 
