@@ -201,7 +201,8 @@ class Fingerprinter:
         short = [i for i, w in enumerate(windows) if w.short]
         shifted = {}  # (window, hypothesis) -> peaks of the window's spectrogram with its pitch shift undone
         if short and p.pitch_hypotheses:
-            warped = torch.cat([self._unshift(full[short], semitones) for semitones in p.pitch_hypotheses])
+            shifts = p.hypotheses[: len(p.pitch_hypotheses)]  # (2^(semitones/12), 1): pitch moved, tempo kept
+            warped = torch.cat([warps.undo(full[short], self._f_lo, self._f_hi, wp) for wp in shifts])
             picked = self._pick_peaks(warped, [frames[i] for i in short] * len(p.pitch_hypotheses))
             for k, pk in enumerate(picked):
                 shifted[(short[k % len(short)], k // len(short))] = pk
@@ -268,15 +269,6 @@ class Fingerprinter:
                 clip_t = np.clip(np.round(t_sound / tempo), w.core_start, w.core_end - 1).astype(np.int64)
                 out.append((h, clip_t, first_group + start + k))
         return out
-
-    def _unshift(self, full: torch.Tensor, semitones: float) -> torch.Tensor:
-        """The cropped log spectrogram of audio that was pitch-shifted by `semitones`, with the shift undone:
-        bin b of the result reads the input at b x 2^(semitones/12), linearly interpolated."""
-        src = (torch.arange(self._f_lo, self._f_hi, device=full.device, dtype=torch.float32)) * 2 ** (semitones / 12)
-        src = src.clamp(0, full.shape[1] - 1.001)
-        lo = src.floor().long()
-        frac = (src - lo)[None, :, None]
-        return full[:, lo] * (1 - frac) + full[:, lo + 1] * frac
 
     def _pick_peaks(self, log_spec: torch.Tensor, frames: list[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per clip: (frame, bin, rank in its cell) of the strongest local maxima in each (band, block) cell,

@@ -52,18 +52,18 @@ def all_warps() -> tuple[Warp, ...]:
 
 
 def undo(full: torch.Tensor, f_lo: int, f_hi: int, warp: Warp) -> torch.Tensor:
-    """Bins [f_lo, f_hi) of a clip's log spectrogram `full` (bins x frames) on the sound's axes: frame j reads
-    the clip at j / time factor and bin b at b x frequency factor, linearly interpolated on both."""
+    """Bins [f_lo, f_hi) of a clip's log spectrogram `full` ([batch x] bins x frames) on the sound's axes: frame
+    j reads the clip at j / time factor and bin b at b x frequency factor, linearly interpolated on both."""
     freq, tempo = warp
-    nf, nt = full.shape
+    nf, nt = full.shape[-2:]
     src = (torch.arange(f_lo, f_hi, device=full.device, dtype=torch.float32) * freq).clamp(0, nf - 1.001)
     lo = src.floor().long()
     frac = (src - lo)[:, None]
-    x = full[lo] * (1 - frac) + full[lo + 1] * frac
+    x = full[..., lo, :] * (1 - frac) + full[..., lo + 1, :] * frac
     if tempo == 1.0:
         return x
     n_out = max(1, int(nt * tempo))
     st = (torch.arange(n_out, device=full.device, dtype=torch.float32) / tempo).clamp(0, nt - 1.001)
     lo_t = st.floor().long()
     frac_t = (st - lo_t)[None, :]
-    return x[:, lo_t] * (1 - frac_t) + x[:, lo_t + 1] * frac_t
+    return x[..., lo_t] * (1 - frac_t) + x[..., lo_t + 1] * frac_t
