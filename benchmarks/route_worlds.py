@@ -66,6 +66,8 @@ def run_world(spec: signalworlds.WorldSpec, corpus, queries, repo: Path, work: P
             ev = signalworlds.evaluate(client, corpus, queries, k)
     finally:
         server.close()
+    calibrated = [line.split("] ", 1)[-1] for line in (work / "serve.log").read_text(errors="replace").splitlines()
+                  if "content prior calibrated" in line]
     priors = np.array([(m, r) for m, _, _, r in ev.priors])
     covered = sum(lo <= r <= hi for _, lo, hi, r in ev.priors)
     out = {name: {"precision": ev.mean(name), "ci95": bootstrap(v) if v else None, "queries": len(v) if v else 0}
@@ -79,6 +81,7 @@ def run_world(spec: signalworlds.WorldSpec, corpus, queries, repo: Path, work: P
                                                                    stat=lambda i: spearman(priors[i.astype(int)])),
         "prior_coverage": covered / len(ev.priors), "prior_coverage_ci95": wilson(covered, len(ev.priors)),
         "weights_basis": ev.bases, "weights_reasons": ev.reasons, "load_s": round(loaded, 1),
+        "last_calibration": calibrated[-1] if calibrated else "",  # the server's log line: per-signal Spearman, weights
     }
 
 

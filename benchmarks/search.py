@@ -59,6 +59,45 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(found.tolist(), truth.tolist())]))
 
 
+def single_latency(index, qs: np.ndarray, k: int = 10, callers: int = 1) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, queries/s) of one-query searches over qs[:300], from `callers` threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(q: np.ndarray) -> float:
+        t = time.perf_counter()
+        index.search(q[None, :], k)
+        return (time.perf_counter() - t) * 1000
+
+    t0 = time.perf_counter()
+    if callers == 1:
+        lat = [one(q) for q in qs[:300]]
+    else:
+        with ThreadPoolExecutor(callers) as pool:
+            lat = list(pool.map(one, qs[:300]))
+    wall = time.perf_counter() - t0
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99)), len(lat) / wall
+
+
+def by_threads(index, qs: np.ndarray, threads: list[int], callers: int) -> dict:
+    """Single-query latency with FAISS's OpenMP threads set to each of `threads` (0: its default, every
+    core), one caller and `callers` concurrent callers (a server's request threads)."""
+    import faiss
+
+    default = faiss.omp_get_max_threads()
+    out = {}
+    try:
+        for t in threads:
+            faiss.omp_set_num_threads(t or default)
+            row = {}
+            for c in sorted({1, callers}):
+                p50, p99, qps = single_latency(index, qs, callers=c)
+                row[f"callers_{c}"] = {"p50_ms": round(p50, 3), "p99_ms": round(p99, 3), "qps": round(qps)}
+            out[str(t or default)] = row
+    finally:
+        faiss.omp_set_num_threads(default)
+    return out
+
+
 def bench_index(name: str, index, qs: np.ndarray, truth: np.ndarray, k: int = 10, far=None) -> dict:
     batch = qs[:1024]
     index.search(batch[:8], k)  # warm-up
@@ -205,7 +244,11 @@ def main() -> None:
     p.add_argument("--index-type", default="flat", help="the gRPC server's --index-type")
     p.add_argument("--tmp", default=None, help="where the gRPC run's store is written (needs ~2.2 GB per 1M)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    p.add_argument("--omp-threads", default="", help="also measure single queries with FAISS's OpenMP threads set "
+                   "to each of these (e.g. 1,0; 0: every core), from one caller and from --callers at once")
+    p.add_argument("--callers", type=int, default=4, help="concurrent single-query callers for --omp-threads")
     args = p.parse_args()
+    threads = [int(t) for t in args.omp_threads.split(",") if t.strip()]
     cuda = torch.cuda.is_available() and args.device != "cpu"
     results = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -236,6 +279,8 @@ def main() -> None:
         print(f"\n{n:,} x {args.dim} vectors ready in {time.perf_counter() - t:.1f} s")
         rows = [bench_index("flat (exact), faiss cpu", exact, qs, truth, far=far_truth)]
         rows[-1]["bytes_per_vector"] = round(len(faiss.serialize_index(exact._index)) / n)
+        if threads and n <= 200_000:  # exact search at 10^6: 0.3 s a query, minutes per setting
+            rows[-1]["single_by_omp_threads"] = by_threads(exact, qs, threads, args.callers)
         print(rows[-1], flush=True)
         backends = [] if args.no_torch else [("torch exact, cpu", lambda: TorchExactIndex(args.dim, "cpu"))]
         if cuda:
@@ -267,6 +312,8 @@ def main() -> None:
                         "bytes_per_vector": size,
                     }
                 )
+                if threads:
+                    rows[-1]["single_by_omp_threads"] = by_threads(index, qs, threads, args.callers)
                 print(rows[-1], flush=True)
             del index
         if not no_cagra and args.itopk:
@@ -299,6 +346,15 @@ def main() -> None:
                 f"{r['single_p99_ms']} | {r.get('recall_at_10', '')} | {r.get('recall_at_10_far', '')} | "
                 f"{r.get('build_s', '')} | {r.get('bytes_per_vector', '')} |"
             )
+    if threads:
+        print("\n| vectors | index | OpenMP threads | callers | single p50 ms | p99 ms | queries/s |")
+        print("|---:|---|---:|---:|---:|---:|---:|")
+        for n, rows in results["sizes"].items():
+            for r in rows:
+                for t, row in r.get("single_by_omp_threads", {}).items():
+                    for c, m in row.items():
+                        print(f"| {int(n):,} | {r['backend']} | {t} | {c.split('_')[1]} | {m['p50_ms']} | {m['p99_ms']} "
+                              f"| {m['qps']} |")
     print(f"\nwrote {args.out / 'search.json'}")
 
 

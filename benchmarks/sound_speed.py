@@ -210,13 +210,9 @@ class Bench:
             self._peer(tallies["audfprint"], ref, count, self.audfprint.MIN_COUNT - 0.5, own)
 
     def _tail(self, t: Tally, q: Fingerprint) -> None:
-        g = q.groups if q.groups.size else np.zeros(len(q), np.uint16)
-        for needs_more, into in ((False, t.tail_plain), (True, t.tail_groups)):
-            keep = (g > q.plain_groups) if needs_more else (g <= q.plain_groups)
-            groups = q.groups[keep] if q.groups.size else q.groups
-            part = dataclasses.replace(q, hashes=q.hashes[keep], times=q.times[keep], groups=groups)
-            found = self.postings.match(part, limit=1, min_frames=2, group_min_frames=2) if keep.any() else []
-            into.append(found[0].matched_frames if found else 0)
+        plain, groups = tail(q, lambda part: self.postings.match(part, limit=1, min_frames=2, group_min_frames=2))
+        t.tail_plain.append(plain)
+        t.tail_groups.append(groups)
 
     @staticmethod
     def _peer(t: Tally, ref: int | None, score: float, bar: float, own: int | None) -> None:
@@ -227,6 +223,20 @@ class Bench:
             t.unrelated, t.unrelated_matched = t.unrelated + 1, t.unrelated_matched + (best is not None)
         else:
             t.queries, t.found, t.false = t.queries + 1, t.found + (best == own), t.false + (best not in (None, own))
+
+
+def tail(q: Fingerprint, match) -> tuple[int, int]:
+    """The most frames any sound gathered for a query with the thresholds lowered to 2 (`match(part)`:
+    matches, best first), from the clip as it is with its explicit pitch shifts (groups up to
+    `plain_groups`) and from the other hypotheses: the tail that decides false matches."""
+    g = q.groups if q.groups.size else np.zeros(len(q), np.uint16)
+    best = []
+    for keep in (g <= q.plain_groups, g > q.plain_groups):
+        part = dataclasses.replace(q, hashes=q.hashes[keep], times=q.times[keep],
+                                   groups=q.groups[keep] if q.groups.size else q.groups)
+        found = match(part) if keep.any() else []
+        best.append(found[0].matched_frames if found else 0)
+    return best[0], best[1]
 
 
 def line(condition: str, out: dict[str, dict]) -> str:

@@ -16,7 +16,6 @@ any sound reached with the thresholds lowered to 2 (the margin below the real th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import time
@@ -68,7 +67,7 @@ def build(n_sounds: int, real_refs: list, seed: int = 0) -> SortedPostings:
 
 
 def main() -> None:
-    from benchmarks.sound_speed import excerpt, wilson
+    from benchmarks.sound_speed import excerpt, tail, wilson
     from coldopen.engine import media
     from coldopen.models.fingerprint import Fingerprinter
     from coldopen.sounds import vote
@@ -114,13 +113,7 @@ def main() -> None:
         unrelated_matched += bool(matches)
         unrelated_frames += [(condition, m.matched_frames, m.group) for m in matches]
         if args.tail:
-            many = q.groups > q.plain_groups
-            best = []
-            for keep, need in ((~many, 2), (many, 2)):
-                part = dataclasses.replace(q, hashes=q.hashes[keep], times=q.times[keep], groups=q.groups[keep])
-                got = index.match(part, min_frames=need, group_min_frames=need) if keep.any() else []
-                best.append(got[0].matched_frames if got else 0)
-            tails.append(best)
+            tails.append(tail(q, lambda part: index.match(part, min_frames=2, group_min_frames=2)))
         if (k + 1) % 20 == 0:
             print(f"{k + 1} queries: unrelated matched {unrelated_matched} {unrelated_frames}", flush=True)
     result = {

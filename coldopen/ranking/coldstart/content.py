@@ -224,13 +224,14 @@ class ContentPriors:
         fallback = significant if learned else {}
         preds = [self._predict(f, weights, corpus_sd)[0] or (self._predict(f, fallback, corpus_sd)[0] if fallback else None)
                  for f in found]
-        content = rw.from_content(self._creator_excess(queries, found, len(eligible)))
         # Route: every significant modality that finds the same videos as the strongest (a second view of the
         # topic adds little to predicting engagement, so the prior's selection may drop it, but it helps Route)
         route_rho, route_counted, beyond = rho, counted, ""
         if significant.get(CREATOR, 0) > 0:  # see _beyond_creator
             route_rho, route_counted = self._beyond_creator(alone, actual)
             beyond = " beyond the creator's record"
+        content = rw.from_content(self._creator_excess(queries, found, len(eligible)), route_rho, route_counted,
+                                  lambda lead, m: self._agree(lead, m, found))
         route_significant = rw.significant(route_rho, route_counted)
         chosen = self._topical({m: r for m, r in route_rho.items() if m in ALL and route_significant.get(m, 0) > 0}, found)
         return Learned(cp.calibrate(preds, actual, corpus, len(eligible)), weights, learned, rho, baselines,

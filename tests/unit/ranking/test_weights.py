@@ -39,6 +39,45 @@ def test_learned_weights_that_cover_nothing_a_video_has_give_way_to_the_content_
     assert "cover only sound, which this video lacks" in fallback.reason
 
 
+N = 84  # held-out videos: the noise bar is 2 / sqrt(83) = 0.22
+
+
+def test_without_engagement_signal_one_modality_leads_and_only_those_that_agree_with_it_join():
+    # The creator decides engagement, the topic lives in the picture: nothing passes the bar, the picture
+    # hints most; speech (a random sentence) and the caption (boilerplate) group clips by something else.
+    rho = {"visual": 0.14, "spoken": -0.02, "caption": 0.09, "sound": -0.10}
+    counted = dict.fromkeys(rho, N)
+    choice = rw.from_content({}, rho, counted, lambda lead, m: False)
+    assert choice.basis == "content" and choice.leads == ("visual",)
+    assert choice.weights["spoken"] == choice.weights["caption"] == 0
+    assert choice.weights["visual"] == 1.0 and choice.weights["sound"] == 0  # trends across topics
+    assert "visual leads" in choice.reason and "spoken, caption, sound left out" in choice.reason
+    # a modality that finds the same videos as the lead joins it; a sound too, but it never leads
+    joined = rw.from_content({}, rho, counted, lambda lead, m: m in ("spoken", "sound"))
+    assert joined.leads == ("visual", "spoken") and "spoken, sound joined it" in joined.reason
+    assert joined.weights == pytest.approx({"visual": 0.35 / 0.8, "spoken": 0.3 / 0.8, "caption": 0.0, "sound": 0.15 / 0.8})
+    loud = rw.from_content({}, {**rho, "sound": 0.5}, counted, lambda lead, m: False)
+    assert loud.leads == ("visual",) and loud.weights["sound"] == 0
+
+
+def test_a_hint_in_noise_does_not_hand_the_lead_to_a_modality_that_finds_the_creator():
+    # Engagement driven by nothing, the topic in speech, pictures of the creator's room: visual 80% creator.
+    counted = {"visual": N, "spoken": N}
+    for visual_rho in (0.0, 0.1, 0.15):  # up to z = 1.37: 9% of null draws reach it
+        choice = rw.from_content({"visual": 0.8}, {"visual": visual_rho, "spoken": -0.1}, counted, lambda lead, m: False)
+        assert choice.leads == ("spoken",) and choice.weights["visual"] == 0, (visual_rho, choice)
+    assert rw.hint(-0.3, N) == 1.0 and rw.hint(0.2, N) == pytest.approx(np.exp(0.5 * 0.04 * 83))
+
+
+def test_content_weights_led_by_what_a_video_lacks_give_way_to_the_defaults():
+    content = rw.from_content({}, {"visual": 0.0, "spoken": 0.2}, {"visual": N, "spoken": N}, lambda lead, m: False)
+    assert content.leads == ("spoken",)
+    assert rw.for_video(content, content, {"visual": True, "spoken": True}) is content
+    silent = rw.for_video(content, content, {"visual": True, "spoken": False, "sound": True})
+    assert silent.basis == "defaults" and silent.weights["visual"] > 0
+    assert "led by spoken, which this video lacks" in silent.reason
+
+
 def test_a_sound_counts_by_how_alike_its_videos_perform_or_look():
     rng = np.random.default_rng(0)
     corpus_var = 1.0
