@@ -110,6 +110,8 @@ def from_content(excess: dict[str, float], rho: dict[str, float] | None = None, 
                + (f"; {', '.join(joined)} joined it (their nearest videos are {lead}'s)" if joined else "")
                + (f"; {', '.join(left)} left out (their nearest videos are not {lead}'s)" if left else ""))
     total = sum(w.values())
+    if total <= 0:  # every modality the corpus has finds only the creator: nothing in the content to route by
+        return defaults(why + "; every modality left weighs nothing, so the defaults")
     return WeightChoice({m: v / total for m, v in w.items()}, "content", why, leads)
 
 

@@ -66,6 +66,8 @@ def test_a_hint_in_noise_does_not_hand_the_lead_to_a_modality_that_finds_the_cre
     for visual_rho in (0.0, 0.1, 0.15):  # up to z = 1.37: 9% of null draws reach it
         choice = rw.from_content({"visual": 0.8}, {"visual": visual_rho, "spoken": -0.1}, counted, lambda lead, m: False)
         assert choice.leads == ("spoken",) and choice.weights["visual"] == 0, (visual_rho, choice)
+    everyone = rw.from_content({"visual": 1.0, "spoken": 1.0}, {"visual": 0.1, "spoken": 0.1}, counted, lambda lead, m: False)
+    assert everyone.basis == "defaults" and "so the defaults" in everyone.reason
     assert rw.hint(-0.3, N) == 1.0 and rw.hint(0.2, N) == pytest.approx(np.exp(0.5 * 0.04 * 83))
 
 
