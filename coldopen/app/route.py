@@ -63,13 +63,16 @@ class Route:
             pass
         content_prior = self._outlook.live_prior(prior_query)
         sharing = self._sounds.pool_sharing(uses, query.exclude_row)
+        if sharing:  # a shared sound counts as its match x how alike its videos perform (coldstart/signals.py)
+            if coherence is None:
+                coherence = core.priors.sound_coherences(prior_query.sounds)
+            query = dataclasses.replace(query, sound_confidence=sound_similarity(sharing, coherence),
+                                        shared_sound={r: snd for r, (snd, _) in sharing.items()})
+        # Not under the view's lock: the coherences and the weights read the pool's score book, which takes its
+        # refresh lock, and a replica's feed thread takes the two the other way round (refresh, then view):
+        # holding both here deadlocked a Route against a pool sync (tests/integration/test_replicas.py).
+        options = self._weights(options, routing.present(query))
         with core.pool.reading() as view:  # held still against a concurrent engagement batch
-            if sharing:  # a shared sound counts as its match x how alike its videos perform (coldstart/signals.py)
-                if coherence is None:
-                    coherence = core.priors.sound_coherences(prior_query.sounds)
-                query = dataclasses.replace(query, sound_confidence=sound_similarity(sharing, coherence),
-                                            shared_sound={r: snd for r, (snd, _) in sharing.items()})
-            options = self._weights(options, routing.present(query))
             try:
                 result = routing.route(view, query, options, performance=core.pool.scores_now)
             except ValueError as e:

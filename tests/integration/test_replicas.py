@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import grpc
@@ -38,6 +39,40 @@ def _searchable(server, video_id: str, embedding) -> bool:
     return video_id in [n.video_id for n in reply.neighbours]
 
 
+class _OrderedLock:
+    """The pool's real refresh lock, recording every acquisition made while the same thread holds the pool's
+    view lock: a replica's feed thread takes refresh, then view (installing another replica's pool), so the
+    other order can deadlock (a Route did: its weights read the score book under the view)."""
+
+    def __init__(self, lock, view_lock):
+        self._lock, self._view_lock, self.inverted = lock, view_lock, []
+
+    def __enter__(self):
+        if self._view_lock._is_owned():
+            self.inverted.append(threading.current_thread().name)
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc):
+        return self._lock.__exit__(*exc)
+
+
+def test_a_route_never_waits_for_the_score_book_while_it_holds_the_pool_view(start_server, postgres, clips, tmp_path):
+    s = start_server(data_dir=tmp_path / "a", database_url=postgres.new_database(), pool_min_impressions=100,
+                     pool_percentile=50.0)
+    for name in ("fox", "coffee", "rocket"):
+        s.ingest(clips[name], name, creator_id=f"c-{name}")
+    s.ingest(clips["fox"], "fox-copy")  # shares fox's sound: Route measures the sound's coherence too
+    events = [pb.EngagementEvent(event_id=f"e-{n}", video_id=n, impressions=1000, likes=likes)
+              for n, likes in (("fox", 400), ("coffee", 10), ("rocket", 300))]
+    s.stub.RecordEngagement(iter(events))
+    pool = s.server.service.core.pool
+    checked = pool._refresh_lock = _OrderedLock(pool._refresh_lock, pool._lock)
+    for _ in range(3):  # too few engaged videos to calibrate: every Route recomputes the prior inline
+        reply = s.stub.Route(iter([pb.RouteRequest(query=pb.RouteQuery(video_id="fox-copy", k=10))]), timeout=60)
+        assert {n.video_id for n in reply.neighbours} == {"fox", "rocket"}
+    assert checked.inverted == [], checked.inverted
+
+
 def test_what_one_replica_acknowledges_the_other_serves(start_server, postgres, clips, tmp_path):
     url = postgres.new_database()
     a = start_server(data_dir=tmp_path / "a", database_url=url, pool_min_impressions=100, pool_percentile=50.0)
@@ -63,7 +98,7 @@ def test_what_one_replica_acknowledges_the_other_serves(start_server, postgres, 
     assert a.stub.RecordEngagement(iter(events)).pool_size == 2
 
     def routed() -> set[str]:
-        reply = b.stub.Route(iter([pb.RouteRequest(query=pb.RouteQuery(video_id="fox-copy", k=10))]))
+        reply = b.stub.Route(iter([pb.RouteRequest(query=pb.RouteQuery(video_id="fox-copy", k=10))]), timeout=60)
         return {n.video_id for n in reply.neighbours}
 
     lags.append(_until(lambda: routed() == {"fox", "rocket"}))
