@@ -109,16 +109,12 @@ def bench_index(name: str, index, qs: np.ndarray, truth: np.ndarray, k: int = 10
         if time.perf_counter() - t0 > 2.0 or reps >= 20:
             break
     qps = reps * len(batch) / (time.perf_counter() - t0)
-    lat = []
-    for q in qs[:300]:
-        t = time.perf_counter()
-        index.search(q[None, :], k)
-        lat.append((time.perf_counter() - t) * 1000)
+    p50, p99, _ = single_latency(index, qs, k)
     out = {
         "backend": name,
         "batched_qps": round(qps),
-        "single_p50_ms": round(float(np.percentile(lat, 50)), 3),
-        "single_p99_ms": round(float(np.percentile(lat, 99)), 3),
+        "single_p50_ms": round(p50, 3),
+        "single_p99_ms": round(p99, 3),
         "recall_at_10": round(recall(ids, truth[: len(batch)]), 4),
     }
     if far is not None:  # (far queries, their exact top-k)

@@ -47,9 +47,13 @@ class WeightChoice:
     reason: str
     leads: tuple[str, ...] = ()  # a video needs one of these for the choice to apply (empty: any weighted one)
 
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The modalities a video needs one of for this choice to apply."""
+        return self.leads or tuple(m for m, w in self.weights.items() if w > 0)
+
     def covers(self, present: dict[str, bool]) -> bool:
-        needed = self.leads or tuple(m for m, w in self.weights.items() if w > 0)
-        return any(self.weights.get(m, 0.0) > 0 and present.get(m, False) for m in needed)
+        return any(self.weights.get(m, 0.0) > 0 and present.get(m, False) for m in self.needs)
 
 
 def significant(rho: dict[str, float], counted: dict[str, int]) -> dict[str, float]:
@@ -126,7 +130,7 @@ def for_video(choice: WeightChoice, content: WeightChoice | None, present: dict[
     or the defaults, saying so."""
     if choice.covers(present):
         return choice
-    covered = ", ".join(choice.leads or tuple(m for m, w in choice.weights.items() if w > 0))
+    covered = ", ".join(choice.needs)
     other = content if content is not None and content is not choice and content.covers(present) else defaults("")
     why = (f"the {choice.basis} weights {'are led by' if choice.leads else 'cover only'} {covered}, which this video "
            f"lacks; {other.reason or 'the defaults'}")
