@@ -20,6 +20,7 @@ rebuilt from the store at start), Search by embedding from one client: p50/p99 o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -137,7 +138,15 @@ def bulk_store(data_dir: Path, vectors: np.ndarray, model_name: str) -> None:
         store.close()
 
 
-def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args) -> dict:
+def served_recall(service, qs: np.ndarray, truth: np.ndarray) -> float:
+    """recall@10 of the service's own search (its videos are bench-<row of the vectors>)."""
+    from coldopen.domain.videos import SearchQuery
+
+    found = [[int(h.video_id.rsplit("-", 1)[1]) for h in service.search(SearchQuery(k=10, embedding=q)).neighbours] for q in qs]
+    return round(float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth.tolist())])), 4)
+
+
+def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -> dict:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -159,6 +168,7 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args) -> dict:
             device=args.device,
             decode_workers=0,
             index_type=args.index_type,
+            index_recall_target=args.recall_target,
             snapshot_interval_s=0,
         )
         models = Models.load(settings)
@@ -208,6 +218,7 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args) -> dict:
             "single_p99_ms": layers["grpc"][1],
             "layers_p50_p99_ms": layers,
             "grpc_over_faiss_p50": round(layers["grpc"][0] / max(layers["faiss"][0], 1e-6), 2),
+            "recall_at_10": served_recall(service, qs[:300], truth[:300]),
             "bulk_load_s": round(load_s, 1),
             "index_rebuild_s": round(rebuild_s, 1),
         }
@@ -238,6 +249,8 @@ def main() -> None:
     p.add_argument("--no-grpc", action="store_true")
     p.add_argument("--grpc-max", type=int, default=10**9, help="measure over gRPC only up to this many vectors")
     p.add_argument("--index-type", default="flat", help="the gRPC server's --index-type")
+    p.add_argument("--recall-target", type=float, default=0.95, help="hnsw and ivf are first measured calibrated to "
+                   "this recall@10, as the service serves them (its --index-recall-target); 0: only the fixed settings")
     p.add_argument("--tmp", default=None, help="where the gRPC run's store is written (needs ~2.2 GB per 1M)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     p.add_argument("--omp-threads", default="", help="also measure single queries with FAISS's OpenMP threads set "
@@ -291,16 +304,18 @@ def main() -> None:
             del index
         del exact
         for kind, knob, values in (("hnsw", "efSearch", args.ef), ("ivf", "nprobe", args.nprobe)):
-            if not values:
+            if not values and not args.recall_target:
                 continue
             t = time.perf_counter()
-            index = FaissIndex(args.dim, kind)
+            index = FaissIndex(args.dim, kind, recall_target=args.recall_target)
             index.add(ids, vectors)
-            index.wait_rebuilt()  # ivf trains in the background once 10k vectors are in
+            index.wait_rebuilt()  # ivf trains in the background once 10k vectors are in; then both calibrate
             build_s = round(time.perf_counter() - t, 1)
             size = round(len(faiss.serialize_index(index._index)) / n)
-            for value in values.split(","):
-                index.set_search_params(f"{knob}={value}" + (",k_factor_rf=4" if kind == "ivf" else ""))
+            # First as the service serves it (calibrated to --recall-target), then at each fixed setting.
+            for value in ([None] if args.recall_target else []) + [v for v in values.split(",") if v]:
+                if value is not None:
+                    index.set_search_params(f"{knob}={value}" + (",k_factor_rf=4" if kind == "ivf" else ""))
                 rows.append(
                     {
                         **bench_index(f"{kind} ({index.description.split(' inner')[0][6:]})", index, qs, truth, far=far_truth),
@@ -308,6 +323,8 @@ def main() -> None:
                         "bytes_per_vector": size,
                     }
                 )
+                if value is None and index.calibration is not None:
+                    rows[-1]["calibration"] = dataclasses.asdict(index.calibration)
                 if threads:
                     rows[-1]["single_by_omp_threads"] = by_threads(index, qs, threads, args.callers)
                 print(rows[-1], flush=True)
@@ -324,7 +341,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
             del index
         if not args.no_grpc and n <= args.grpc_max:
-            rows.append(grpc_latency(vectors, qs, args))
+            rows.append(grpc_latency(vectors, qs, args, truth))
             print(rows[-1], flush=True)
         results["sizes"][str(n)] = rows
     args.out.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,7 @@ def index_type(settings: Settings) -> None:
     """An in-process index type FAISS can build, with search parameters it knows (checked by building one)."""
     if settings.vector_store or (settings.index_type == "flat" and not settings.index_search_params):
         return
-    from coldopen.storage.vectors.faiss_index import check_index_type
+    from coldopen.storage.vectors.faiss_types import check_index_type
 
     problem = check_index_type(settings.index_type, settings.index_search_params)
     if problem:

@@ -64,6 +64,12 @@ class Settings:
         "FAISS search parameters for index_type, e.g. efSearch=64 (hnsw) or nprobe=64 (ivf); empty = the type's default",
         check=key_values,
     )
+    index_recall_target: float = _s(
+        0.95,
+        "hnsw and ivf without index_search_params: recall@10 their search effort (efSearch, nprobe) is raised to, "
+        "measured on the index's own vectors when it is built and each time it doubles; 0 = the defaults as they are",
+        check=within(0, 1, high_open=True),
+    )
     snapshot_interval_s: float = _s(
         300.0,
         "in-process indexes: snapshot them under data_dir this often when anything changed, and at shutdown, "

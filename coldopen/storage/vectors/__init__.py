@@ -21,7 +21,8 @@ from typing import Protocol
 import numpy as np
 
 from coldopen.config.settings import Settings
-from coldopen.storage.vectors.faiss_index import FaissIndex, check_index_type, faiss_gpu_count
+from coldopen.storage.vectors.faiss_index import FaissIndex
+from coldopen.storage.vectors.faiss_types import check_index_type, faiss_gpu_count
 from coldopen.storage.vectors.gpu_copies import cagra_copier, cuvs_missing
 from coldopen.storage.vectors.torch_index import TorchExactIndex
 
@@ -61,7 +62,9 @@ class VectorIndex(Protocol):
     def close(self) -> None: ...
 
 
-def build_index(dim: int, device: str, index_type: str = "flat", search_params: str = "") -> VectorIndex:
+def build_index(
+    dim: int, device: str, index_type: str = "flat", search_params: str = "", recall_target: float = 0.0
+) -> VectorIndex:
     """FAISS on GPU when it can; for exact search, torch on CUDA when FAISS cannot; FAISS on CPU otherwise.
     `cagra`: CAGRA on the GPU through cuVS over an HNSW32 twin, or the twin alone on the CPU (logged, and
     said in the description) where cuVS or CUDA is missing or device is cpu."""
@@ -71,7 +74,8 @@ def build_index(dim: int, device: str, index_type: str = "flat", search_params: 
             return FaissIndex(dim, index_type, search_params, copier=cagra_copier(),
                               where="gpu (CAGRA through cuVS; HNSW32 twin on the CPU)")
         _warn_once(f"index type cagra: searching its CPU twin HNSW32, as {missing}")
-        return FaissIndex(dim, index_type, search_params, where=f"cpu (the CAGRA twin: {missing})")
+        return FaissIndex(dim, index_type, search_params, where=f"cpu (the CAGRA twin: {missing})",
+                          recall_target=recall_target)
     if device in ("auto", "cuda") and faiss_gpu_count() > 0:
         return FaissIndex(dim, index_type, search_params, use_gpu=True)
     if device in ("auto", "cuda") and index_type == "flat":
@@ -79,7 +83,7 @@ def build_index(dim: int, device: str, index_type: str = "flat", search_params: 
 
         if torch.cuda.is_available():
             return TorchExactIndex(dim, "cuda")
-    return FaissIndex(dim, index_type, search_params)
+    return FaissIndex(dim, index_type, search_params, recall_target=recall_target)
 
 
 @functools.cache
@@ -93,7 +97,8 @@ def open_indexes(settings: Settings, dims: dict[str, int]) -> dict[str, VectorIn
     Milvus collections named <milvus_collection_prefix>_<modality>."""
     if not settings.vector_store:
         return {
-            m: build_index(dim, settings.device, settings.index_type, settings.index_search_params) for m, dim in dims.items()
+            m: build_index(dim, settings.device, settings.index_type, settings.index_search_params, settings.index_recall_target)
+            for m, dim in dims.items()
         }
     from coldopen.storage.vectors.milvus_index import MilvusIndex
 

@@ -10,6 +10,7 @@ row ids. Positions only ever grow, so:
     once enough vectors are in to train on), a background thread builds a fresh index from the live
     vectors while searches and writes go on against the old one, then swaps it in; vectors written
     during the build are copied over at the swap. Nothing on the request path waits for a rebuild.
+  - HNSW and IVF search effort follows the corpus to a recall target (calibration.py), in the background;
   - on a GPU host, searches use a GPU copy (gpu_copies.py: FAISS's own GPU index, or CAGRA through cuVS
     for `cagra`) that writes update in place (`add` appends the same positions) and that a rebuild
     replaces from its own thread.
@@ -28,52 +29,19 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 
-from coldopen.storage.vectors.gpu_copies import CAGRA_TWIN, TAIL_REBUILD_MIN, Copier, faiss_gpu_copier
+from coldopen.storage.vectors import calibration
+from coldopen.storage.vectors.calibration import CALIBRATE_MIN, Calibration
+from coldopen.storage.vectors.faiss_types import DEFAULT_SEARCH_PARAMS, INDEX_TYPES, reconstruct_range
+from coldopen.storage.vectors.gpu_copies import TAIL_REBUILD_MIN, Copier, faiss_gpu_copier
 
 log = logging.getLogger(__name__)
 
-# Short names for `--index-type`; anything else is passed to faiss.index_factory as it is.
-# ivf: inverted lists over 8-bit scalar-quantised codes (a quarter of the memory traffic per scanned
-# vector), the candidates re-ranked with the exact vectors (RFlat), so scores are exact.
-# cagra: a CAGRA graph on the GPU through cuVS, over its CPU twin HNSW32 (gpu_copies.py says why).
-INDEX_TYPES = {"flat": "Flat", "hnsw": "HNSW32", "ivf": "IVF{nlist},SQ8,RFlat", "cagra": CAGRA_TWIN}
-# Search parameters per short name (faiss.ParameterSpace syntax), chosen with benchmarks/search.py
-# (recall@10 against exact search on its 10^6-vector corpus; see benchmarks/RESULTS.md).
-DEFAULT_SEARCH_PARAMS = {"hnsw": "efSearch=128", "ivf": "nprobe=8,k_factor_rf=4", "cagra": "efSearch=128"}
 TRAIN_MIN = 10_000          # a type that needs training serves exact (flat) search until this many vectors
 # An IVF's list count is 4 sqrt(n) for the n vectors it was trained on; once the live vectors are this many
 # times n, it is retrained in the background (the list count doubles), so each probe keeps scanning about
 # as many vectors as benchmarks/search.py measured, instead of 10x as many at 10^6 on lists trained at 10^4.
 RETRAIN_GROWTH = 4.0
 REBUILD_MIN_DEAD = 1_000
-
-
-def faiss_gpu_count() -> int:
-    """GPUs FAISS can use: 0 for faiss-cpu builds or hosts without CUDA."""
-    if not hasattr(faiss, "StandardGpuResources"):
-        return 0
-    try:
-        return int(faiss.get_num_gpus())
-    except RuntimeError:
-        return 0
-
-
-def check_index_type(index_type: str, search_params: str = "", dim: int = 64) -> str | None:
-    """None if the index type and search parameters can be built; else what is wrong, for settings checks."""
-    factory = INDEX_TYPES.get(index_type, index_type).replace("{nlist}", "64")
-    try:
-        index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError as e:
-        return (f"index_type {index_type!r} is neither flat, hnsw, ivf, cagra nor a FAISS index_factory string FAISS "
-                f"accepts ({str(e).strip().splitlines()[-1][:200]})")
-    params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
-    if params:
-        try:
-            faiss.ParameterSpace().set_index_parameters(index, params)  # type: ignore[arg-type]  # faiss's stub: it takes the string
-        except RuntimeError as e:
-            return (f"index_search_params {params!r} do not apply to index_type {index_type!r} "
-                    f"({str(e).strip().splitlines()[-1][:200]}); e.g. efSearch=64 for hnsw, nprobe=64 for ivf")
-    return None
 
 
 class SnapshotState(NamedTuple):
@@ -92,18 +60,25 @@ class FaissIndex:
     def __init__(
         self, dim: int, index_type: str = "flat", search_params: str = "", use_gpu: bool = False,
         rebuild_dead_fraction: float = 0.1, copier: Copier | None = None, where: str = "",
+        recall_target: float = 0.0,
     ):
         """use_gpu: FAISS's own GPU copy; copier: any other GPU copy (gpu_copies.py); where: how the
-        description names a copy's place, and why there is none when that was asked for."""
+        description names a copy's place, and why there is none when that was asked for; recall_target:
+        recall@10 the search effort is calibrated to (calibration.py; 0, explicit search_params or a GPU copy: none)."""
         self.dim = dim
         self.index_type = index_type
         self._factory = INDEX_TYPES.get(index_type, index_type)
         self._built = self._factory  # with the list count filled in, once an IVF is trained
         self._nlist = 0  # that list count (0: not an IVF whose count follows the corpus, or not trained)
         self._search_params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
+        self._default_params = self._search_params
         self._dead_fraction = rebuild_dead_fraction
         self._lock = threading.Lock()
         self._copier = copier or (faiss_gpu_copier() if use_gpu else None)
+        self._target = 0.0 if search_params or self._copier is not None else recall_target
+        self.calibration: Calibration | None = None  # the last one, and the live vectors then
+        self._calibrated_at = 0
+        self._calibrator: threading.Thread | None = None
         self._where = where or ("gpu" if self._copier else "cpu")
         self._index, self._staged = self._empty()
         self._gpu = self._to_gpu(self._index)
@@ -122,6 +97,8 @@ class FaissIndex:
         kind = "Flat, staged until trained" if self._staged else self._built
         where = self._where if self._gpu is not None or self._copier is None else "cpu"
         params = f" {self._search_params}" if self._search_params and not self._staged else ""
+        if (cal := self.calibration) is not None and not self._staged:
+            params += f" (recall@10 {cal.recall:.3f} measured at {cal.vectors} vectors)"
         return f"faiss {kind}{params} inner product dim={self.dim} on {where}"
 
     @property
@@ -160,6 +137,7 @@ class FaissIndex:
             due = self._rebuild_due()
         if due:
             self.rebuild(background=True)
+        self._calibrate_if_due()
 
     def remove(self, ids: np.ndarray) -> None:
         with self._lock:
@@ -240,6 +218,25 @@ class FaissIndex:
             return True
         return self._n_dead >= max(REBUILD_MIN_DEAD, self._dead_fraction * self._n)
 
+    def _calibrate_if_due(self) -> None:
+        """Recalibrate in the background once the live vectors have doubled since the last calibration."""
+        with self._lock:
+            busy = any(t is not None and t.is_alive() for t in (self._calibrator, self._rebuilder))
+            if busy or not self._target or self._staged or len(self) < max(CALIBRATE_MIN, 2 * self._calibrated_at):
+                return
+            self._calibrator = threading.Thread(target=self._calibrate_live, name="coldopen-index-calibrate", daemon=True)
+            self._calibrator.start()
+
+    def _calibrate_live(self) -> None:
+        with self._lock:
+            index, live = self._index, len(self)
+        tuned = calibration.tune(index, self._default_params, self._target, self._built, hold=lambda: self._lock)
+        with self._lock:
+            self._calibrated_at = live
+            if tuned is not None and self._index is index and self._target:
+                faiss.ParameterSpace().set_index_parameters(index, tuned.params)  # type: ignore[arg-type]
+                self._search_params, self.calibration = tuned.params, tuned
+
     def rebuild(self, background: bool = False) -> None:
         """Build a fresh index from the live vectors (trained, for types that train) and swap it in."""
         if background:
@@ -252,9 +249,10 @@ class FaissIndex:
         self._rebuild()
 
     def wait_rebuilt(self, timeout: float | None = None) -> None:
-        thread = self._rebuilder
-        if thread is not None:
-            thread.join(timeout)
+        """Wait for the background work in flight: a rebuild, then a calibration (each up to `timeout` s)."""
+        for thread in (self._rebuilder, self._calibrator):
+            if thread is not None:
+                thread.join(timeout)
 
     def _rebuild_logged(self) -> None:
         try:
@@ -275,17 +273,20 @@ class FaissIndex:
                 if self._index is not old:
                     return
                 live = np.flatnonzero(~self._dead[s:e]) + s
-                vector_parts.append(_reconstruct(old, s, e)[live - s])
+                vector_parts.append(reconstruct_range(old, s, e)[live - s])
             keep_parts.append(live)
         keep = np.concatenate(keep_parts) if keep_parts else np.zeros(0, np.int64)
         vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, self.dim), np.float32)
         fresh, staged = self._build(vectors)
+        tuned = None if staged else calibration.tune(fresh, self._default_params, self._target, self._built)
+        if tuned is not None:
+            faiss.ParameterSpace().set_index_parameters(fresh, tuned.params)  # type: ignore[arg-type]
         gpu = self._to_gpu(fresh)
         with self._lock:
             if self._index is not old:
                 return
             if self._n > n0:  # written during the build
-                late = _reconstruct(old, n0, self._n)
+                late = reconstruct_range(old, n0, self._n)
                 fresh.add(late)
                 if gpu is not None:
                     gpu.add(late)
@@ -298,6 +299,8 @@ class FaissIndex:
             self._pos[ids[live]] = live
             self._n, self._n_dead = len(ids), int(dead.sum())
             self._index, self._staged, self._gpu = fresh, staged, gpu
+            if tuned is not None:
+                self._search_params, self.calibration, self._calibrated_at = tuned.params, tuned, len(vectors)
             self.rebuilds += 1
         log.info("rebuilt the %s index: %d vectors (%d tombstones dropped) in %.1f s", self.description,
                  len(ids), n0 - len(vectors), time.perf_counter() - started)
@@ -347,7 +350,7 @@ class FaissIndex:
     def set_search_params(self, params: str) -> None:
         """Change the search parameters (faiss.ParameterSpace syntax) of the live index, e.g. efSearch=32."""
         with self._lock:
-            self._search_params = params
+            self._search_params, self._target, self.calibration = params, 0.0, None  # a choice: not recalibrated
             if not self._staged:
                 faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
 
@@ -387,12 +390,8 @@ class FaissIndex:
             self._grow(max(len(ids), 1024), int(ids.max()) + 1 if len(ids) else 1024)
             live = np.flatnonzero(~self._dead[: self._n])
             self._pos[self._ids[live]] = live
+            self._calibrated_at, self.calibration = 0, None
+        self._calibrate_if_due()
 
     def close(self) -> None:
         """Nothing to release but a rebuild in flight, which is left to finish or die with the process."""
-
-
-def _reconstruct(index: faiss.Index, start: int, end: int) -> np.ndarray:
-    if end <= start:
-        return np.zeros((0, index.d), np.float32)
-    return index.reconstruct_n(start, end - start)
