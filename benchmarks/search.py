@@ -247,6 +247,7 @@ def main() -> None:
     p.add_argument("--itopk", default="64,128", help="cagra itopk_size values to measure (where cuVS and CUDA are)")
     p.add_argument("--no-torch", action="store_true", help="skip torch exact on the CPU")
     p.add_argument("--no-grpc", action="store_true")
+    p.add_argument("--only-grpc", action="store_true", help="only the gRPC server's own index, layer by layer")
     p.add_argument("--grpc-max", type=int, default=10**9, help="measure over gRPC only up to this many vectors")
     p.add_argument("--index-type", default="flat", help="the gRPC server's --index-type")
     p.add_argument("--recall-target", type=float, default=0.95, help="hnsw and ivf are first measured calibrated to "
@@ -286,6 +287,10 @@ def main() -> None:
         _, truth = exact.search(qs, 10)
         far_truth = (far, exact.search(far, 10)[1])
         print(f"\n{n:,} x {args.dim} vectors ready in {time.perf_counter() - t:.1f} s")
+        if args.only_grpc:
+            results["sizes"][str(n)] = [grpc_latency(vectors, qs, args, truth)]
+            print(results["sizes"][str(n)][-1], flush=True)
+            continue
         rows = [bench_index("flat (exact), faiss cpu", exact, qs, truth, far=far_truth)]
         rows[-1]["bytes_per_vector"] = round(len(faiss.serialize_index(exact._index)) / n)
         if threads and n <= 200_000:  # exact search at 10^6: 0.3 s a query, minutes per setting

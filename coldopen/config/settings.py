@@ -67,7 +67,7 @@ class Settings:
     index_recall_target: float = _s(
         0.95,
         "hnsw and ivf without index_search_params: recall@10 their search effort (efSearch, nprobe) is raised to, "
-        "measured on the index's own vectors when it is built and each time it doubles; 0 = the defaults as they are",
+        "measured on the index's own vectors when it is built and each time it grows by a quarter; 0 = the defaults as they are",
         check=within(0, 1, high_open=True),
     )
     snapshot_interval_s: float = _s(

@@ -3,7 +3,8 @@
 Why: an approximate index's recall at fixed search parameters falls as the corpus grows, and how far
 depends on the data (benchmarks/RESULTS.md, 10^6 clustered 512-d vectors: HNSW32 at efSearch 128 finds
 recall@10 0.998 at 10^5 vectors but 0.79 at 10^6; IVF at nprobe 8 finds 1.0 on near queries and 0.71 on
-far ones). So `FaissIndex` measures its own recall whenever it is built and each time it doubles: a sample
+far ones). So `FaissIndex` measures its own recall whenever it is built and each time it has grown by a
+quarter (RECALIBRATE_GROWTH; at 10^6 a calibration took 27 s of one background thread): a sample
 of its stored vectors, each moved to cosine 0.9 from where it was (an upload that resembles a stored video;
 the queries benchmarks/search.py measures), asks for its k nearest; the exact answers come from the index's
 own flat storage, and the index serves with the smallest setting of its one knob (efSearch, nprobe) that
@@ -33,8 +34,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 SAMPLE = 256        # stored vectors asked per calibration: recall in steps of 1/2,560 at k = 10
-CHUNK = 32          # queries per lock hold (exact answers at 10^6 x 512: ~0.2 s a chunk on 2 cores)
+CHUNK = 8           # queries per lock hold: <= ~0.2 s at 10^6 x 512 on 2 cores (exact, or HNSW at efSearch 4096)
 QUERY_COSINE = 0.9  # of a calibration query to the stored vector it was made from
+RECALIBRATE_GROWTH = 1.25  # measured at 10^6: calibrated at 5.6*10^5 and not since, recall had drifted 0.963 -> 0.922
 CALIBRATE_MIN = 10_000  # below this many vectors the defaults were measured to reach 0.95 (RESULTS.md)
 MAX_EF = 4096
 
@@ -167,7 +169,7 @@ def tune(index: faiss.Index, default_params: str, target: float, label: str,
          hold: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> Calibration | None:
     """Calibrate `index` from its default parameters, logged; None where the target is 0, the index has no
     knob calibrate turns, or calibrating failed (logged: the index keeps its parameters, the next try is
-    at the next build or doubling)."""
+    at the next build or growth)."""
     knob_ = knob(index, default_params) if target else None
     if knob_ is None:
         return None

@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from coldopen.storage.vectors import calibration
-from coldopen.storage.vectors.calibration import CALIBRATE_MIN, Calibration
+from coldopen.storage.vectors.calibration import CALIBRATE_MIN, RECALIBRATE_GROWTH, Calibration
 from coldopen.storage.vectors.faiss_types import DEFAULT_SEARCH_PARAMS, INDEX_TYPES, reconstruct_range
 from coldopen.storage.vectors.gpu_copies import TAIL_REBUILD_MIN, Copier, faiss_gpu_copier
 
@@ -219,10 +219,11 @@ class FaissIndex:
         return self._n_dead >= max(REBUILD_MIN_DEAD, self._dead_fraction * self._n)
 
     def _calibrate_if_due(self) -> None:
-        """Recalibrate in the background once the live vectors have doubled since the last calibration."""
+        """Recalibrate in the background once the live vectors have grown RECALIBRATE_GROWTH times since the last."""
         with self._lock:
             busy = any(t is not None and t.is_alive() for t in (self._calibrator, self._rebuilder))
-            if busy or not self._target or self._staged or len(self) < max(CALIBRATE_MIN, 2 * self._calibrated_at):
+            grown = len(self) >= max(CALIBRATE_MIN, RECALIBRATE_GROWTH * self._calibrated_at)
+            if busy or not self._target or self._staged or not grown:
                 return
             self._calibrator = threading.Thread(target=self._calibrate_live, name="coldopen-index-calibrate", daemon=True)
             self._calibrator.start()

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from coldopen.config.settings import Settings
-from coldopen.storage.vectors import FaissIndex, open_indexes
-from coldopen.storage.vectors import calibration
+from coldopen.storage.vectors import FaissIndex, calibration, open_indexes
 from coldopen.storage.vectors.calibration import QUERY_COSINE, _moved
 
 
@@ -71,7 +70,7 @@ def test_explicit_search_params_are_never_calibrated():
     assert later.calibration is None and "efSearch=24" in later.description
 
 
-def test_recalibrated_as_the_index_doubles_while_it_serves_and_after_a_restore():
+def test_recalibrated_as_the_index_grows_while_it_serves_and_after_a_restore():
     x = _clustered(24_000)
     index = FaissIndex(64, "HNSW8", recall_target=0.95)
     index.add(np.arange(10_000), x[:10_000])
@@ -90,10 +89,10 @@ def test_recalibrated_as_the_index_doubles_while_it_serves_and_after_a_restore()
 
     reader = threading.Thread(target=serve)
     reader.start()
-    index.add(np.arange(10_000, 19_999), x[10_000:19_999])
+    index.add(np.arange(10_000, 12_499), x[10_000:12_499])
     index.wait_rebuilt(60)
-    assert index.calibration.vectors == 10_000  # not yet doubled
-    index.add(np.arange(19_999, 24_000), x[19_999:])
+    assert index.calibration.vectors == 10_000  # not yet grown by a quarter
+    index.add(np.arange(12_499, 24_000), x[12_499:])
     index.wait_rebuilt(60)
     stop.set()
     reader.join()
@@ -120,7 +119,7 @@ def test_the_service_settings_calibrate_by_default():
 
 
 def test_vectors_added_during_a_calibration_do_not_skew_it():
-    """Uploads go on while a serving index calibrates: each touch of the index here adds 2,000 more
+    """Uploads go on while a serving index calibrates: each touch of the index here adds 500 more
     vectors, far from the old ones' answers neither; recall is measured on the vectors held at the start."""
     x = _clustered(12_000)
     index = faiss.index_factory(64, "HNSW32", faiss.METRIC_INNER_PRODUCT)
@@ -130,10 +129,10 @@ def test_vectors_added_during_a_calibration_do_not_skew_it():
     @contextlib.contextmanager
     def uploads_meanwhile():
         yield
-        more = x[rng.integers(0, len(x), 2_000)] + 0.05 * rng.normal(size=(2_000, 64)).astype(np.float32)
+        more = x[rng.integers(0, len(x), 500)] + 0.05 * rng.normal(size=(500, 64)).astype(np.float32)
         index.add(more / np.linalg.norm(more, axis=1, keepdims=True))  # close to stored vectors: they compete
 
     knob = calibration.knob(index, "efSearch=128")
     tuned = calibration.calibrate(index, knob, 0.95, hold=uploads_meanwhile)
     assert index.ntotal > 30_000 and tuned.vectors == 12_000
-    assert tuned.reached and tuned.tried[0] == (128, tuned.recall) and tuned.recall >= 0.97, tuned
+    assert tuned.reached and tuned.tried[0] == (128, tuned.recall) and tuned.recall >= 0.95, tuned
