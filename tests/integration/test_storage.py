@@ -242,6 +242,22 @@ def test_the_change_feed_keeps_unshipped_changes_and_prunes_old_shipped_ones(tmp
     catalog.close()
 
 
+def test_pruning_every_old_change_never_numbers_new_changes_behind_a_cursor(catalog_url, tmp_path):
+    """A quiet day: every change is shipped and older than the retention. The feed keeps its newest, so
+    the next change is numbered after every cursor handed out, and a follower at that cursor sees it."""
+    catalog = open_catalog(catalog_url, tmp_path)
+    for name in "abc":
+        catalog.videos.upsert(*_video(name, 8))
+    cursor = catalog.feed.position()
+    with catalog.db.write() as conn:
+        conn.exec_driver_sql("UPDATE vector_changes SET at = '2026-01-01T00:00:00.000Z', shipped = TRUE")
+    assert catalog.feed.prune("2026-06-01T00:00:00.000Z") == 2 and catalog.feed.position() >= cursor
+    later = catalog.videos.upsert(*_video("d", 8)).change
+    changes, _ = catalog.feed.changes_after(cursor)
+    assert [c.video_id for c in changes] == ["d"] and changes[0].seq == later
+    catalog.close()
+
+
 @pytest.mark.parametrize("dtype, bytes_per_value", [("fp16", 2), ("fp32", 4), ("none", 0)])
 def test_frame_embeddings_are_kept_as_set(tmp_path, dtype, bytes_per_value):
     """30 frames of a 512-d CLIP (a 30-s clip at 1 fps): 30 KB in fp16, 60 KB in fp32, nothing with none."""

@@ -48,10 +48,16 @@ class ChangeFeed:
         return {int(r): int(seq) for r, seq in rows}
 
     def prune(self, before: str) -> int:
-        """Drop shipped changes written before `before` (UTC ISO time); a replica further behind rebuilds."""
+        """Drop shipped changes written before `before` (UTC ISO time); a replica further behind rebuilds.
+        The newest change always stays: on SQLite `seq` is the rowid, handed out as max(seq) + 1, so an
+        emptied feed would number its next changes from 1 again, behind every follower's cursor and every
+        snapshot's (those changes would be skipped, and the snapshots refused as from the future)."""
         c = s.vector_changes.c
+        newest = select(func.max(c.seq)).scalar_subquery()
         with self.db.write() as conn:
-            return conn.execute(s.vector_changes.delete().where(c.shipped == true(), c.at < before)).rowcount
+            return conn.execute(
+                s.vector_changes.delete().where(c.shipped == true(), c.at < before, c.seq < newest)
+            ).rowcount
 
     def unshipped(self, older_than: str, limit: int = 1000) -> list[Change]:
         """Changes not yet marked shipped, written before `older_than` (UTC ISO time): their writer
