@@ -143,7 +143,7 @@ def served_recall(service, qs: np.ndarray, truth: np.ndarray) -> float:
     from coldopen.domain.videos import SearchQuery
 
     found = [[int(h.video_id.rsplit("-", 1)[1]) for h in service.search(SearchQuery(k=10, embedding=q)).neighbours] for q in qs]
-    return round(float(np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth.tolist())])), 4)
+    return round(recall(np.array(found), truth), 4)
 
 
 def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -> dict:

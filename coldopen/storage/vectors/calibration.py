@@ -129,7 +129,7 @@ def calibrate(index: faiss.Index, knob_: Knob, target: float, k: int = 10,
         exact = _exact_storage(index)
         rows = np.sort(np.random.default_rng(seed).choice(n, min(SAMPLE, n), replace=False))
         queries = _moved(exact.reconstruct_batch(rows), np.random.default_rng(seed + 1))
-    held = faiss.IDSelectorRange(0, n)  # kept alive here: the parameters hold only a pointer to it
+    held = faiss.IDSelectorRange(0, n)  # the positions held at the start (faiss's params keep it alive)
     every = faiss.SearchParameters()
     every.sel = held
     truth = _search(exact, queries, k, every, hold)
