@@ -125,12 +125,15 @@ def _catalog_present(settings: Settings) -> None:
 
 
 def index_type(settings: Settings) -> None:
-    """An in-process index type FAISS can build, with search parameters it knows (checked by building one)."""
-    if settings.vector_store or (settings.index_type == "flat" and not settings.index_search_params):
+    """An in-process index type FAISS can build, with search and build parameters it knows (checked by building one)."""
+    if settings.vector_store or (
+        settings.index_type == "flat" and not settings.index_search_params and not settings.index_build_params
+    ):
         return
     from coldopen.storage.vectors.faiss_types import check_index_type
 
-    problem = check_index_type(settings.index_type, settings.index_search_params)
+    problem = check_index_type(settings.index_type, settings.index_search_params,
+                               build_params=settings.index_build_params)
     if problem:
         raise StartupError(problem)
 

@@ -64,6 +64,12 @@ class Settings:
         "FAISS search parameters for index_type, e.g. efSearch=64 (hnsw) or nprobe=64 (ivf); empty = the type's default",
         check=key_values,
     )
+    index_build_params: str = _s(
+        "",
+        "FAISS parameters set on each new index before vectors go in, e.g. efConstruction=64 (hnsw: a faster "
+        "build, a weaker graph); empty = the type's default (hnsw: efConstruction=128)",
+        check=key_values,
+    )
     index_recall_target: float = _s(
         0.95,
         "hnsw and ivf without index_search_params: recall@10 their search effort (efSearch, nprobe) is raised to, "

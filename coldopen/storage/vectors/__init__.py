@@ -63,7 +63,8 @@ class VectorIndex(Protocol):
 
 
 def build_index(
-    dim: int, device: str, index_type: str = "flat", search_params: str = "", recall_target: float = 0.0
+    dim: int, device: str, index_type: str = "flat", search_params: str = "", recall_target: float = 0.0,
+    build_params: str = "",
 ) -> VectorIndex:
     """FAISS on GPU when it can; for exact search, torch on CUDA when FAISS cannot; FAISS on CPU otherwise.
     `cagra`: CAGRA on the GPU through cuVS over an HNSW32 twin, or the twin alone on the CPU (logged, and
@@ -72,18 +73,18 @@ def build_index(
         missing = "device is cpu" if device == "cpu" else cuvs_missing()
         if missing is None:
             return FaissIndex(dim, index_type, search_params, copier=cagra_copier(),
-                              where="gpu (CAGRA through cuVS; HNSW32 twin on the CPU)")
+                              where="gpu (CAGRA through cuVS; HNSW32 twin on the CPU)", build_params=build_params)
         _warn_once(f"index type cagra: searching its CPU twin HNSW32, as {missing}")
         return FaissIndex(dim, index_type, search_params, where=f"cpu (the CAGRA twin: {missing})",
-                          recall_target=recall_target)
+                          recall_target=recall_target, build_params=build_params)
     if device in ("auto", "cuda") and faiss_gpu_count() > 0:
-        return FaissIndex(dim, index_type, search_params, use_gpu=True)
+        return FaissIndex(dim, index_type, search_params, use_gpu=True, build_params=build_params)
     if device in ("auto", "cuda") and index_type == "flat":
         import torch
 
         if torch.cuda.is_available():
             return TorchExactIndex(dim, "cuda")
-    return FaissIndex(dim, index_type, search_params, recall_target=recall_target)
+    return FaissIndex(dim, index_type, search_params, recall_target=recall_target, build_params=build_params)
 
 
 @functools.cache
@@ -97,7 +98,8 @@ def open_indexes(settings: Settings, dims: dict[str, int]) -> dict[str, VectorIn
     Milvus collections named <milvus_collection_prefix>_<modality>."""
     if not settings.vector_store:
         return {
-            m: build_index(dim, settings.device, settings.index_type, settings.index_search_params, settings.index_recall_target)
+            m: build_index(dim, settings.device, settings.index_type, settings.index_search_params,
+                           settings.index_recall_target, settings.index_build_params)
             for m, dim in dims.items()
         }
     from coldopen.storage.vectors.milvus_index import MilvusIndex

@@ -31,7 +31,13 @@ import numpy as np
 
 from coldopen.storage.vectors import calibration
 from coldopen.storage.vectors.calibration import CALIBRATE_MIN, RECALIBRATE_GROWTH, Calibration
-from coldopen.storage.vectors.faiss_types import DEFAULT_SEARCH_PARAMS, INDEX_TYPES, reconstruct_range
+from coldopen.storage.vectors.faiss_types import (
+    DEFAULT_BUILD_PARAMS,
+    DEFAULT_SEARCH_PARAMS,
+    INDEX_TYPES,
+    graph_build_effort,
+    reconstruct_range,
+)
 from coldopen.storage.vectors.gpu_copies import TAIL_REBUILD_MIN, Copier, faiss_gpu_copier
 
 log = logging.getLogger(__name__)
@@ -60,11 +66,12 @@ class FaissIndex:
     def __init__(
         self, dim: int, index_type: str = "flat", search_params: str = "", use_gpu: bool = False,
         rebuild_dead_fraction: float = 0.1, copier: Copier | None = None, where: str = "",
-        recall_target: float = 0.0,
+        recall_target: float = 0.0, build_params: str = "",
     ):
         """use_gpu: FAISS's own GPU copy; copier: any other GPU copy (gpu_copies.py); where: how the
         description names a copy's place, and why there is none when that was asked for; recall_target:
-        recall@10 the search effort is calibrated to (calibration.py; 0, explicit search_params or a GPU copy: none)."""
+        recall@10 the search effort is calibrated to (calibration.py; 0, explicit search_params or a GPU copy: none);
+        build_params: set on each new index before vectors go in (ParameterSpace syntax; "": the type's default)."""
         self.dim = dim
         self.index_type = index_type
         self._factory = INDEX_TYPES.get(index_type, index_type)
@@ -72,6 +79,7 @@ class FaissIndex:
         self._nlist = 0  # that list count (0: not an IVF whose count follows the corpus, or not trained)
         self._search_params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
         self._default_params = self._search_params
+        self._build_params = build_params or DEFAULT_BUILD_PARAMS.get(index_type, "")
         self._dead_fraction = rebuild_dead_fraction
         self._lock = threading.Lock()
         self._copier = copier or (faiss_gpu_copier() if use_gpu else None)
@@ -96,7 +104,8 @@ class FaissIndex:
     def description(self) -> str:
         kind = "Flat, staged until trained" if self._staged else self._built
         where = self._where if self._gpu is not None or self._copier is None else "cpu"
-        params = f" {self._search_params}" if self._search_params and not self._staged else ""
+        params = f" built with {self._build_params}," if self._build_params and not self._staged else ""
+        params += f" {self._search_params}" if self._search_params and not self._staged else ""
         if (cal := self.calibration) is not None and not self._staged:
             params += f" (recall@10 {cal.recall:.3f} measured at {cal.vectors} vectors)"
         return f"faiss {kind}{params} inner product dim={self.dim} on {where}"
@@ -356,11 +365,15 @@ class FaissIndex:
                 faiss.ParameterSpace().set_index_parameters(self._index, params)  # type: ignore[arg-type]
 
     def _configure(self, index: faiss.Index) -> None:
+        """Before vectors go in (and on a restored index, for those added later): build and search parameters."""
+        space = faiss.ParameterSpace()
+        if self._build_params:
+            space.set_index_parameters(index, self._build_params)  # type: ignore[arg-type]
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:  # so the vectors can be read back for the next rebuild
             ivf.make_direct_map()
         if self._search_params:
-            faiss.ParameterSpace().set_index_parameters(index, self._search_params)  # type: ignore[arg-type]
+            space.set_index_parameters(index, self._search_params)  # type: ignore[arg-type]
 
     def _to_gpu(self, index: faiss.Index):
         return self._copier(index) if self._copier is not None else None
@@ -377,8 +390,11 @@ class FaissIndex:
         """Install an index read from a snapshot (positions 0..n-1) with its position maps."""
         if index.d != self.dim or index.ntotal != len(ids) or len(dead) != len(ids):
             raise ValueError(f"snapshot holds {index.ntotal} vectors of {index.d}-d for {len(ids)} ids; expected {self.dim}-d")
+        weaker = False
         if not staged:
+            built_with = graph_build_effort(index)
             self._configure(index)
+            weaker = built_with is not None and built_with < (graph_build_effort(index) or 0)
             ivf = faiss.try_extract_index_ivf(index)
             self._built = self._factory.replace("{nlist}", str(ivf.nlist)) if ivf is not None else self._factory
             self._nlist = int(ivf.nlist) if ivf is not None and "{nlist}" in self._factory else 0
@@ -392,6 +408,10 @@ class FaissIndex:
             live = np.flatnonzero(~self._dead[: self._n])
             self._pos[self._ids[live]] = live
             self._calibrated_at, self.calibration = 0, None
+        if weaker:  # e.g. a snapshot from before efConstruction 128: it serves while a better graph is built
+            log.info("the snapshot's %s graph was built with efConstruction %d; rebuilding it with %s in the background",
+                     self._built, built_with, self._build_params)
+            self.rebuild(background=True)
         self._calibrate_if_due()
 
     def close(self) -> None:
