@@ -21,7 +21,6 @@ rebuilds to the caller; `snapshot_state`/`restore` use FAISS's own serialisation
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from typing import NamedTuple
@@ -29,12 +28,13 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 
-from coldopen.storage.vectors import calibration
+from coldopen.storage.vectors import calibration, faiss_types
 from coldopen.storage.vectors.calibration import CALIBRATE_MIN, RECALIBRATE_GROWTH, Calibration
 from coldopen.storage.vectors.faiss_types import (
     DEFAULT_BUILD_PARAMS,
     DEFAULT_SEARCH_PARAMS,
     INDEX_TYPES,
+    TRAIN_MIN,
     graph_build_effort,
     reconstruct_range,
 )
@@ -42,7 +42,6 @@ from coldopen.storage.vectors.gpu_copies import TAIL_REBUILD_MIN, Copier, faiss_
 
 log = logging.getLogger(__name__)
 
-TRAIN_MIN = 10_000          # a type that needs training serves exact (flat) search until this many vectors
 # An IVF's list count is 4 sqrt(n) for the n vectors it was trained on; once the live vectors are this many
 # times n, it is retrained in the background (the list count doubles), so each probe keeps scanning about
 # as many vectors as benchmarks/search.py measured, instead of 10x as many at 10^6 on lists trained at 10^4.
@@ -56,6 +55,11 @@ class SnapshotState(NamedTuple):
     ids: np.ndarray     # position -> row id
     dead: np.ndarray    # position -> tombstoned
     staged: bool        # still the exact staging index (trained type not built yet)
+
+
+def _running(thread: threading.Thread | None) -> bool:
+    """A background thread still at work, other than the one asking (which is finishing)."""
+    return thread is not None and thread.is_alive() and thread is not threading.current_thread()
 
 
 class FaissIndex:
@@ -143,17 +147,12 @@ class FaissIndex:
             self._dead[start : start + len(ids)] = False
             self._pos[ids] = np.arange(start, start + len(ids))
             self._n += len(ids)
-            due = self._rebuild_due()
-        if due:
-            self.rebuild(background=True)
-        self._calibrate_if_due()
+        self._follow_up()
 
     def remove(self, ids: np.ndarray) -> None:
         with self._lock:
             self._kill(np.asarray(ids, dtype=np.int64).reshape(-1))
-            due = self._rebuild_due()
-        if due:
-            self.rebuild(background=True)
+        self._follow_up()
 
     def _kill(self, ids: np.ndarray) -> None:
         ids = np.unique(ids[(ids >= 0) & (ids < len(self._pos))])
@@ -217,7 +216,7 @@ class FaissIndex:
 
     # --- rebuilds -------------------------------------------------------------
     def _rebuild_due(self) -> bool:
-        if self._rebuilder is not None and self._rebuilder.is_alive():
+        if _running(self._rebuilder):
             return False
         if self._staged and self._factory != "Flat" and len(self) >= self._train_at:
             return True
@@ -230,7 +229,7 @@ class FaissIndex:
     def _calibrate_if_due(self) -> None:
         """Recalibrate in the background once the live vectors have grown RECALIBRATE_GROWTH times since the last."""
         with self._lock:
-            busy = any(t is not None and t.is_alive() for t in (self._calibrator, self._rebuilder))
+            busy = _running(self._calibrator) or _running(self._rebuilder)
             grown = len(self) >= max(CALIBRATE_MIN, RECALIBRATE_GROWTH * self._calibrated_at)
             if busy or not self._target or self._staged or not grown:
                 return
@@ -246,12 +245,13 @@ class FaissIndex:
             if tuned is not None and self._index is index and self._target:
                 faiss.ParameterSpace().set_index_parameters(index, tuned.params)  # type: ignore[arg-type]
                 self._search_params, self.calibration = tuned.params, tuned
+        self._follow_up()
 
     def rebuild(self, background: bool = False) -> None:
         """Build a fresh index from the live vectors (trained, for types that train) and swap it in."""
         if background:
             with self._lock:
-                if self._rebuilder is not None and self._rebuilder.is_alive():
+                if _running(self._rebuilder):
                     return
                 self._rebuilder = threading.Thread(target=self._rebuild_logged, name="coldopen-index-rebuild", daemon=True)
                 self._rebuilder.start()
@@ -259,16 +259,33 @@ class FaissIndex:
         self._rebuild()
 
     def wait_rebuilt(self, timeout: float | None = None) -> None:
-        """Wait for the background work in flight: a rebuild, then a calibration (each up to `timeout` s)."""
-        for thread in (self._rebuilder, self._calibrator):
-            if thread is not None:
-                thread.join(timeout)
+        """Wait for the background work in flight, and the work it leads to (a rebuild, a calibration), until
+        none is left or `timeout` s have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while threads := [t for t in (self._rebuilder, self._calibrator) if t is not None and _running(t)]:
+            for thread in threads:
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+
+    def _follow_up(self) -> None:
+        """After a write, and at the end of background work (for the writes made meanwhile): a rebuild or a
+        calibration now due. Without the latter, an index whose writes all came before its training finished
+        (a start-up load) kept the list count and search effort of its first 10^4 vectors until the next
+        write: IVF400 at nprobe 256 over 10^5 vectors, 5 ms a query."""
+        with self._lock:
+            due = self._rebuild_due()
+        if due:
+            self.rebuild(background=True)
+        self._calibrate_if_due()
 
     def _rebuild_logged(self) -> None:
         try:
             self._rebuild()
         except Exception:  # the old index keeps serving; the next write past the threshold tries again
             log.exception("rebuilding the %s index failed; it keeps serving the current one", self._factory)
+            return
+        self._follow_up()
 
     def _rebuild(self) -> None:
         started = time.perf_counter()
@@ -317,45 +334,16 @@ class FaissIndex:
 
     def _empty(self) -> tuple[faiss.Index, bool]:
         """A new empty index, and whether it is a flat stand-in for a type that needs training first."""
-        if "{nlist}" in self._factory:
-            return faiss.IndexFlatIP(self.dim), True
-        index = faiss.index_factory(self.dim, self._factory, faiss.METRIC_INNER_PRODUCT)
-        if not index.is_trained:
-            return faiss.IndexFlatIP(self.dim), True
-        self._configure(index)
-        return index, False
+        return faiss_types.empty_index(self.dim, self._factory, self._configure)
 
     def _build(self, vectors: np.ndarray) -> tuple[faiss.Index, bool]:
-        """A fresh index holding `vectors` at positions 0..n-1."""
-        n = len(vectors)
-        factory = self._factory
-        index: faiss.Index
-        if "{nlist}" in factory:
-            if n < TRAIN_MIN:
-                index = faiss.IndexFlatIP(self.dim)
-                index.add(vectors)
-                return index, True
-            nlist = int(min(65_536, max(64, 4 * math.sqrt(n))))
-            factory = factory.replace("{nlist}", str(nlist))
-        else:
-            nlist = 0
-        index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
-        self._built = factory
-        self._nlist = nlist
-        staged = False
-        if not index.is_trained:
-            sample = vectors[np.random.default_rng(0).choice(n, min(n, 256 * 1024), replace=False)] if n else vectors
-            try:
-                index.train(sample)
-            except RuntimeError as e:  # too few vectors for this type: stay exact until twice as many
-                self._train_at = max(TRAIN_MIN, 2 * n)
-                log.warning("cannot train %s on %d vectors yet (%s); serving exact search until %d", factory, n,
-                            str(e).strip().splitlines()[-1][:200], self._train_at)
-                index, staged = faiss.IndexFlatIP(self.dim), True
-        if not staged:
-            self._configure(index)
-        index.add(vectors)
-        return index, staged
+        """A fresh index holding `vectors` at positions 0..n-1 (trained, for types that train)."""
+        built = faiss_types.build_index(self.dim, self._factory, vectors, self._configure)
+        if built.factory:
+            self._built, self._nlist = built.factory, built.nlist
+        if built.retry_at:
+            self._train_at = built.retry_at
+        return built.fresh, built.staged
 
     def set_search_params(self, params: str) -> None:
         """Change the search parameters (faiss.ParameterSpace syntax) of the live index, e.g. efSearch=32."""

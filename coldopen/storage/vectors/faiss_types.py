@@ -3,11 +3,19 @@ reading vectors back."""
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
 import faiss
 import numpy as np
 
 from coldopen.storage.vectors.gpu_copies import CAGRA_TWIN
 
+log = logging.getLogger(__name__)
+
+TRAIN_MIN = 10_000  # a type that needs training serves exact (flat) search until this many vectors
 # Short names for `--index-type`; anything else is passed to faiss.index_factory as it is.
 # ivf: inverted lists over 8-bit scalar-quantised codes (a quarter of the memory traffic per scanned
 # vector), the candidates re-ranked with the exact vectors (RFlat), so scores are exact.
@@ -68,3 +76,54 @@ def graph_build_effort(index: faiss.Index) -> int | None:
     """An HNSW index's efConstruction (what the graph was, or will be, built with); None for other types."""
     hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
     return int(hnsw.efConstruction) if hnsw is not None else None
+
+
+class Built(NamedTuple):
+    """A fresh index and what it was built as."""
+
+    fresh: faiss.Index
+    staged: bool    # a flat stand-in for a type that cannot be trained on these vectors yet
+    factory: str    # the factory string with the list count filled in ("" when staged before any try)
+    nlist: int      # that list count (0: not an IVF whose count follows the corpus)
+    retry_at: int   # staged after a failed training: the vector count to try again at (0: none)
+
+
+def empty_index(dim: int, factory: str, configure: Callable[[faiss.Index], None]) -> tuple[faiss.Index, bool]:
+    """A new empty index, and whether it is a flat stand-in for a type that needs training first."""
+    if "{nlist}" in factory:
+        return faiss.IndexFlatIP(dim), True
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        return faiss.IndexFlatIP(dim), True
+    configure(index)
+    return index, False
+
+
+def build_index(dim: int, factory: str, vectors: np.ndarray, configure: Callable[[faiss.Index], None]) -> Built:
+    """An index of `factory` holding `vectors` at positions 0..n-1: an IVF gets 4 sqrt(n) lists, a type that
+    trains is trained on up to 256k of them, and `configure` sets its parameters before they go in."""
+    n = len(vectors)
+    if "{nlist}" in factory:
+        if n < TRAIN_MIN:
+            flat = faiss.IndexFlatIP(dim)
+            flat.add(vectors)
+            return Built(flat, True, "", 0, 0)
+        nlist = int(min(65_536, max(64, 4 * math.sqrt(n))))
+        factory = factory.replace("{nlist}", str(nlist))
+    else:
+        nlist = 0
+    index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if not index.is_trained:
+        sample = vectors[np.random.default_rng(0).choice(n, min(n, 256 * 1024), replace=False)] if n else vectors
+        try:
+            index.train(sample)
+        except RuntimeError as e:  # too few vectors for this type: stay exact until twice as many
+            retry_at = max(TRAIN_MIN, 2 * n)
+            log.warning("cannot train %s on %d vectors yet (%s); serving exact search until %d", factory, n,
+                        str(e).strip().splitlines()[-1][:200], retry_at)
+            flat = faiss.IndexFlatIP(dim)
+            flat.add(vectors)
+            return Built(flat, True, factory, nlist, retry_at)
+    configure(index)
+    index.add(vectors)
+    return Built(index, False, factory, nlist, 0)

@@ -210,3 +210,17 @@ def test_the_ivf_list_count_follows_the_corpus():
     blob, state = index.snapshot_state()
     again.restore(faiss.deserialize_index(blob), state.ids, state.dead, state.staged)
     assert "IVF800," in again.description and not again._rebuild_due()
+
+
+def test_writes_made_while_the_index_trains_are_followed_up_without_another_write():
+    """A start-up load: 10^4 vectors start the training, the rest arrive before it ends, then no write comes.
+    The index must still end with the list count and the calibration of what it holds, not of its first 10^4."""
+    x = _clustered(60_000, d=16)
+    index = FaissIndex(16, "ivf", recall_target=0.95)
+    index.add(np.arange(10_000), x[:10_000])  # starts training in the background
+    index.add(np.arange(10_000, 60_000), x[10_000:])  # lands before the training ends
+    index.wait_rebuilt(300)
+    assert "IVF979," in index.description, index.description  # 4 sqrt(60,000), not IVF400
+    assert index.calibration is not None and index.calibration.vectors == 60_000, index.description
+    _, got = index.search(x[:20], 1)
+    assert (got[:, 0] == np.arange(20)).mean() >= 0.95
