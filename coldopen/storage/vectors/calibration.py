@@ -1,17 +1,17 @@
 """Search parameters that follow the corpus to a recall target.
 
-Why: an approximate index's recall at fixed search parameters falls as the corpus grows, and how far
-depends on the data (benchmarks/RESULTS.md, 10^6 clustered 512-d vectors: HNSW32 at efSearch 128 finds
-recall@10 0.998 at 10^5 vectors but 0.79 at 10^6; IVF at nprobe 8 finds 1.0 on near queries and 0.71 on
-far ones). So `FaissIndex` measures its own recall whenever it is built and each time it has grown by a
-quarter (RECALIBRATE_GROWTH; at 10^6 a calibration took 27 s of one background thread): a sample
-of its stored vectors, each moved to cosine 0.9 from where it was (an upload that resembles a stored video;
-the queries benchmarks/search.py measures), asks for its k nearest; the exact answers come from the index's
-own flat storage, and the index serves with the smallest setting of its one knob (efSearch, nprobe) that
-reaches the target (its recall's one-sided 95% lower bound over the sample does), never below the
-default. The stored vectors themselves would not do: asked of a graph index, a stored vector finds its
-own node and the neighbour list built for it (HNSW8 on 3*10^4 clustered vectors: 0.955 recall@10 for
-stored vectors, 0.60 for near ones at the same efSearch).
+Why: an approximate index's recall at fixed search parameters falls as the corpus grows, and how far depends
+on the data and on how the index was built (benchmarks/RESULTS.md, 10^6 clustered 512-d vectors: HNSW32
+built with efConstruction 40 at efSearch 128 finds recall@10 0.998 at 10^5 vectors but 0.79 at 10^6; IVF at
+nprobe 8 finds 1.0 on near queries and 0.71 on far ones). So `FaissIndex` measures its own recall whenever
+it is built and each time it has grown by a quarter (RECALIBRATE_GROWTH; at 10^6 a calibration took 27 s of
+one background thread): a sample of its stored vectors, each moved to cosine 0.9 from where it was (an
+upload that resembles a stored video; the queries benchmarks/search.py measures), asks for its k nearest;
+the exact answers come from the index's own flat storage, and the index serves with the smallest setting of
+its one knob (efSearch, nprobe) that reaches the target (its recall's one-sided 95% lower bound over the
+sample does), never below the default. The stored vectors themselves would not do: asked of a graph index, a
+stored vector finds its own node and the neighbour list built for it (HNSW8 on 3*10^4 clustered vectors:
+0.955 recall@10 for stored vectors, 0.60 for near ones at the same efSearch).
 
 Hand-written because FAISS's own autotune (`ParameterSpace.explore`) times every combination of every
 parameter to keep a speed/recall Pareto front: on a serving index the timings are noise from the requests
