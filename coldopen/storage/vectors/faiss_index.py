@@ -57,8 +57,7 @@ class SnapshotState(NamedTuple):
     staged: bool        # still the exact staging index (trained type not built yet)
 
 
-def _running(thread: threading.Thread | None) -> bool:
-    """A background thread still at work, other than the one asking (which is finishing)."""
+def _running(thread: threading.Thread | None) -> bool:  # still at work, other than the one asking (it is finishing)
     return thread is not None and thread.is_alive() and thread is not threading.current_thread()
 
 
@@ -259,8 +258,7 @@ class FaissIndex:
         self._rebuild()
 
     def wait_rebuilt(self, timeout: float | None = None) -> None:
-        """Wait for the background work in flight, and the work it leads to (a rebuild, a calibration), until
-        none is left or `timeout` s have passed."""
+        """Wait for the background work in flight and the work it leads to, for at most `timeout` s."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while threads := [t for t in (self._rebuilder, self._calibrator) if t is not None and _running(t)]:
             for thread in threads:
@@ -269,10 +267,8 @@ class FaissIndex:
                 return
 
     def _follow_up(self) -> None:
-        """After a write, and at the end of background work (for the writes made meanwhile): a rebuild or a
-        calibration now due. Without the latter, an index whose writes all came before its training finished
-        (a start-up load) kept the list count and search effort of its first 10^4 vectors until the next
-        write: IVF400 at nprobe 256 over 10^5 vectors, 5 ms a query."""
+        """After a write, and when background work ends (a start-up load may outrun a training and then stop
+        writing: RESULTS.md "an index loaded faster than it trains"), start the rebuild or calibration now due."""
         with self._lock:
             due = self._rebuild_due()
         if due:
@@ -332,17 +328,14 @@ class FaissIndex:
         log.info("rebuilt the %s index: %d vectors (%d tombstones dropped) in %.1f s", self.description,
                  len(ids), n0 - len(vectors), time.perf_counter() - started)
 
-    def _empty(self) -> tuple[faiss.Index, bool]:
-        """A new empty index, and whether it is a flat stand-in for a type that needs training first."""
+    def _empty(self) -> tuple[faiss.Index, bool]:  # and whether it is a flat stand-in for a type that trains
         return faiss_types.empty_index(self.dim, self._factory, self._configure)
 
     def _build(self, vectors: np.ndarray) -> tuple[faiss.Index, bool]:
         """A fresh index holding `vectors` at positions 0..n-1 (trained, for types that train)."""
         built = faiss_types.build_index(self.dim, self._factory, vectors, self._configure)
-        if built.factory:
-            self._built, self._nlist = built.factory, built.nlist
-        if built.retry_at:
-            self._train_at = built.retry_at
+        self._built, self._nlist = (built.factory, built.nlist) if built.factory else (self._built, self._nlist)
+        self._train_at = built.retry_at or self._train_at
         return built.fresh, built.staged
 
     def set_search_params(self, params: str) -> None:
