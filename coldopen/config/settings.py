@@ -67,7 +67,7 @@ class Settings:
     index_build_params: str = _s(
         "",
         "FAISS parameters set on each new index before vectors go in, e.g. efConstruction=64 (hnsw: a faster "
-        "build, a weaker graph); empty = the type's default (hnsw: efConstruction=128)",
+        "build, a weaker graph); empty = the type's default (hnsw, and cagra's twin where it serves: efConstruction=128)",
         check=key_values,
     )
     index_recall_target: float = _s(

@@ -22,7 +22,7 @@ import numpy as np
 
 from coldopen.config.settings import Settings
 from coldopen.storage.vectors.faiss_index import FaissIndex
-from coldopen.storage.vectors.faiss_types import check_index_type, faiss_gpu_count
+from coldopen.storage.vectors.faiss_types import DEFAULT_BUILD_PARAMS, check_index_type, faiss_gpu_count
 from coldopen.storage.vectors.gpu_copies import cagra_copier, cuvs_missing
 from coldopen.storage.vectors.torch_index import TorchExactIndex
 
@@ -75,8 +75,9 @@ def build_index(
             return FaissIndex(dim, index_type, search_params, copier=cagra_copier(),
                               where="gpu (CAGRA through cuVS; HNSW32 twin on the CPU)", build_params=build_params)
         _warn_once(f"index type cagra: searching its CPU twin HNSW32, as {missing}")
+        # The twin serves, so its graph is built as hnsw's is (on a GPU host only the CAGRA graph is searched).
         return FaissIndex(dim, index_type, search_params, where=f"cpu (the CAGRA twin: {missing})",
-                          recall_target=recall_target, build_params=build_params)
+                          recall_target=recall_target, build_params=build_params or DEFAULT_BUILD_PARAMS["hnsw"])
     if device in ("auto", "cuda") and faiss_gpu_count() > 0:
         return FaissIndex(dim, index_type, search_params, use_gpu=True, build_params=build_params)
     if device in ("auto", "cuda") and index_type == "flat":

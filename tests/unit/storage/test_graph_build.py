@@ -9,7 +9,7 @@ import numpy as np
 from coldopen.app import startup
 from coldopen.config.settings import Settings
 from coldopen.domain.errors import StartupError
-from coldopen.storage.vectors import FaissIndex, check_index_type
+from coldopen.storage.vectors import FaissIndex, build_index, check_index_type
 from coldopen.storage.vectors.faiss_types import graph_build_effort
 from tests.unit.storage.test_calibration import _clustered, _recall
 
@@ -19,6 +19,8 @@ def test_hnsw_is_built_with_efconstruction_128_unless_told_otherwise():
     assert graph_build_effort(FaissIndex(64, "hnsw", build_params="efConstruction=64")._index) == 64
     assert graph_build_effort(FaissIndex(64, "HNSW16")._index) == 40  # a factory string: FAISS's own default
     assert graph_build_effort(FaissIndex(64, "ivf")._index) is None
+    twin = build_index(64, "cpu", "cagra")  # without cuVS the CAGRA twin serves: built like hnsw
+    assert graph_build_effort(twin._index) == 128 and "efConstruction=128" in twin.description
 
 
 def test_a_graph_built_harder_finds_more_at_the_same_search_effort():
