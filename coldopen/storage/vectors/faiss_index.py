@@ -333,7 +333,7 @@ class FaissIndex:
 
     def _build(self, vectors: np.ndarray) -> tuple[faiss.Index, bool]:
         """A fresh index holding `vectors` at positions 0..n-1 (trained, for types that train)."""
-        built = faiss_types.build_index(self.dim, self._factory, vectors, self._configure)
+        built = faiss_types.index_holding(self.dim, self._factory, vectors, self._configure)
         self._built, self._nlist = (built.factory, built.nlist) if built.factory else (self._built, self._nlist)
         self._train_at = built.retry_at or self._train_at
         return built.fresh, built.staged

@@ -99,7 +99,7 @@ def empty_index(dim: int, factory: str, configure: Callable[[faiss.Index], None]
     return index, False
 
 
-def build_index(dim: int, factory: str, vectors: np.ndarray, configure: Callable[[faiss.Index], None]) -> Built:
+def index_holding(dim: int, factory: str, vectors: np.ndarray, configure: Callable[[faiss.Index], None]) -> Built:
     """An index of `factory` holding `vectors` at positions 0..n-1: an IVF gets 4 sqrt(n) lists, a type that
     trains is trained on up to 256k of them, and `configure` sets its parameters before they go in."""
     n = len(vectors)
