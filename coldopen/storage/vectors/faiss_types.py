@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -49,7 +50,7 @@ def check_index_type(index_type: str, search_params: str = "", dim: int = 64, bu
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
         return (f"index_type {index_type!r} is neither flat, hnsw, ivf, cagra nor a FAISS index_factory string FAISS "
-                f"accepts ({str(e).strip().splitlines()[-1][:200]})")
+                f"accepts ({faiss_reason(e)})")
     search_params = search_params or DEFAULT_SEARCH_PARAMS.get(index_type, "")
     build_params = build_params or DEFAULT_BUILD_PARAMS.get(index_type, "")
     for setting, params, example in (
@@ -61,7 +62,7 @@ def check_index_type(index_type: str, search_params: str = "", dim: int = 64, bu
                 faiss.ParameterSpace().set_index_parameters(index, params)  # type: ignore[arg-type]  # faiss's stub: it takes the string
             except RuntimeError as e:
                 return (f"{setting} {params!r} do not apply to index_type {index_type!r} "
-                        f"({str(e).strip().splitlines()[-1][:200]}); e.g. {example}")
+                        f"({faiss_reason(e)}); e.g. {example}")
     return None
 
 
@@ -70,6 +71,12 @@ def reconstruct_range(index: faiss.Index, start: int, end: int) -> np.ndarray:
     if end <= start:
         return np.zeros((0, index.d), np.float32)
     return index.reconstruct_n(start, end - start)
+
+
+def faiss_reason(e: Exception) -> str:
+    """FAISS's own words for an error, without the "Error in <function> at <its source file>:<line>:" prefix."""
+    last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return re.sub(r"^Error in .*? at \S+:\d+: ", "", last)[:200]
 
 
 def graph_build_effort(index: faiss.Index) -> int | None:
@@ -120,7 +127,7 @@ def index_holding(dim: int, factory: str, vectors: np.ndarray, configure: Callab
         except RuntimeError as e:  # too few vectors for this type: stay exact until twice as many
             retry_at = max(TRAIN_MIN, 2 * n)
             log.warning("cannot train %s on %d vectors yet (%s); serving exact search until %d", factory, n,
-                        str(e).strip().splitlines()[-1][:200], retry_at)
+                        faiss_reason(e), retry_at)
             flat = faiss.IndexFlatIP(dim)
             flat.add(vectors)
             return Built(flat, True, factory, nlist, retry_at)
