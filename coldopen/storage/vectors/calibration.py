@@ -167,10 +167,11 @@ def _moved(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def tune(index: faiss.Index, default_params: str, target: float, label: str,
          hold: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> Calibration | None:
-    """Calibrate `index` from its default parameters, logged; None where the target is 0, the index has no
-    knob calibrate turns, or calibrating failed (logged: the index keeps its parameters, the next try is
-    at the next build or growth)."""
-    knob_ = knob(index, default_params) if target else None
+    """Calibrate `index` from its default parameters, logged; None where the target is 0, the index holds
+    fewer than CALIBRATE_MIN vectors (a recall@10 over a handful of vectors says nothing), has no knob
+    calibrate turns, or calibrating failed (logged: the index keeps its parameters, the next try is at the
+    next build or growth)."""
+    knob_ = knob(index, default_params) if target and index.ntotal >= CALIBRATE_MIN else None
     if knob_ is None:
         return None
     try:

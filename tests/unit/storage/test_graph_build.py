@@ -63,3 +63,12 @@ def test_build_params_the_index_type_does_not_know_stop_the_start():
             assert "index_build_params" in str(e) and "\n" not in str(e)
         else:
             raise AssertionError(f"{settings.index_type} with {settings.index_build_params!r} was accepted")
+
+
+def test_a_small_index_rebuilt_keeps_its_default_search_effort():
+    """Found restarting a 2-video server on a weaker snapshot: the rebuild calibrated 2 vectors to efSearch 4096."""
+    x = _clustered(3000, seed=12)
+    index = FaissIndex(64, "hnsw", recall_target=0.95)
+    index.add(np.arange(3000), x)
+    index.rebuild()
+    assert index.calibration is None and "efSearch=128" in index.description, index.description
