@@ -215,7 +215,8 @@ class Bench:
             self._peer(tallies["audfprint"], ref, count, self.audfprint.MIN_COUNT - 0.5, own, voice)
 
     def _tail(self, t: Tally, q: Fingerprint) -> None:
-        plain, groups = tail(q, lambda part: self.postings.match(part, limit=1, min_frames=2, group_min_frames=2))
+        plain, groups = tail(q, lambda part: self.postings.match(part, limit=1, min_frames=2, group_min_frames=2,
+                                                                       shift_min_frames=2))
         t.tail_plain.append(plain)
         t.tail_groups.append(groups)
 

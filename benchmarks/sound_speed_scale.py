@@ -35,7 +35,8 @@ class SortedPostings:
         order = np.argsort(hashes, kind="stable")
         self.hash, self.sound, self.time = hashes[order], sounds[order], times[order]
 
-    def match(self, q, min_frames: int | None = None, group_min_frames: int | None = None) -> list:
+    def match(self, q, floor: int | None = None) -> list:
+        """The node's matches for a query; `floor`: every group's threshold lowered to it (the tail)."""
         from coldopen.sounds import vote
         from coldopen.sounds.identity import POSTINGS_CAP
 
@@ -44,7 +45,7 @@ class SortedPostings:
         keep = (hi > lo) & (hi - lo < POSTINGS_CAP)
         lo, n = lo[keep], (hi - lo)[keep]
         rows = np.repeat(lo - np.concatenate(([0], np.cumsum(n)[:-1])), n) + np.arange(n.sum())
-        extra = {} if min_frames is None else {"min_frames": min_frames, "group_min_frames": group_min_frames}
+        extra = {} if floor is None else {"min_frames": floor, "group_min_frames": floor, "shift_min_frames": floor}
         return vote.match(q.hashes, q.times, self.hash[rows].astype(np.int64), self.sound[rows].astype(np.int64),
                           self.time[rows].astype(np.int64), limit=10, q_groups=q.groups, group_scales=q.group_scales,
                           group_pitches=q.group_pitches, plain_groups=q.plain_groups, **extra)
@@ -113,14 +114,15 @@ def main() -> None:
         unrelated_matched += bool(matches)
         unrelated_frames += [(condition, m.matched_frames, m.group) for m in matches]
         if args.tail:
-            tails.append(tail(q, lambda part: index.match(part, min_frames=2, group_min_frames=2)))
+            tails.append(tail(q, lambda part: index.match(part, floor=2)))
         if (k + 1) % 20 == 0:
             print(f"{k + 1} queries: unrelated matched {unrelated_matched} {unrelated_frames}", flush=True)
     result = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "sounds": args.sounds + len(real), "postings": int(index.hash.size), "edits": EDITS,
-        "thresholds": {"as_is": vote.MIN_MATCH_FRAMES, "hypothesis_groups": vote.SPEED_MATCH_FRAMES},
+        "thresholds": {"as_is": vote.MIN_MATCH_FRAMES, "explicit_pitch_shifts": vote.SHIFT_MATCH_FRAMES,
+                       "hypothesis_groups": vote.SPEED_MATCH_FRAMES},
         "queries": args.queries, "found": found, "recall_95ci": wilson(found, args.queries),
         "queries_with_a_false_match": false_own,
         "unrelated": args.unrelated, "unrelated_matched": unrelated_matched,

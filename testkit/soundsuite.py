@@ -89,12 +89,13 @@ class Postings:
         self.time = np.concatenate([r.index_times for r in refs]).astype(np.int64)
 
     def match(self, q, limit: int, min_frames: int = vote.MIN_MATCH_FRAMES,
-              group_min_frames: int = vote.SPEED_MATCH_FRAMES) -> list[vote.SoundMatch]:
+              group_min_frames: int = vote.SPEED_MATCH_FRAMES,
+              shift_min_frames: int = vote.SHIFT_MATCH_FRAMES) -> list[vote.SoundMatch]:
         hit = np.isin(self.hash, q.hashes.astype(np.int64))
         return vote.match(q.hashes, q.times, self.hash[hit], self.sound[hit], self.time[hit], limit=limit,
                           min_frames=min_frames, q_groups=q.groups, group_scales=q.group_scales,
                           group_pitches=q.group_pitches, group_min_frames=group_min_frames,
-                          plain_groups=q.plain_groups)
+                          plain_groups=q.plain_groups, shift_min_frames=shift_min_frames)
 
 
 # --- real recordings (tests/data/music: CC BY / public domain, see LICENSES.md) -----------------------

@@ -69,13 +69,15 @@ class FingerprintParams:
     short_query_targets: int = 12  # ... or, for a clip of at most short_query_s, 12 targets among the stronger peaks
     short_query_s: float = 16.0  # (a 15-s clip stays short after a tempo or pitch edit)
     very_short_query_s: float = 8.0  # a clip this short has few seconds to gather votes: all peaks per cell
-    pitch_hypotheses: tuple[float, ...] = (-1.0, 1.0)  # short queries also look up these pitch shifts (semitones)
+    pitch_hypotheses: tuple[float, ...] = (-1.0, 1.0)  # short queries also look up these pitch shifts (semitones),
+    # hashed as densely as the clip as it is
     # Short queries also look up these changes (warps.py: (frequency, time) factors of speed, pitch and tempo
     # edits), each undone in the spectrogram and voted on as its own group (sounds/vote.py). Empty: off.
     warps: tuple[Warp, ...] = ()
-    speed_targets: int = 6  # per hypothesis: targets per anchor (15 triplets) ...
+    speed_targets: int = 10  # per hypothesis: targets per anchor (45 triplets) ...
     speed_peaks: int = 2  # ... among the strongest speed_peaks per cell (x0.8, real music: 1 left 3 of 10
-    # excerpts under 6 frames, 2 left 1)
+    # excerpts under 6 frames, 2 left 1; 3 found fewer: the extra peaks take the indexed peaks' target slots).
+    # Targets: 6 -> 10 found 28 of 30 real excerpts at x0.8 instead of 25, for 1.8x the query's hashes.
     max_dt: int = 63  # target zone: 1..63 frames (~1 s) later,
     max_df: int = 75  # and within +-75 bins (~1.2 kHz: about one band either side)
     dt_step: int = 2  # frame deltas are hashed in steps of 2 frames (32 ms)
@@ -211,13 +213,17 @@ class Fingerprinter:
             strongest = rank == 0
             index_h, index_t = self._triplets(t[strongest], f[strongest], w.core_start, w.core_end, p.index_targets)
             if w.short:
-                # The clip as it is: the two strongest peaks per cell (a very short clip: all of them); each pitch
-                # hypothesis: the strongest, like a long query; each hypothesis is its own group (sounds/vote.py).
-                dense = rank < (p.peaks_per_cell if w.very_short else 2)
+                # The clip as it is and each explicit pitch shift: the two strongest peaks per cell (a very short
+                # clip: all of them), each its own group (sounds/vote.py). The shifts were hashed like a long query
+                # (the strongest peak, 6 targets) until 2026-12-05: hashed as densely as the clip, real music
+                # under pitch +-1 gathered a median of ~17 frames instead of ~12 (benchmarks/RESULTS.md).
+                per_cell = p.peaks_per_cell if w.very_short else 2
+                dense = rank < per_cell
                 parts = [(*self._triplets(t[dense], f[dense], w.core_start, w.core_end, p.short_query_targets), 0)]
                 for h in range(len(p.pitch_hypotheses)):
                     st, sf, sr = shifted[(i, h)]
-                    parts.append((*self._triplets(st[sr == 0], sf[sr == 0], w.core_start, w.core_end, p.query_targets), h + 1))
+                    pd = sr < per_cell
+                    parts.append((*self._triplets(st[pd], sf[pd], w.core_start, w.core_end, p.short_query_targets), h + 1))
                 if p.warps:
                     parts += self._warped_hashes(full[i], frames[i], w, first_group=len(p.pitch_hypotheses) + 1)
                 query_h = np.concatenate([h for h, _, _ in parts])

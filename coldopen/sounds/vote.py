@@ -17,8 +17,8 @@ Pitch, speed: a short clip also carries hashes computed with a change undone (mo
 its own query: a group's coincidences cannot add up with another's, so the chance of a false match grows
 with the number of groups, not with their square. A sound keeps its best group, whose pitch and scale the
 match reports. The first few groups (``plain_groups``: the two explicit pitch shifts) are voted like the
-clip as it is, under the tempo scales at the plain threshold; the many others (speed search, ~340) each
-under its own scale only, needing ``SPEED_MATCH_FRAMES``.
+clip as it is, under the tempo scales, needing ``SHIFT_MATCH_FRAMES``; the many others (speed search,
+~340) each under its own scale only, needing ``SPEED_MATCH_FRAMES``.
 
 The threshold was set on the robustness suite (tests/test_sounds.py, benchmarks/RESULTS.md): with
 32-bit triplet hashes, unrelated songs (including pairs generated at one tempo in related keys) agree
@@ -37,6 +37,12 @@ MIN_MATCH_FRAMES = 3
 # unrelated excerpts (x0.8-x1.2) against 100 synthetic songs: unrelated sounds reached 3 frames in one group
 # for ~5% of queries, never 4; sped-up real music is found with a median of ~10 frames.
 SPEED_MATCH_FRAMES = MIN_MATCH_FRAMES + 2
+# An explicit pitch shift's group (hashed as densely as the clip as it is) needs one more than the clip: at 3,
+# 10 of 100 unrelated excerpts a semitone up matched a synthetic song of the same generator (musical likeness,
+# 3 frames); at 4, 1 did, while real music a semitone off is found with a median of ~16 frames (p10 6-7).
+# Measured on 200 real excerpts at each of pitch +-1 (benchmarks/RESULTS.md): found 0.915 / 0.930 at 3,
+# 0.900 / 0.905 at 4, 0.870 / 0.880 at 5.
+SHIFT_MATCH_FRAMES = MIN_MATCH_FRAMES + 1
 CONFIDENT_FRAMES = 8  # confidence reaches 1 here
 TEMPO_SCALES = (1.0, 1 / 1.03, 1.03)
 
@@ -84,13 +90,14 @@ def match(
     group_min_frames: int = SPEED_MATCH_FRAMES,
     group_pitches: tuple[float, ...] = (),
     plain_groups: int = 0,
+    shift_min_frames: int = SHIFT_MATCH_FRAMES,
 ) -> list[SoundMatch]:
     """Best (scale, offset) matches of a query (hashes, anchor frames) against postings, strongest first.
 
     `q_groups` (optional, one per query hash) puts hashes in hypothesis groups: group 0 is voted on under
     `scales`; group g >= 1 (time scale `group_scales[g - 1]`, pitch `group_pitches[g - 1]`) under its scale
-    times `scales` at `min_frames` when g <= `plain_groups`, else under its scale alone at
-    max(min_frames, group_min_frames)."""
+    times `scales` at max(min_frames, shift_min_frames) when g <= `plain_groups`, else under its scale alone
+    at max(min_frames, group_min_frames)."""
     if q_hashes.size == 0 or post_hash.size == 0:
         return []
     grouped = q_groups is not None and q_groups.size == q_hashes.size and bool(group_scales)
@@ -130,7 +137,7 @@ def match(
         rows_g = group == g
         g_local, g_ref, g_q = (local[rows_g], ref_t[rows_g], q_t[rows_g]) if grouped else (local, ref_t, q_t)
         plain = g <= plain_groups
-        need = min_frames if plain else max(min_frames, group_min_frames)
+        need = min_frames if not g else max(min_frames, shift_min_frames if plain else group_min_frames)
         own = group_scales[g - 1] if g else 1.0
         pitch = group_pitches[g - 1] if g and group_pitches else 1.0
         for scale in (tuple(own * s for s in scales) if plain else (own,)):
