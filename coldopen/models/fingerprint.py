@@ -215,7 +215,7 @@ class Fingerprinter:
             if w.short:
                 # The clip as it is and each explicit pitch shift: the two strongest peaks per cell (a very short
                 # clip: all of them), each its own group (sounds/vote.py). The shifts were hashed like a long query
-                # (the strongest peak, 6 targets) until 2026-12-05: hashed as densely as the clip, real music
+                # (the strongest peak, 6 targets) until 2026-12-06: hashed as densely as the clip, real music
                 # under pitch +-1 gathered a median of ~17 frames instead of ~12 (benchmarks/RESULTS.md).
                 per_cell = p.peaks_per_cell if w.very_short else 2
                 dense = rank < per_cell
