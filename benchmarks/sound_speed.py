@@ -320,7 +320,8 @@ def main() -> None:
                    "oversubscribed torch ran the same query 10x slower)")
     p.add_argument("--json", type=Path)
     p.add_argument("--plot", type=Path)
-    p.add_argument("--plot-also", type=Path, nargs="*", default=[], help="earlier runs' --json, drawn in the plot too")
+    p.add_argument("--plot-also", type=Path, nargs="*", default=[],
+                   help="earlier runs' --json (oldest first), drawn in the plot too; per condition, each system's newest figures")
     args = p.parse_args()
     if args.threads:
         import torch
@@ -341,9 +342,18 @@ def main() -> None:
             if args.json:  # after every condition: a long run keeps what it measured
                 args.json.write_text(json.dumps(result, indent=2))
     if args.plot:
-        for earlier in args.plot_also:
-            table = json.loads(earlier.read_text())["conditions"] | table
-        plot(table, args.plot)
+        plot(merged([json.loads(f.read_text())["conditions"] for f in args.plot_also] + [table]), args.plot)
+
+
+def merged(tables: list[dict[str, dict]]) -> dict[str, dict]:
+    """Conditions of several runs (oldest first), system by system: a later run's figures for a system replace
+    an earlier's, and a system a later run left out (e.g. the peers, `--chromaprint 0`) keeps the earlier's,
+    measured on the same seeded excerpts."""
+    out: dict[str, dict] = {}
+    for table in tables:
+        for condition, systems in table.items():
+            out[condition] = out.get(condition, {}) | systems
+    return out
 
 
 if __name__ == "__main__":

@@ -142,10 +142,16 @@ class Settings:
     sample_fps: float = _s(1.0, "frames sampled per second of video, by presentation time", check=above(0))
     frame_skip_threshold: float = _s(
         0.01,
-        "skip a sampled frame whose 32x32 grey thumbnail differs from the last embedded one's by at most this "
-        "(mean absolute difference, 0-1); the video vector weighs each embedded frame by the time it stands for; "
-        "0 = embed every sampled frame",
+        "skip a sampled frame whose 64x64 grey thumbnail differs from the last embedded one's by at most this "
+        "(mean absolute difference, 0-1, after undoing a pan up to frame_skip_max_pan); the video vector weighs each "
+        "embedded frame by the time it stands for; 0 = embed every sampled frame",
         check=within(0, 1),
+    )
+    frame_skip_max_pan: float = _s(
+        0.2,
+        "a camera pan of at most this fraction of the frame's side since the last embedded frame is undone before "
+        "frames are compared, so a slow pan over one scene is embedded every few seconds; 0 = a pan keeps every frame",
+        check=within(0, 0.5),
     )
     sampling: str = _s(
         "auto",

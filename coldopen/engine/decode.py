@@ -43,6 +43,7 @@ class DecodeJob:
     max_decoded_frames: int = 1 << 62  # auto sampling: most frames decoded per clip
     deadline: float | None = None      # time.monotonic() past which the worker gives up (DeadlineExceeded)
     skip_threshold: float = 0.0        # frames this close to the last kept one are skipped (engine/repeats.py)
+    skip_max_pan: float = 0.0          # ... after undoing a pan of at most this fraction of the frame's side
     decoder: str = "cpu"               # cpu | nvdec | auto (engine/nvdec.py: NVDEC, the CPU per clip where it cannot)
 
 
@@ -72,7 +73,7 @@ def decode_clip(job: DecodeJob) -> DecodedClip:
                 path, info, job.mode, job.fps, job.max_frames, job.short_side, job.max_decoded_frames, job.deadline,
                 job.decoder,
             )
-            sampled = repeats.skip_repeats(sampled, job.skip_threshold)
+            sampled = repeats.skip_repeats(sampled, job.skip_threshold, job.skip_max_pan)
     audio = None
     if info.has_audio:
         with timed(timings, "decode_audio"):

@@ -144,8 +144,9 @@ class Pipeline:
             self._limits,
             s.max_decoded_frames,
             deadline,
-            s.frame_skip_threshold,
-            s.decoder,
+            skip_threshold=s.frame_skip_threshold,
+            skip_max_pan=s.frame_skip_max_pan,
+            decoder=s.decoder,
         )
         with timed(timings, "decode"), _deadline_stage(deadline, "decoding"):
             decoded = self.decoder.decode(job, _left(deadline))

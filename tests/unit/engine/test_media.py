@@ -76,12 +76,43 @@ def _still_then_cut(n_still: int, n_pan: int) -> media.SampledFrames:
 
 def test_near_repeats_are_skipped_and_each_kept_frame_stands_for_its_run():
     sampled = _still_then_cut(20, 10)
-    kept = repeats.skip_repeats(sampled, 0.01)
-    assert kept.sampled == 30 and len(kept.frames) == 11  # the still shot once, every panned frame
+    kept = repeats.skip_repeats(sampled, 0.01, max_pan=0.0)
+    assert kept.sampled == 30 and len(kept.frames) == 11  # the still shot once, every panned frame (no pan undone)
     assert kept.times_s == [0.0, *[float(t) for t in range(20, 30)]] and kept.stands_for == [20, *[1] * 10]
-    assert repeats.skip_repeats(sampled, 0.0) is sampled  # 0: every frame
+    assert repeats.skip_repeats(sampled, 0.0, max_pan=0.2) is sampled  # threshold 0: every frame
     moving = media.SampledFrames(sampled.frames[20:], sampled.times_s[20:], 0, 160, 96)
-    assert repeats.skip_repeats(moving, 0.01) is moving  # nothing skipped: unchanged, equal weights
+    assert repeats.skip_repeats(moving, 0.01, max_pan=0.0) is moving  # nothing skipped: unchanged, equal weights
+
+
+def test_a_slow_pan_over_one_photo_is_embedded_every_few_seconds_and_a_cut_always(tmp_path):
+    """Real H.264 through the decode worker: two photographs, each panned for 8 s (the benchmark workload's
+    kind of footage); 1 fps sampling. Undoing the pan skips frames that show the same scene moved; every
+    frame is kept without it, and the cut to the second photo is kept either way."""
+    from coldopen.engine.decode import DecodeJob, decode_clip
+
+    fps, seconds = 6, 8
+    frames = [f for name in ("coffee", "rocket") for f in mediagen.pan_frames(mediagen.photo(name), fps * seconds, (320, 192))]
+    clip = mediagen.write_clip(tmp_path / "pans.mp4", frames, fps)
+
+    def kept(max_pan: float) -> media.SampledFrames:
+        job = DecodeJob(str(clip), "uniform", 1.0, 64, 224, skip_threshold=0.01, skip_max_pan=max_pan)
+        return decode_clip(job).frames
+
+    every, panned = kept(0.0), kept(0.2)
+    assert len(every.frames) == 16 and every.stands_for == []
+    assert 2 <= len(panned.frames) <= 8 and panned.sampled == 16, panned.times_s
+    assert panned.times_s[0] == 0.0 and 8.0 in panned.times_s  # the first frame and the cut
+    assert sum(panned.stands_for) == 16 and len(panned.stands_for) == len(panned.frames)
+
+
+def test_a_pan_further_than_the_limit_or_a_different_scene_is_not_undone():
+    coffee = mediagen.pan_frames(mediagen.photo("coffee"), 10, (160, 96))
+    near, far = repeats.thumbnail(coffee[0]), repeats.thumbnail(coffee[2])  # 2 frames apart: ~6% of the width
+    assert repeats.difference(near, far, 0.0) > 0.02  # as pixels, the pan looks like change
+    assert repeats.difference(near, far, 0.2) < 0.01  # undone, it is the same scene
+    assert repeats.difference(near, far, 0.02) > 0.02  # but not when it moved further than max_pan
+    other = repeats.thumbnail(mediagen.pan_frames(mediagen.photo("rocket"), 1, (160, 96))[0])
+    assert repeats.difference(near, other, 0.2) > 0.1
 
 
 def test_the_video_vector_of_skipped_frames_weighs_each_by_what_it_stands_for():

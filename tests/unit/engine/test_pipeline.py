@@ -168,7 +168,9 @@ def _similar(a: str, b: str) -> float:
 
 @pytest.fixture(scope="module")
 def pooled_pipeline(models, base_settings):
-    p = Pipeline(base_settings.replace(decode_workers=2, batch_max_wait_ms=20.0), models)
+    # Every sampled frame embedded: whether a frame of a pan is a near-repeat can be decided either way at the
+    # threshold when frames are shrunk in the worker or not (test_media.py tests the skipping itself).
+    p = Pipeline(base_settings.replace(decode_workers=2, batch_max_wait_ms=20.0, frame_skip_threshold=0.0), models)
     yield p
     p.close()
 
