@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import tempfile
 import threading
@@ -100,9 +101,13 @@ def naive_baseline(paths: list[Path], models, fps: float) -> list[dict]:
     for path in paths:
         t = [time.perf_counter()]
         cpu0 = time.process_time()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         with av.open(str(path)) as c:
             frames = [(f.time, f.to_image()) for f in c.decode(video=0)]  # every frame, as PIL images
         t.append(time.perf_counter())
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        decode_use = {"decode_user_s": round(r1.ru_utime - r0.ru_utime, 2), "decode_sys_s": round(r1.ru_stime - r0.ru_stime, 2),
+                      "decode_minor_faults": r1.ru_minflt - r0.ru_minflt}
         picked, next_t = [], 0.0
         for ft, img in frames:
             if ft + 1e-6 >= next_t:
@@ -119,6 +124,7 @@ def naive_baseline(paths: list[Path], models, fps: float) -> list[dict]:
         t.append(time.perf_counter())
         stages = dict(zip(("decode", "clip", "whisper", "fingerprint"), (round(b - a, 2) for a, b in zip(t, t[1:]))))
         stages["cpu_all_threads"] = round(time.process_time() - cpu0, 2)  # wall >> cpu / cores: the clip waited
+        stages.update(decode_use)
         rows.append({"latency_s": t[-1] - t[0], "frames_decoded": len(frames), "stages_s": stages})
     return rows
 
