@@ -8,7 +8,8 @@ made once and cached under --workload-dir). Then, in this order and on the same 
 
   (a) baseline: one clip at a time, the way a first version would do it with the same libraries:
       PyAV decodes every frame, frames at 1 fps go through open_clip's PIL transform and the image
-      tower, faster-whisper transcribe(), then the fingerprint;
+      tower, faster-whisper transcribe(), then the fingerprint (after one warm-up clip; each clip's
+      stage times, and its decode's page faults and kernel time, are recorded);
   (b) ceilings: each stage alone at full concurrency: decode (the process pool) per sampling mode,
       CLIP frames/s at the configured batch, Whisper clips/s batched, fingerprints/s batched;
   (c) the service: ColdOpenService.ingest from --concurrency threads (in-process), per sampling mode,
