@@ -328,9 +328,11 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     table: dict[str, dict] = {}
+    conditions = [c for c in args.conditions.split(",") if c]  # none (--conditions ""): only --plot what --plot-also holds
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(args, Path(tmp))
-        for condition in args.conditions.split(","):
+        bench = Bench(args, Path(tmp)) if conditions else None
+        for condition in conditions:
+            assert bench is not None
             table[condition] = bench.condition(condition)
             print(line(condition, table[condition]), flush=True)
             result = {
