@@ -63,6 +63,7 @@ def extraction_to_pb(e: Extraction) -> pb.Extraction:
     return pb.Extraction(
         media=pb.MediaInfo(**e.media.__dict__),
         frames_sampled=e.frames_sampled,
+        frames_skipped=e.frames_skipped,
         embedding_model=e.embedding_model,
         embedding_dim=e.embedding_dim,
         transcript=pb.Transcript(

@@ -75,6 +75,7 @@ class Ingest:
         fp = a.fingerprint if a.fingerprint is not None and a.fingerprint.landmarks else None
         extraction = Extraction(
             media=a.media, sampling=a.sampling, frames_sampled=len(a.frames.frames),
+            frames_skipped=max(0, a.frames.sampled - len(a.frames.frames)),
             embedding_model=core.models.clip.name, embedding_dim=int(a.embedding.shape[0]), transcript=a.transcript,
             timings_ms=timings, landmarks=fp.landmarks if fp is not None else 0, queue_wait_ms=a.queue_wait_ms,
             batch_sizes=a.batch_sizes,

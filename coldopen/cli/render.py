@@ -54,6 +54,12 @@ def describe_route(r: dict) -> str:
     return "\n".join(lines)
 
 
+def skipped(e: dict) -> str:
+    """What the frame skipping dropped (engine/repeats.py), to follow "N frames"; empty when it dropped none."""
+    n = e.get("frames_skipped", 0)
+    return f" embedded ({n} near-repeats of {n + e['frames_sampled']} sampled skipped)" if n else ""
+
+
 def describe_ingest(r: dict) -> str:
     e = r["extraction"]
     m = e["media"]
@@ -61,7 +67,7 @@ def describe_ingest(r: dict) -> str:
     transcript = f'"{t["text"]}" ({t["language"]})' if t["text"] else "(no speech)" if m["has_audio"] else "(no audio track)"
     lines = [
         f"{r['video_id']}: {'replaced, ' if r.get('replaced') else ''}{m['duration_s']:.1f} s {m['width']}x{m['height']}, "
-        f"{e['frames_sampled']} frames -> {e['embedding_dim']}-d {e['embedding_model']}",
+        f"{e['frames_sampled']} frames{skipped(e)} -> {e['embedding_dim']}-d {e['embedding_model']}",
         f"  transcript: {transcript}",
         "  sound: " + describe_uses(e),
     ]

@@ -59,6 +59,8 @@ class Extraction:
     sounds: tuple[SoundUse, ...] = ()  # every sound it uses, the primary first
     queue_wait_ms: dict[str, float] = field(default_factory=dict)  # model stage -> time its work waited in the queue
     batch_sizes: dict[str, float] = field(default_factory=dict)    # model stage -> mean batch its work rode in
+    frames_skipped: int = 0       # sampled frames not embedded (near-repeats of the last embedded one); frames_sampled
+    # counts the embedded ones
 
     @property
     def new_sound(self) -> bool:

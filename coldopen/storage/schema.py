@@ -58,7 +58,8 @@ videos = Table(
     Column("language_hint", Text, nullable=False),
     Column("language", Text, nullable=False),      # detected by Whisper ('' without speech)
     Column("media", Text, nullable=False),         # JSON MediaInfo
-    Column("frames_sampled", Integer, nullable=False),
+    Column("frames_sampled", Integer, nullable=False),  # frames embedded
+    Column("frames_skipped", Integer, nullable=False, server_default="0"),  # sampled, not embedded: near-repeats
     Column("embedding_model", Text, nullable=False),
     Column("embedding", LargeBinary, nullable=False),
     Column("transcript", Text, nullable=False),    # JSON Transcript

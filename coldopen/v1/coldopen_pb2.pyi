@@ -144,7 +144,7 @@ class SoundUse(_message.Message):
     def __init__(self, sound_id: _Optional[str] = ..., primary: bool = ..., started: bool = ..., start_s: _Optional[float] = ..., sound_start_s: _Optional[float] = ..., duration_s: _Optional[float] = ..., speed: _Optional[float] = ..., matched_frames: _Optional[int] = ..., confidence: _Optional[float] = ..., pitch_semitones: _Optional[float] = ...) -> None: ...
 
 class Extraction(_message.Message):
-    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks", "sampling", "new_sound", "sounds", "queue_wait", "batches")
+    __slots__ = ("media", "frames_sampled", "embedding_model", "embedding_dim", "transcript", "timings", "sound_id", "landmarks", "sampling", "new_sound", "sounds", "queue_wait", "batches", "frames_skipped")
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     FRAMES_SAMPLED_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +158,7 @@ class Extraction(_message.Message):
     SOUNDS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_WAIT_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     media: MediaInfo
     frames_sampled: int
     embedding_model: str
@@ -171,7 +172,8 @@ class Extraction(_message.Message):
     sounds: _containers.RepeatedCompositeFieldContainer[SoundUse]
     queue_wait: _containers.RepeatedCompositeFieldContainer[StageTiming]
     batches: _containers.RepeatedCompositeFieldContainer[BatchSize]
-    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., sampling: _Optional[str] = ..., new_sound: bool = ..., sounds: _Optional[_Iterable[_Union[SoundUse, _Mapping]]] = ..., queue_wait: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., batches: _Optional[_Iterable[_Union[BatchSize, _Mapping]]] = ...) -> None: ...
+    frames_skipped: int
+    def __init__(self, media: _Optional[_Union[MediaInfo, _Mapping]] = ..., frames_sampled: _Optional[int] = ..., embedding_model: _Optional[str] = ..., embedding_dim: _Optional[int] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., timings: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., sound_id: _Optional[str] = ..., landmarks: _Optional[int] = ..., sampling: _Optional[str] = ..., new_sound: bool = ..., sounds: _Optional[_Iterable[_Union[SoundUse, _Mapping]]] = ..., queue_wait: _Optional[_Iterable[_Union[StageTiming, _Mapping]]] = ..., batches: _Optional[_Iterable[_Union[BatchSize, _Mapping]]] = ..., frames_skipped: _Optional[int] = ...) -> None: ...
 
 class SoundMatch(_message.Message):
     __slots__ = ("video_id", "sound_id", "matched_frames", "query_start_s", "reference_start_s", "duration_s", "confidence")

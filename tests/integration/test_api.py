@@ -38,7 +38,9 @@ def test_ingest_reports_what_was_extracted(populated, models):
     assert e.media.has_audio and e.media.video_codec == "h264" and e.media.audio_codec == "aac"
     # 1 fps over 5 s; the clip pans across a photograph, and a pan of up to a fifth of the frame since the last
     # embedded frame is undone and skipped (engine/repeats.py): the first frame and at least one more embedded
-    assert 2 <= e.frames_sampled <= 5
+    assert 2 <= e.frames_sampled <= 5 and e.frames_sampled + e.frames_skipped == 5
+    stored = populated[0].stub.GetVideo(pb.GetVideoRequest(video_id="fox")).extraction  # the same answer later
+    assert (stored.frames_sampled, stored.frames_skipped) == (e.frames_sampled, e.frames_skipped)
     assert e.embedding_dim == models.clip.dim and e.embedding_model == models.clip.name
     stages = {t.stage for t in e.timings}
     assert {"receive", "probe", "decode_frames", "embed_frames", "decode_audio", "transcribe", "store", "index"} <= stages

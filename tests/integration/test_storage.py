@@ -36,11 +36,11 @@ def test_migrations_create_exactly_the_schema(catalog_url, tmp_path):
         with catalog.db.read() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert diff == [], f"storage/schema.py and the Alembic revisions disagree: {diff}"
-        assert catalog.db.revision() == "0009"
+        assert catalog.db.revision() == "0010"
     finally:
         catalog.close()
     again = open_catalog(catalog_url, tmp_path)  # a second start migrates nothing and keeps the data
-    assert again.db.revision() == "0009"
+    assert again.db.revision() == "0010"
     again.close()
 
 
@@ -77,7 +77,7 @@ def test_the_postings_upgrade_packs_each_sound_into_one_chunk(catalog_url, tmp_p
     db.migrate()
     catalog = Catalog(db)
     try:
-        assert db.revision() == "0009"
+        assert db.revision() == "0010"
         chunks, _ = catalog.sounds.chunks_after(0)
         assert sorted(c.sound for c in chunks) == [1, 2, 5]  # one each; a sound without postings has none
         got = sorted(
