@@ -60,6 +60,7 @@ videos = Table(
     Column("media", Text, nullable=False),         # JSON MediaInfo
     Column("frames_sampled", Integer, nullable=False),  # frames embedded
     Column("frames_skipped", Integer, nullable=False, server_default="0"),  # sampled, not embedded: near-repeats
+    Column("sampling", Text, nullable=False, server_default=""),  # uniform | keyframes | ... ('' before 0010)
     Column("embedding_model", Text, nullable=False),
     Column("embedding", LargeBinary, nullable=False),
     Column("transcript", Text, nullable=False),    # JSON Transcript

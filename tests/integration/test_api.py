@@ -40,7 +40,8 @@ def test_ingest_reports_what_was_extracted(populated, models):
     # embedded frame is undone and skipped (engine/repeats.py): the first frame and at least one more embedded
     assert 2 <= e.frames_sampled <= 5 and e.frames_sampled + e.frames_skipped == 5
     stored = populated[0].stub.GetVideo(pb.GetVideoRequest(video_id="fox")).extraction  # the same answer later
-    assert (stored.frames_sampled, stored.frames_skipped) == (e.frames_sampled, e.frames_skipped)
+    assert (stored.frames_sampled, stored.frames_skipped, stored.sampling) == (e.frames_sampled, e.frames_skipped, e.sampling)
+    assert e.sampling == "uniform"  # 12 fps with one keyframe: auto sampling decodes every frame
     assert e.embedding_dim == models.clip.dim and e.embedding_model == models.clip.name
     stages = {t.stage for t in e.timings}
     assert {"receive", "probe", "decode_frames", "embed_frames", "decode_audio", "transcribe", "store", "index"} <= stages

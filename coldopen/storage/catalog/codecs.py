@@ -175,6 +175,7 @@ def extraction_columns(extraction: Extraction, now: str) -> dict[str, Any]:
         media=json.dumps(dataclasses.asdict(extraction.media)),
         frames_sampled=extraction.frames_sampled,
         frames_skipped=extraction.frames_skipped,
+        sampling=extraction.sampling,
         embedding_model=extraction.embedding_model,
         transcript=json.dumps(dataclasses.asdict(extraction.transcript)),
         timings=timings_json(extraction),

@@ -131,8 +131,8 @@ class Videos:
         with self.db.read() as conn:
             row = conn.execute(
                 select(v.video_id, v.creator_id, v.caption, v.hashtags, v.language_hint, v.media, v.frames_sampled,
-                       v.frames_skipped, v.embedding_model, v.embedding, v.transcript, v.timings, v.ingested_at, v.sound_id,
-                       func.length(v.fingerprint)).where(v.video_id == video_id)
+                       v.frames_skipped, v.sampling, v.embedding_model, v.embedding, v.transcript, v.timings,
+                       v.ingested_at, v.sound_id, func.length(v.fingerprint)).where(v.video_id == video_id)
             ).first()
             uses = self._sounds.uses_in(conn, [video_id]).get(video_id, []) if row is not None else []
             frames: Sequence[Any] = []
@@ -140,8 +140,8 @@ class Videos:
                 frames = conn.execute(select(f.t_s, f.embedding).where(f.video_id == video_id).order_by(f.idx)).all()
         if row is None:
             return None
-        (vid, creator, caption, hashtags, hint, media, n_frames, n_skipped, model, emb, transcript, timings, at, sound,
-         fp_len) = row
+        (vid, creator, caption, hashtags, hint, media, n_frames, n_skipped, sampling, model, emb, transcript, timings, at,
+         sound, fp_len) = row
         t = json.loads(transcript)
         embedding = np.frombuffer(emb, dtype=np.float32).copy()
         stages, waits, batches = timings_from_json(timings)
@@ -149,6 +149,7 @@ class Videos:
             media=MediaInfo(**json.loads(media)),
             frames_sampled=int(n_frames),
             frames_skipped=int(n_skipped),
+            sampling=sampling,
             embedding_model=model,
             embedding_dim=int(embedding.shape[0]),
             transcript=Transcript(

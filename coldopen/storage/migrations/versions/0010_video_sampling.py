@@ -1,7 +1,8 @@
-"""A video's skipped frames (issue 33: sampled frames that were near-repeats of the last embedded one).
+"""How a video's frames were sampled, kept with it (issue 33), so GetVideo says what the ingest reply said.
 
 `videos.frames_skipped`: of the frames sampled from the clip, how many were not embedded (engine/repeats.py);
-`frames_sampled` counts the ones embedded. Videos written before it: 0 (their skipped frames were not kept).
+`frames_sampled` counts the ones embedded. `videos.sampling`: the sampling mode used ("uniform", "keyframes",
+"uniform (cpu: ...)" where NVDEC could not take the clip). Videos written before it: 0 and '' (not kept).
 
 Revision ID: 0010
 Revises: 0009
@@ -19,8 +20,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("videos", sa.Column("frames_skipped", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("videos", sa.Column("sampling", sa.Text(), nullable=False, server_default=""))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("videos") as batch:
+        batch.drop_column("sampling")
         batch.drop_column("frames_skipped")
