@@ -328,21 +328,21 @@ def main() -> None:
 
         torch.set_num_threads(args.threads)
     table: dict[str, dict] = {}
-    conditions = [c for c in args.conditions.split(",") if c]  # none (--conditions ""): only --plot what --plot-also holds
-    with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(args, Path(tmp)) if conditions else None
-        for condition in conditions:
-            assert bench is not None
-            table[condition] = bench.condition(condition)
-            print(line(condition, table[condition]), flush=True)
-            result = {
-                "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                "indexed": bench.indexed, "voice_over": args.voice,
-                "hypotheses": len(bench.systems["speed search"].params.warps), "conditions": table,
-            }
-            if args.json:  # after every condition: a long run keeps what it measured
-                args.json.write_text(json.dumps(result, indent=2))
+    conditions = [c for c in args.conditions.split(",") if c]
+    if conditions:  # none (--conditions ""): nothing to measure, only --plot what --plot-also holds
+        with tempfile.TemporaryDirectory() as tmp:
+            bench = Bench(args, Path(tmp))
+            for condition in conditions:
+                table[condition] = bench.condition(condition)
+                print(line(condition, table[condition]), flush=True)
+                result = {
+                    "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                    "indexed": bench.indexed, "voice_over": args.voice,
+                    "hypotheses": len(bench.systems["speed search"].params.warps), "conditions": table,
+                }
+                if args.json:  # after every condition: a long run keeps what it measured
+                    args.json.write_text(json.dumps(result, indent=2))
     if args.plot:
         plot(merged([json.loads(f.read_text())["conditions"] for f in args.plot_also] + [table]), args.plot)
 
