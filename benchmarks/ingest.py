@@ -13,7 +13,10 @@ made once and cached under --workload-dir). Then, in this order and on the same 
   (b) ceilings: each stage alone at full concurrency: decode (the process pool) per sampling mode,
       CLIP frames/s at the configured batch, Whisper clips/s batched, fingerprints/s batched;
   (c) the service: ColdOpenService.ingest from --concurrency threads (in-process), per sampling mode,
-      and Ingest over gRPC on loopback from --concurrency clients.
+      and Ingest over gRPC on loopback from --concurrency clients;
+  (d) with --fast-variant: CLIP int8 and greedy Whisper, their ceilings on one thread each, the service
+      with them alternated --fast-repeats times (--fast-compare: pans kept / undone, or both models on
+      every core / the cores split), and the stages' bound (stage_bound).
 
 Prints the tables, writes results.json and throughput.png under --out. Random-init CLIP weights (the
 default) cost the same compute as trained ones.
@@ -162,6 +165,7 @@ def main() -> None:
     from coldopen.config.settings import Settings
     from coldopen.domain.videos import VideoMetadata
     from coldopen.engine.decode import default_workers
+    from coldopen.models.bundle import thread_budget, usable_cores
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=6)
@@ -181,6 +185,9 @@ def main() -> None:
                    help="also the service with --clip-precision int8 and Whisper beam 1 (and its CLIP ceiling), with "
                         "and without pans undone by the frame skipping")
     p.add_argument("--fast-repeats", type=int, default=1, help="times the two fast-variant phases are alternated")
+    p.add_argument("--fast-compare", choices=("pans", "threads"), default="pans",
+                   help="what the alternated fast-variant phases differ in: pans kept / undone by the frame skipping, "
+                        "or CLIP and Whisper each on every core / the cores split between them (the default)")
     args = p.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     cuda = torch.cuda.is_available() and args.device != "cpu"
@@ -279,17 +286,37 @@ def main() -> None:
         if args.fast_variant:
             fast = settings.replace(sampling=modes[0], clip_precision="int8", whisper_beam_size=1)
             fast_models = Models.load(fast)
-            with Phase("ceiling: CLIP image tower int8", len(paths)) as ph:
-                fast_models.clip.embed_frames(frames)
+            # int8 CLIP's and greedy Whisper's ceilings on one thread each: a stage's work per clip in core-seconds
+            # (a thread per core never does more per core than one thread), which bounds what the stages together
+            # allow (stage_bound); the ceilings above had every core
+            cores = usable_cores()
+            single = fast.replace(clip_threads=1, cpu_threads=1)
+            single_models = fast_models if thread_budget("int8", 0, 0, cores) == (1, 1) else Models.load(single)
+            torch.set_num_threads(1)
+            with Phase("ceiling: CLIP image tower int8, 1 thread", len(paths)) as ph:
+                single_models.clip.embed_frames(frames)
             phases.append(ph.row(frames=len(frames), frames_per_s=round(len(frames) / ph.wall, 1)))
             print_row(phases[-1])
-            # the old way (a pan keeps every frame), then the defaults (pans up to frame_skip_max_pan undone),
-            # alternated --fast-repeats times: one 6-clip phase is ~8 s of wall time, as noisy as the difference
+            with Phase("ceiling: Whisper batched, greedy, 1 thread", len(paths)) as ph:
+                for i in range(0, len(audios), fast.whisper_batch_size):
+                    single_models.whisper.transcribe_batch([(a, "") for a in audios[i : i + fast.whisper_batch_size]])
+            phases.append(ph.row())
+            print_row(phases[-1])
+            # the old way, then the defaults, alternated --fast-repeats times: one 6-clip phase is ~8 s of wall
+            # time, as noisy as the difference. pans: a pan keeps every frame / pans up to frame_skip_max_pan
+            # undone; threads: both models on every core / the cores split (models.bundle.thread_budget)
+            if args.fast_compare == "pans":
+                variants = [("pans kept", fast.replace(frame_skip_max_pan=0.0), fast_models), ("pans undone", fast, fast_models)]
+            else:
+                every = fast.replace(clip_threads=cores, cpu_threads=cores)
+                variants = [("every core each", every, Models.load(every)), ("cores split", fast, fast_models)]
             for run in range(args.fast_repeats):
-                for label, variant in (("pans kept", fast.replace(frame_skip_max_pan=0.0)), ("pans undone", fast)):
+                for label, variant, variant_models in variants:
+                    # torch's thread count is one per process (the text tower's): each phase sets its own
+                    torch.set_num_threads(variant.clip_threads or thread_budget("int8", 0, 0, usable_cores())[0] or 1)
                     name = f"service, {modes[0]}, CLIP int8 + greedy Whisper, {label}"
-                    service, row = service_phase(variant, fast_models, name + (f" #{run + 1}" if args.fast_repeats > 1 else ""),
-                                                 paths, concurrency)
+                    name += f" #{run + 1}" if args.fast_repeats > 1 else ""
+                    service, row = service_phase(variant, variant_models, name, paths, concurrency)
                     service.close()
                     phases.append(row)
                     print_row(phases[-1])
@@ -297,11 +324,45 @@ def main() -> None:
     base = phases[0]["clips_per_s"]
     for ph in phases:
         ph["x_baseline"] = round(ph["clips_per_s"] / base, 2) if base else None
+    if args.fast_variant:
+        results["fast_bound"] = stage_bound(phases, modes[0], usable_cores())
+        print(f"\nfast variant's stage bound: {results['fast_bound']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print_table(results)
     chart(results, args.out / "throughput.png")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'throughput.png'}")
+
+
+def stage_bound(phases: list[dict], mode: str, cores: int) -> dict:
+    """The most the fast variant could ingest if nothing but its stages' own work took the cores.
+
+    A stage's work per clip in core-seconds: int8 CLIP and greedy Whisper measured on one thread (no
+    thread-per-core run does more per core), decode and fingerprint from their every-core ceilings (the
+    machine full). The cores allow cores / sum(core-seconds) clips/s; CLIP's share is scaled by the
+    fraction of sampled frames the fast variant embedded. Text embedding and storage are left out, so the
+    bound is generous. The baseline's median clip says what 10x is.
+    """
+    row = {p["phase"]: p for p in phases}
+    kept = [p for p in phases if p["phase"].startswith("service") and "int8" in p["phase"] and "pans kept" not in p["phase"]]
+    sampled = row[next(name for name in row if name.startswith(f"ceiling: decode {mode} "))]
+    fraction = statistics.median(p["frames_embedded"] for p in kept) / max(1, sampled["frames"]) if kept else 1.0
+    core_s = {
+        "decode": cores / sampled["clips_per_s"],
+        "clip_int8": fraction / row["ceiling: CLIP image tower int8, 1 thread"]["clips_per_s"],
+        "whisper_greedy": 1 / row["ceiling: Whisper batched, greedy, 1 thread"]["clips_per_s"],
+        "fingerprint": cores / row["ceiling: fingerprint batched"]["clips_per_s"],
+    }
+    median_clip = statistics.median(row["baseline (sequential)"]["latencies_s"])
+    bound = cores / sum(core_s.values())
+    return {
+        "core_s_per_clip": {k: round(v, 3) for k, v in core_s.items()},
+        "frames_embedded_fraction": round(fraction, 3),
+        "bound_video_s_per_s": round(bound * CLIP_SECONDS, 1),
+        "baseline_median_clip_s": round(median_clip, 2),
+        "bound_x_baseline_median": round(bound * median_clip, 2),
+        "ten_x_video_s_per_s": round(10 * CLIP_SECONDS / median_clip, 1),
+    }
 
 
 def service_phase(settings, models, label: str, paths, concurrency: int):

@@ -146,6 +146,28 @@ def served_recall(service, qs: np.ndarray, truth: np.ndarray) -> float:
     return round(recall(np.array(found), truth), 4)
 
 
+def node_client(address: str, qs: np.ndarray, node_modules: Path) -> dict:
+    """Search and the health floor from Node's @grpc/grpc-js (benchmarks/grpc_client.js) on the same server."""
+    import json
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(qs.tolist(), f)
+    try:
+        done = subprocess.run(
+            ["node", str(root / "benchmarks/grpc_client.js"), address, str(root / "proto"), f.name, str(len(qs))],
+            capture_output=True, text=True, timeout=600, check=True,
+            env={**os.environ, "NODE_PATH": str(Path(node_modules).resolve() / "node_modules")},
+        )
+    finally:
+        os.unlink(f.name)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  Node {out['node']}, @grpc/grpc-js {out['grpc_js']}")
+    return {"grpc_node": tuple(out["grpc"]), "grpc_floor_node": tuple(out["grpc_floor"])}
+
+
 def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -> dict:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -208,6 +230,9 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -
                     lat.append((time.perf_counter() - t) * 1000)
                 layers[name] = (round(float(np.percentile(lat, 50)), 3), round(float(np.percentile(lat, 99)), 3))
             assert len(calls["grpc"](qs[0]).neighbours) == 10
+            if args.node_modules:
+                for name, value in node_client(server.address, qs[:300], args.node_modules).items():
+                    layers[name] = value
         finally:
             channel.close()
             server.stop(grace=1)
@@ -218,6 +243,8 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -
             "single_p99_ms": layers["grpc"][1],
             "layers_p50_p99_ms": layers,
             "grpc_over_faiss_p50": round(layers["grpc"][0] / max(layers["faiss"][0], 1e-6), 2),
+            **({"grpc_node_over_faiss_p50": round(layers["grpc_node"][0] / max(layers["faiss"][0], 1e-6), 2)}
+               if "grpc_node" in layers else {}),
             "recall_at_10": served_recall(service, qs[:300], truth[:300]),
             "bulk_load_s": round(load_s, 1),
             "index_rebuild_s": round(rebuild_s, 1),
@@ -256,6 +283,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     p.add_argument("--omp-threads", default="", help="also measure single queries with FAISS's OpenMP threads set "
                    "to each of these (e.g. 1,0; 0: every core), from one caller and from --callers at once")
+    p.add_argument("--node-modules", type=Path, default=None,
+                   help="a folder whose node_modules holds @grpc/grpc-js and @grpc/proto-loader: the gRPC layers are "
+                        "also measured from Node (benchmarks/grpc_client.js), a client without Python's cost per call")
     p.add_argument("--callers", type=int, default=4, help="concurrent single-query callers for --omp-threads")
     args = p.parse_args()
     threads = [int(t) for t in args.omp_threads.split(",") if t.strip()]

@@ -118,7 +118,8 @@ class Settings:
         "auto", "CLIP image tower: auto = fp16 on CUDA, fp32 on CPU; int8 = ONNX Runtime int8 on the CPU (~2.4x fp32 "
         "there, exported once per weights and cached under data_dir/models); fp16 needs CUDA", CLIP_PRECISIONS,
     )
-    clip_threads: int = _s(0, "CPU threads for CLIP (torch and ONNX Runtime); 0 = their default (every core)",
+    clip_threads: int = _s(0, "CPU threads for CLIP (torch and ONNX Runtime); 0 = their default (every core), except that with "
+                           "--clip-precision int8 and --cpu-threads 0 the cores are split: half to CLIP, the rest to Whisper",
                            check=at_least(0))
     whisper_model: str = _s("bundled", "bundled (tiny.en), a faster-whisper name in the HF cache, or a CTranslate2 dir")
     whisper_compute_type: str = _s("auto", "CTranslate2 compute type; auto = float16 on CUDA, int8 on CPU")
@@ -131,7 +132,7 @@ class Settings:
     )
     text_model: str = _s("bundled", "sentence-embedding model for transcripts and captions (bundled = all-MiniLM-L6-v2)")
     device: str = _s("auto", "where models run (CLIP fp16 on CUDA, fp32 on CPU)", ("auto", "cpu", "cuda"))
-    cpu_threads: int = _s(0, "CTranslate2 (Whisper) CPU threads; 0 = its default", check=at_least(0))
+    cpu_threads: int = _s(0, "CTranslate2 (Whisper) CPU threads; 0 = its default (see --clip-threads)", check=at_least(0))
 
     # --- sampling ---
     decoder: str = _s(

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 # In the cache file's name: a new export scheme gets new files. Exported with torch's TorchScript exporter
 # (deprecated since torch 2.9 but kept): the torch.export one needs onnxscript and re-traces open_clip slowly.
-FORMAT = "clip-image-int8-v1"
+FORMAT = "clip-image-int8-v2"  # v2: 7-bit weights (reduce_range), see _export_int8
 
 
 def weights_digest(module: torch.nn.Module) -> str:
@@ -70,12 +70,16 @@ class Int8ImageTower:
         except OSError as e:
             raise ModelLoadError(f"cannot create the int8 CLIP cache folder ({e.strerror}); make the data dir writable "
                                  "or use --clip-precision fp32") from e
-        path = folder / f"{FORMAT}-{weights_digest(visual)}.onnx"
+        digest = weights_digest(visual)
+        path = folder / f"{FORMAT}-{digest}.onnx"
         if not path.is_file():
             started = time.perf_counter()
             _export_int8(visual, size, path)
             log.info("exported CLIP's image tower to int8 ONNX in %.1f s (cached for the next start)",
                      time.perf_counter() - started)
+            for older in folder.glob(f"clip-image-int8-v*-{digest}.onnx"):  # the same weights, an older format
+                if older != path:
+                    older.unlink(missing_ok=True)
         return cls(path, threads)
 
 
@@ -102,5 +106,9 @@ def _export_int8(visual: torch.nn.Module, size: tuple[int, int], path: Path) -> 
         finally:
             visual.train(was_training)
             torch.backends.mha.set_fastpath_enabled(fastpath)
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        # 7-bit weights (reduce_range, ONNX Runtime's advice for CPUs without VNNI): on AVX2, u8 activations times
+        # s8 weights are summed in pairs into int16, which full 8-bit weights overflow. Measured on an AVX2-only
+        # EPYC (random-init ViT-B-32, 16 real photographs): cosine to fp32 0.983-0.991 with 8-bit weights,
+        # 0.9994-0.9996 with 7-bit, at the same speed (benchmarks/RESULTS.md, 2026-12-06).
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, reduce_range=True)
         os.replace(int8, path)

@@ -82,3 +82,12 @@ def test_the_server_keeps_its_int8_tower_under_the_data_dir(base_settings, tmp_p
     models = Models.load(settings)
     assert models.clip.precision == "int8"
     assert len(list((tmp_path / "data" / "models").glob("clip-image-int8-*.onnx"))) == 1
+    # A tower an older version cached (8-bit weights, format v1) is replaced, not used nor left behind
+    from coldopen.models.clip_onnx import FORMAT
+
+    (cached,) = (tmp_path / "data" / "models").glob("clip-image-int8-*.onnx")
+    assert cached.name.startswith(FORMAT + "-") and FORMAT != "clip-image-int8-v1"
+    older = cached.with_name(cached.name.replace(FORMAT, "clip-image-int8-v1"))
+    cached.rename(older)
+    assert Models.load(settings).clip.precision == "int8"
+    assert [p.name for p in (tmp_path / "data" / "models").glob("clip-image-int8-*.onnx")] == [cached.name]

@@ -67,3 +67,21 @@ def test_whisper_bad_model_path_says_how_to_fix(tmp_path):
     with pytest.raises(ModelLoadError) as e:
         WhisperTranscriber.load(WhisperSpec(model=str(tmp_path / "missing"), device="cpu"))
     assert "--whisper-model" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "precision, clip, whisper, cores, expected",
+    [
+        ("int8", 0, 0, 2, (1, 1)),     # int8 CLIP and Whisper each on their own core
+        ("int8", 0, 0, 5, (2, 3)),     # the odd core to Whisper
+        ("int8", 0, 0, 1, (0, 0)),     # nothing to split
+        ("int8", 3, 0, 8, (3, 0)),     # the operator's choice is kept
+        ("int8", 0, 2, 8, (0, 2)),
+        ("fp32", 0, 0, 8, (0, 0)),     # torch fp32 keeps its own default (the split measured no gain)
+        ("auto", 0, 0, 8, (0, 0)),
+    ],
+)
+def test_cpu_threads_are_split_between_int8_clip_and_whisper_unless_set(precision, clip, whisper, cores, expected):
+    from coldopen.models.bundle import thread_budget
+
+    assert thread_budget(precision, clip, whisper, cores) == expected
