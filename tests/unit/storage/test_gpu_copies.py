@@ -24,6 +24,17 @@ def _fake_cagra(monkeypatch, dim=64) -> FaissIndex:
     return FaissIndex(dim, "cagra", copier=cagra_copier(device="cpu"), where="gpu (CAGRA through FAKE cuVS)")
 
 
+def _same_neighbours(got: tuple[np.ndarray, np.ndarray], ref: tuple[np.ndarray, np.ndarray]) -> None:
+    """The same neighbours at the same scores; two whose scores tie to float rounding may come in either order
+    (the fake's squared-L2 and FAISS's inner product round differently: 0.3857045 vs 0.38570452 on an AVX2 CPU)."""
+    (gs, gi), (rs, ri) = got, ref
+    assert np.allclose(gs, rs, atol=1e-5)
+    for row, (g, r) in enumerate(zip(gi, ri)):
+        mismatch = np.nonzero(g != r)[0]
+        assert set(g) == set(r) or mismatch.size == 0, (row, g, r)
+        assert all(abs(rs[row, i] - rs[row, j]) < 1e-5 for i in mismatch for j in mismatch), (row, g, r, rs[row])
+
+
 def test_cagra_through_the_adapter_answers_as_exact_search_after_adds_removes_and_replacements(monkeypatch):
     x, q = _data()
     got = _fill(_fake_cagra(monkeypatch), x)
@@ -65,7 +76,7 @@ def test_the_brute_forced_tail_is_folded_into_a_fresh_graph_in_the_background(mo
     ref = FaissIndex(64)
     ref.add(np.arange(9000), x)
     ref.remove(np.arange(10))
-    assert np.array_equal(index.search(q, 10)[1], ref.search(q, 10)[1])
+    _same_neighbours(index.search(q, 10), ref.search(q, 10))
 
 
 def test_a_snapshot_restores_the_graph_from_its_twin(monkeypatch):
