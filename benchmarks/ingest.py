@@ -290,8 +290,9 @@ def main() -> None:
             # (a thread per core never does more per core than one thread), which bounds what the stages together
             # allow (stage_bound); the ceilings above had every core
             cores = usable_cores()
+            split = thread_budget("int8", 0, 0, cores)  # the fast variant's (clip, whisper) threads
             single = fast.replace(clip_threads=1, cpu_threads=1)
-            single_models = fast_models if thread_budget("int8", 0, 0, cores) == (1, 1) else Models.load(single)
+            single_models = fast_models if split == (1, 1) else Models.load(single)
             torch.set_num_threads(1)
             with Phase("ceiling: CLIP image tower int8, 1 thread", len(paths)) as ph:
                 single_models.clip.embed_frames(frames)
@@ -313,7 +314,7 @@ def main() -> None:
             for run in range(args.fast_repeats):
                 for label, variant, variant_models in variants:
                     # torch's thread count is one per process (the text tower's): each phase sets its own
-                    torch.set_num_threads(variant.clip_threads or thread_budget("int8", 0, 0, usable_cores())[0] or 1)
+                    torch.set_num_threads(variant.clip_threads or split[0] or 1)
                     name = f"service, {modes[0]}, CLIP int8 + greedy Whisper, {label}"
                     name += f" #{run + 1}" if args.fast_repeats > 1 else ""
                     service, row = service_phase(variant, variant_models, name, paths, concurrency)

@@ -231,8 +231,7 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -
                 layers[name] = (round(float(np.percentile(lat, 50)), 3), round(float(np.percentile(lat, 99)), 3))
             assert len(calls["grpc"](qs[0]).neighbours) == 10
             if args.node_modules:
-                for name, value in node_client(server.address, qs[:300], args.node_modules).items():
-                    layers[name] = value
+                layers.update(node_client(server.address, qs[:300], args.node_modules))
         finally:
             channel.close()
             server.stop(grace=1)
