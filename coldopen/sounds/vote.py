@@ -18,7 +18,9 @@ its own query: a group's coincidences cannot add up with another's, so the chanc
 with the number of groups, not with their square. A sound keeps its best group, whose pitch and scale the
 match reports. The first few groups (``plain_groups``: the two explicit pitch shifts) are voted like the
 clip as it is, under the tempo scales, needing ``SHIFT_MATCH_FRAMES``; the many others (speed search,
-~340) each under its own scale only, needing ``SPEED_MATCH_FRAMES``.
+~340) each under its own scale only, needing ``SPEED_MATCH_FRAMES``. A group's match must also stand out
+from the hashes its sound shares with the group at other offsets (``BACKGROUND_PAIRS_PER_FRAME``): a song
+that merely sounds alike shares many.
 
 The threshold was set on the robustness suite (tests/test_sounds.py, benchmarks/RESULTS.md): with
 32-bit triplet hashes, unrelated songs (including pairs generated at one tempo in related keys) agree
@@ -43,6 +45,16 @@ SPEED_MATCH_FRAMES = MIN_MATCH_FRAMES + 2
 # Measured on 200 real excerpts at each of pitch +-1 (benchmarks/RESULTS.md): found 0.915 / 0.930 at 3,
 # 0.900 / 0.905 at 4, 0.870 / 0.880 at 5.
 SHIFT_MATCH_FRAMES = MIN_MATCH_FRAMES + 1
+# A hypothesis group's match must also stand out from what the sound shares with that group elsewhere: one
+# more frame for every BACKGROUND_PAIRS_PER_FRAME (query hash, posting) pairs it shares at other offsets.
+# Why (benchmarks/RESULTS.md, 2026-12-06 "background"): the non-matching excerpts that reached a group's
+# threshold were synthetic songs of the indexed songs' generator (one drum sample, one set of timbres, notes
+# on one tuning), which share hashes with such a song at many offsets: 41-158 pairs for 4-6 aligned frames,
+# where real music found under an edit shares at most ~1.3 pairs per aligned frame near the threshold (43 for
+# 6 in the loop-built Vibe Ace, the most). A sound's own repetition is no evidence of *this* alignment. Any
+# step from 20 to 36 separated them on 600 queries; 25 leaves margin both ways. The clip as it is (group 0)
+# keeps the plain threshold: its matches include the 0 dB voice-over's, which sit at 3-7 frames.
+BACKGROUND_PAIRS_PER_FRAME = 25
 CONFIDENT_FRAMES = 8  # confidence reaches 1 here
 TEMPO_SCALES = (1.0, 1 / 1.03, 1.03)
 
@@ -58,6 +70,7 @@ class SoundMatch:
     scale: float = 1.0       # how much faster the query plays the sound
     pitch: float = 1.0       # the query's frequencies are the sound's x pitch
     group: int = 0           # the query's hypothesis group it was found in (0: the clip as it is)
+    common: int = 0          # (query hash, posting) pairs the sound shares with that group, at any offset
 
     def on_sound(self, query_frames: np.ndarray) -> np.ndarray:
         """Query frames mapped onto the sound's timeline."""
@@ -91,13 +104,15 @@ def match(
     group_pitches: tuple[float, ...] = (),
     plain_groups: int = 0,
     shift_min_frames: int = SHIFT_MATCH_FRAMES,
+    background_pairs_per_frame: int = BACKGROUND_PAIRS_PER_FRAME,
 ) -> list[SoundMatch]:
     """Best (scale, offset) matches of a query (hashes, anchor frames) against postings, strongest first.
 
     `q_groups` (optional, one per query hash) puts hashes in hypothesis groups: group 0 is voted on under
     `scales`; group g >= 1 (time scale `group_scales[g - 1]`, pitch `group_pitches[g - 1]`) under its scale
     times `scales` at max(min_frames, shift_min_frames) when g <= `plain_groups`, else under its scale alone
-    at max(min_frames, group_min_frames)."""
+    at max(min_frames, group_min_frames), plus one frame per `background_pairs_per_frame` pairs the sound shares
+    with the group away from its match (0: no such rule)."""
     if q_hashes.size == 0 or post_hash.size == 0:
         return []
     grouped = q_groups is not None and q_groups.size == q_hashes.size and bool(group_scales)
@@ -140,16 +155,18 @@ def match(
         need = min_frames if not g else max(min_frames, shift_min_frames if plain else group_min_frames)
         own = group_scales[g - 1] if g else 1.0
         pitch = group_pitches[g - 1] if g and group_pitches else 1.0
+        common = np.bincount(g_local, minlength=sound_ids.size)  # each sound's rows in this group
         for scale in (tuple(own * s for s in scales) if plain else (own,)):
-            for m in _vote(sound_ids, g_local, g_ref, g_q, scale, need):
+            for m in _vote(sound_ids, g_local, g_ref, g_q, scale, need, common, background_pairs_per_frame if g else 0):
                 if m.sound not in best or m.matched_frames > best[m.sound].matched_frames:
                     best[m.sound] = dataclasses.replace(m, pitch=pitch, group=g) if g else m
     return sorted(best.values(), key=lambda m: -m.matched_frames)[:limit]
 
 
 def _vote(sound_ids: np.ndarray, local: np.ndarray, ref_t: np.ndarray, q_t: np.ndarray, scale: float,
-          min_frames: int) -> list[SoundMatch]:
-    """Each sound's best offset under one time scale; `local` indexes `sound_ids`."""
+          min_frames: int, common: np.ndarray, background_step: int = 0) -> list[SoundMatch]:
+    """Each sound's best offset under one time scale; `local` indexes `sound_ids`, `common` counts each sound's
+    rows. With `background_step`, a match needs one more frame per that many of its sound's rows it leaves out."""
     offset = ref_t - np.round(q_t * scale).astype(np.int64)
     # (sound, offset, query frame) packed into one int64 so the set operations are 1-D sorts: sounds are
     # numbered within this query (< 2^24: far more than one query's postings), offset + 2^21 < 2^22,
@@ -180,6 +197,9 @@ def _vote(sound_ids: np.ndarray, local: np.ndarray, ref_t: np.ndarray, q_t: np.n
         near = np.abs(v_group - group) <= 1  # same sound (offsets never reach the sound bits' boundary)
         frames = votes[near] & ((1 << 17) - 1)
         n = int(counts[i])
+        shared = int(common[sounds[i]])
+        if background_step and n < min_frames + (shared - n) // background_step:
+            continue
         out.append(
             SoundMatch(
                 sound=int(sound_ids[sounds[i]]),
@@ -189,6 +209,7 @@ def _vote(sound_ids: np.ndarray, local: np.ndarray, ref_t: np.ndarray, q_t: np.n
                 query_last=int(frames.max()),
                 confidence=round(min(1.0, 0.5 + 0.5 * (n - min_frames) / max(1, CONFIDENT_FRAMES - min_frames)), 3),
                 scale=scale,
+                common=shared,
             )
         )
     return out

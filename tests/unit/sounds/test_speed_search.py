@@ -159,6 +159,37 @@ def test_votes_of_different_speed_groups_do_not_add_up_and_a_group_needs_more_fr
     assert vote.match(q_hash[: n - 1], q_time[: n - 1], post_hash, post_sound, post_time)  # as is: enough
 
 
+def test_a_group_match_must_stand_out_from_what_its_sound_shares_with_the_group_elsewhere():
+    """A sound that shares many hashes with a hypothesis group at scattered offsets (a song that merely sounds
+    alike: one drum sample, one set of timbres) needs one more aligned frame per BACKGROUND_PAIRS_PER_FRAME
+    of them; the same aligned frames alone match. The clip as it is (group 0) keeps its plain threshold."""
+    n, step = vote.SPEED_MATCH_FRAMES, vote.BACKGROUND_PAIRS_PER_FRAME
+    many = (1.0,) * 300
+    rng = np.random.default_rng(0)
+    aligned_hash = np.arange(1, n + 1, dtype=np.int64)
+    aligned_time = 500 + 10 * np.arange(n, dtype=np.int64)  # query frames 10 k, offset 500
+    q_aligned = (10 * np.arange(n)).astype(np.int32)
+    # 2 * step more shared pairs, each at its own offset, far from the alignment
+    noise_hash = np.arange(100, 100 + 2 * step, dtype=np.int64)
+    noise_time = 2000 + 37 * np.arange(2 * step, dtype=np.int64)
+    q_noise = rng.integers(0, 300, 2 * step).astype(np.int32)
+
+    def vote_as(group: int, with_noise: bool, **kw) -> list[vote.SoundMatch]:
+        h = np.concatenate([aligned_hash, noise_hash]) if with_noise else aligned_hash
+        t = np.concatenate([aligned_time, noise_time]) if with_noise else aligned_time
+        qt = np.concatenate([q_aligned, q_noise]) if with_noise else q_aligned
+        groups = np.full(h.size, group, np.uint16)
+        return vote.match(h.astype(np.uint32), qt, h, np.zeros(h.size, np.int64), t,
+                          q_groups=groups, group_scales=(1.0,) + many, **kw)
+
+    alone = vote_as(3, with_noise=False)
+    assert alone and alone[0].matched_frames == n and alone[0].offset == 500 and alone[0].common == n
+    assert vote_as(3, with_noise=True) == []  # n frames against 2 * step pairs elsewhere: needs n + 2
+    assert vote_as(3, with_noise=True, background_pairs_per_frame=0)  # the rule off: as before
+    plain = vote_as(0, with_noise=True, min_frames=n)
+    assert plain and plain[0].matched_frames == n and plain[0].common == n + 2 * step  # group 0: no such rule
+
+
 def test_the_separable_peak_pool_is_max_pool2d_exactly():
     x = torch.randn(2, 40, 70)
     expected = F.max_pool2d(x[:, None], (9, 7), stride=1, padding=(4, 3))[:, 0]
