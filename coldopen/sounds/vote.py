@@ -193,13 +193,12 @@ def _vote(sound_ids: np.ndarray, local: np.ndarray, ref_t: np.ndarray, q_t: np.n
     first[1:] = sounds[best[1:]] != sounds[best[:-1]]
     out = []
     for i in best[first]:
+        n, shared = int(counts[i]), int(common[sounds[i]])
+        if background_step and n < min_frames + (shared - n) // background_step:
+            continue
         group = int(pairs[i])
         near = np.abs(v_group - group) <= 1  # same sound (offsets never reach the sound bits' boundary)
         frames = votes[near] & ((1 << 17) - 1)
-        n = int(counts[i])
-        shared = int(common[sounds[i]])
-        if background_step and n < min_frames + (shared - n) // background_step:
-            continue
         out.append(
             SoundMatch(
                 sound=int(sound_ids[sounds[i]]),
