@@ -174,6 +174,8 @@ def main() -> None:
     p.add_argument("--clip-model", default="ViT-B-32")
     p.add_argument("--clip-pretrained", default="none")
     p.add_argument("--device", default="auto")
+    p.add_argument("--whisper-model", default="bundled", help="the service's --whisper-model (a CTranslate2 dir)")
+    p.add_argument("--text-model", default="bundled", help="the service's --text-model (a sentence-embedding dir)")
     p.add_argument("--decode-workers", type=int, default=-1)
     p.add_argument("--decoder", default="cpu", help="the service's --decoder: cpu, nvdec or auto")
     p.add_argument("--clip-batch-size", type=int, default=0, help="0 = the server default: 256 on CUDA, 32 on CPU")
@@ -203,6 +205,8 @@ def main() -> None:
             listen="127.0.0.1:0",
             clip_model=args.clip_model,
             clip_pretrained=args.clip_pretrained,
+            whisper_model=args.whisper_model,
+            text_model=args.text_model,
             device=args.device,
             decode_workers=workers,
             decoder=args.decoder,
@@ -245,7 +249,7 @@ def main() -> None:
         lat = [r["latency_s"] for r in rows]
         phases.append(ph.row(p50_s=round(_pct(lat, 50), 3), p99_s=round(_pct(lat, 99), 3),
                              latencies_s=[round(x, 2) for x in lat], stages_s=[r["stages_s"] for r in rows]))
-        print_row(phases[-1])
+        print_row(phases[-1], results, args.out)
 
         # (b) ceilings
         pool = service.pipeline.decoder
@@ -254,22 +258,22 @@ def main() -> None:
             with Phase(f"ceiling: decode {mode} ({workers} procs)", len(paths)) as ph:
                 decoded[mode] = decode_ceiling(paths, pool, mode, short, settings.sample_fps, settings.max_frames)
             phases.append(ph.row(frames=sum(len(d.frames.frames) for d in decoded[mode])))
-            print_row(phases[-1])
+            print_row(phases[-1], results, args.out)
         frames = [f for d in decoded[modes[0]] for f in d.frames.frames]
         audios = [d.audio for d in decoded[modes[0]]]
         with Phase("ceiling: CLIP image tower", len(paths)) as ph:
             models.clip.embed_frames(frames)
         phases.append(ph.row(frames=len(frames), frames_per_s=round(len(frames) / ph.wall, 1)))
-        print_row(phases[-1])
+        print_row(phases[-1], results, args.out)
         with Phase("ceiling: Whisper batched", len(paths)) as ph:
             for i in range(0, len(audios), settings.whisper_batch_size):
                 models.whisper.transcribe_batch([(a, "") for a in audios[i : i + settings.whisper_batch_size]])
         phases.append(ph.row())
-        print_row(phases[-1])
+        print_row(phases[-1], results, args.out)
         with Phase("ceiling: fingerprint batched", len(paths)) as ph:
             models.fingerprinter.fingerprint(audios)
         phases.append(ph.row())
-        print_row(phases[-1])
+        print_row(phases[-1], results, args.out)
 
         # (c) the service, in-process, per sampling mode; then the fast CPU variant
         for mode in modes:
@@ -277,11 +281,11 @@ def main() -> None:
             service, row = service_phase(settings.replace(sampling=mode), models, f"service in-process, {mode}",
                                          paths, concurrency)
             phases.append(row)
-            print_row(phases[-1])
+            print_row(phases[-1], results, args.out)
         # (c) over gRPC
         if not args.no_grpc:
             phases.append(grpc_phase(service, settings.replace(sampling=modes[0]), paths, concurrency, modes[0]))
-            print_row(phases[-1])
+            print_row(phases[-1], results, args.out)
         service.close()
         if args.fast_variant:
             fast = settings.replace(sampling=modes[0], clip_precision="int8", whisper_beam_size=1)
@@ -297,12 +301,12 @@ def main() -> None:
             with Phase("ceiling: CLIP image tower int8, 1 thread", len(paths)) as ph:
                 single_models.clip.embed_frames(frames)
             phases.append(ph.row(frames=len(frames), frames_per_s=round(len(frames) / ph.wall, 1)))
-            print_row(phases[-1])
+            print_row(phases[-1], results, args.out)
             with Phase("ceiling: Whisper batched, greedy, 1 thread", len(paths)) as ph:
                 for i in range(0, len(audios), fast.whisper_batch_size):
                     single_models.whisper.transcribe_batch([(a, "") for a in audios[i : i + fast.whisper_batch_size]])
             phases.append(ph.row())
-            print_row(phases[-1])
+            print_row(phases[-1], results, args.out)
             # the old way, then the defaults, alternated --fast-repeats times: one 6-clip phase is ~8 s of wall
             # time, as noisy as the difference. pans: a pan keeps every frame / pans up to frame_skip_max_pan
             # undone; threads: both models on every core / the cores split (models.bundle.thread_budget)
@@ -320,7 +324,7 @@ def main() -> None:
                     service, row = service_phase(variant, variant_models, name, paths, concurrency)
                     service.close()
                     phases.append(row)
-                    print_row(phases[-1])
+                    print_row(phases[-1], results, args.out)
 
     base = phases[0]["clips_per_s"]
     for ph in phases:

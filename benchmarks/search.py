@@ -187,6 +187,8 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -
             listen="127.0.0.1:0",
             clip_model=args.clip_model,
             clip_pretrained="none",
+            whisper_model=args.whisper_model,
+            text_model=args.text_model,
             device=args.device,
             decode_workers=0,
             index_type=args.index_type,
@@ -250,6 +252,14 @@ def grpc_latency(vectors: np.ndarray, qs: np.ndarray, args, truth: np.ndarray) -
         }
 
 
+def save(results: dict, out: Path, n: int | None = None, rows: list | None = None) -> None:
+    """search.json after every measured row, so a run stopped at its budget (the GPU suite) keeps what it has."""
+    if n is not None:
+        results["sizes"][str(n)] = rows
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "search.json").write_text(json.dumps(results, indent=2))
+
+
 def main() -> None:
     import faiss
     import torch
@@ -268,6 +278,8 @@ def main() -> None:
     )
     p.add_argument("--clip-model", default="ViT-B-32", help="for the gRPC server (its embedding width = --dim)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--whisper-model", default="bundled", help="the service's --whisper-model (a CTranslate2 dir)")
+    p.add_argument("--text-model", default="bundled", help="the service's --text-model (a sentence-embedding dir)")
     p.add_argument("--ef", default="16,32,64,128", help="hnsw efSearch values to measure")
     p.add_argument("--nprobe", default="4,8,16,32", help="ivf nprobe values to measure (k_factor_rf=4)")
     p.add_argument("--itopk", default="64,128", help="cagra itopk_size values to measure (where cuVS and CUDA are)")
@@ -325,6 +337,7 @@ def main() -> None:
         if threads and n <= 200_000:  # exact search at 10^6: 0.3 s a query, minutes per setting
             rows[-1]["single_by_omp_threads"] = by_threads(exact, qs, threads, args.callers)
         print(rows[-1], flush=True)
+        save(results, args.out, n, rows)
         backends = [] if args.no_torch else [("torch exact, cpu", lambda: TorchExactIndex(args.dim, "cpu"))]
         if cuda:
             backends.insert(0, ("torch exact fp16, cuda", lambda: TorchExactIndex(args.dim, "cuda")))
@@ -336,7 +349,12 @@ def main() -> None:
             rows.append(bench_index(name, index, qs, truth, far=far_truth))
             print(rows[-1], flush=True)
             del index
+            save(results, args.out, n, rows)
         del exact
+        if not args.no_grpc and n <= args.grpc_max:
+            rows.append(grpc_latency(vectors, qs, args, truth))
+            print(rows[-1], flush=True)
+            save(results, args.out, n, rows)
         for kind, knob, values in (("hnsw", "efSearch", args.ef), ("ivf", "nprobe", args.nprobe)):
             if not values and not args.recall_target:
                 continue
@@ -362,6 +380,7 @@ def main() -> None:
                 if threads:
                     rows[-1]["single_by_omp_threads"] = by_threads(index, qs, threads, args.callers)
                 print(rows[-1], flush=True)
+                save(results, args.out, n, rows)
             del index
         if not no_cagra and args.itopk:
             t = time.perf_counter()
@@ -373,13 +392,11 @@ def main() -> None:
                 rows.append({**bench_index(f"cagra (cuVS, itopk_size={value})", index, qs, truth, far=far_truth),
                              "build_s": build_s})
                 print(rows[-1], flush=True)
+                save(results, args.out, n, rows)
             del index
-        if not args.no_grpc and n <= args.grpc_max:
-            rows.append(grpc_latency(vectors, qs, args, truth))
-            print(rows[-1], flush=True)
         results["sizes"][str(n)] = rows
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "search.json").write_text(json.dumps(results, indent=2))
+        save(results, args.out)
+    save(results, args.out)
     print(f"\nsearch, top-10, {results['machine']}, faiss {results['faiss']}, torch {results['torch']}")
     print(
         "| vectors | index | batched q/s | single p50 ms | single p99 ms | recall@10 | recall@10, far queries | build s "

@@ -4,6 +4,9 @@ so clips differ in pixels and words. Clips are cached in a directory and reused 
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,15 +38,29 @@ def make_reference_clip(path: Path, seconds: int = 30, size=(1280, 720), fps: in
     return mediagen.write_clip(path, frames, fps, np.clip(audio, -1, 1), rate, gop=fps)
 
 
+def _make(path: Path, variant: int) -> Path:
+    tmp = path.with_suffix(".tmp.mp4")
+    make_reference_clip(tmp, variant=variant)
+    return tmp.rename(path)
+
+
 def reference_clips(directory: Path, n: int) -> list[Path]:
-    """n reference clips in `directory`, made on first use."""
+    """n reference clips in `directory`, the missing ones made on first use, one process per core (a clip
+    takes 10-20 s to encode on one core; the GPU host makes its 64 in one call). Spawned, as PyAV hangs in
+    fork-started pools."""
     directory.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        path = directory / f"reference-{i:03d}.mp4"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp.mp4")
-            make_reference_clip(tmp, variant=i)
-            tmp.rename(path)
-        out.append(path)
+    out = [directory / f"reference-{i:03d}.mp4" for i in range(n)]
+    missing = [(path, i) for i, path in enumerate(out) if not path.exists()]
+    if len(missing) > 1:
+        workers = min(len(missing), os.cpu_count() or 1)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+            list(ex.map(_make, *zip(*missing)))
+    for path, i in missing if len(missing) == 1 else []:
+        _make(path, i)
     return out
+
+
+if __name__ == "__main__":  # python -m benchmarks.workload DIR N: make the clips ahead (the GPU host, in background)
+    import sys
+
+    print(len(reference_clips(Path(sys.argv[1]), int(sys.argv[2]))), "clips in", sys.argv[1])
