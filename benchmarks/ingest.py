@@ -25,7 +25,6 @@ default) cost the same compute as trained ones.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.ingest_report import CLIP_SECONDS, chart, print_row, print_table, stage_bound
+from benchmarks.ingest_report import CLIP_SECONDS, chart, print_row, print_table, save, stage_bound
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -326,14 +325,10 @@ def main() -> None:
                     phases.append(row)
                     print_row(phases[-1], results, args.out)
 
-    base = phases[0]["clips_per_s"]
-    for ph in phases:
-        ph["x_baseline"] = round(ph["clips_per_s"] / base, 2) if base else None
     if args.fast_variant:
         results["fast_bound"] = stage_bound(phases, modes[0], usable_cores())
         print(f"\nfast variant's stage bound: {results['fast_bound']}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    save(results, args.out)
     print_table(results)
     chart(results, args.out / "throughput.png")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'throughput.png'}")

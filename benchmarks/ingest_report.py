@@ -40,15 +40,20 @@ def stage_bound(phases: list[dict], mode: str, cores: int) -> dict:
     }
 
 
+def save(results: dict, out: Path) -> None:
+    """results.json as it stands, each phase against the baseline (the first phase)."""
+    base = results["phases"][0]["clips_per_s"] if results["phases"] else 0
+    for ph in results["phases"]:
+        ph["x_baseline"] = round(ph["clips_per_s"] / base, 2) if base else None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+
+
 def print_row(r: dict, results: dict | None = None, out: Path | None = None) -> None:
-    """One phase's line; with results and out, also results.json as it stands (x baseline still missing), so a
-    run stopped at its budget (the GPU suite) keeps the phases it measured."""
+    """One phase's line; with results and out, also saves results.json, so a run stopped at its budget (the GPU
+    suite) keeps the phases it measured."""
     if results is not None and out is not None:
-        base = results["phases"][0]["clips_per_s"] if results["phases"] else 0
-        for ph in results["phases"]:
-            ph["x_baseline"] = round(ph["clips_per_s"] / base, 2) if base else None
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
+        save(results, out)
     print(f"  {r['phase']:<42} {r['clips_per_s']:>8.3f} clips/s {r['video_s_per_s']:>8.1f} video-s/s"
           + (f"  p50 {r['p50_s']:.2f} s p99 {r['p99_s']:.2f} s" if "p50_s" in r else ""), flush=True)
 

@@ -394,9 +394,8 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 save(results, args.out, n, rows)
             del index
-        results["sizes"][str(n)] = rows
-        save(results, args.out)
-    save(results, args.out)
+        save(results, args.out, n, rows)
+    save(results, args.out)  # --only-grpc's sizes too
     print(f"\nsearch, top-10, {results['machine']}, faiss {results['faiss']}, torch {results['torch']}")
     print(
         "| vectors | index | batched q/s | single p50 ms | single p99 ms | recall@10 | recall@10, far queries | build s "

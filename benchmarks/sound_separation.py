@@ -26,7 +26,7 @@ import numpy as np
 
 
 class Separator:
-    """Spleeter 2-stems on 16-kHz mono: resampled to the model's 44.1 kHz stereo and back; the last result kept."""
+    """Spleeter 2-stems on 16-kHz mono: resampled to the model's 44.1 kHz stereo and back."""
 
     def __init__(self, root: Path):
         import torch
@@ -47,22 +47,19 @@ class Separator:
         estimator.tqdm.tqdm = lambda x: x
         self.model = estimator.Estimator(2).eval()
         torch.load = load
-        self.seconds, self._last = 0.0, ("", np.zeros(0, np.float32))
+        self.seconds = 0.0
 
     def accompaniment(self, audio: np.ndarray) -> np.ndarray:
         import torch
 
         from testkit import audiogen as ag
 
-        key = hashlib.sha1(audio.tobytes()).hexdigest()
-        if key != self._last[0]:
-            started = time.perf_counter()
-            x = ag.resample(audio, 16_000, 44_100).astype(np.float32)
-            with torch.inference_mode():
-                acc = self.model.separate(torch.from_numpy(np.stack([x, x])))[1].mean(0).numpy()
-            self._last = (key, ag.resample(acc, 44_100, 16_000).astype(np.float32)[: audio.size])
-            self.seconds += time.perf_counter() - started
-        return self._last[1]
+        started = time.perf_counter()
+        x = ag.resample(audio, 16_000, 44_100).astype(np.float32)
+        with torch.inference_mode():
+            acc = self.model.separate(torch.from_numpy(np.stack([x, x])))[1].mean(0).numpy()
+        self.seconds += time.perf_counter() - started
+        return ag.resample(acc, 44_100, 16_000).astype(np.float32)[: audio.size]
 
 
 class Both(list):
@@ -72,33 +69,34 @@ class Both(list):
         return len(self[0])
 
 
+class Fingerprints:
+    """The last query's fingerprints, as is and separated, each made once whichever systems ask for it (the
+    benchmark hands every system the same decoded query in turn)."""
+
+    def __init__(self, speed, separator: Separator):
+        self.speed, self.separator, self.params = speed, separator, speed.params
+        self._key: str = ""
+        self._made: dict = {}
+
+    def get(self, audio: np.ndarray, kind: str):
+        key = hashlib.sha1(audio.tobytes()).hexdigest()
+        if key != self._key:
+            self._key, self._made = key, {}
+        if kind not in self._made:
+            source = audio if kind == "as is" else self.separator.accompaniment(audio)
+            self._made[kind] = self.speed.fingerprint([source])[0]
+        return self._made[kind]
+
+
 class System:
-    def __init__(self, speed, separator: Separator, mode: str):
-        self.speed, self.separator, self.mode, self.params = speed, separator, mode, speed.params
-        self._last: tuple[str, object] = ("", None)
-
-    def _fp(self, audio: np.ndarray):
-        key = hashlib.sha1(audio.tobytes()).hexdigest()
-        if key != self._last[0]:
-            self._last = (key, self.speed.fingerprint([audio])[0])
-        return self._last[1]
-
-    def _separated(self, audio: np.ndarray):
-        """The accompaniment's fingerprint, shared by the separated and union systems (one query at a time)."""
-        key = hashlib.sha1(audio.tobytes()).hexdigest()
-        if getattr(self.separator, "fingerprinted", ("",))[0] != key:
-            self.separator.fingerprinted = (key, self.speed.fingerprint([self.separator.accompaniment(audio)])[0])
-        return self.separator.fingerprinted[1]
+    def __init__(self, fingerprints: Fingerprints, mode: str):
+        self.fingerprints, self.mode, self.params = fingerprints, mode, fingerprints.params
 
     def fingerprint(self, audios):
-        out = []
-        for a in audios:
-            if self.mode == "as is":
-                out.append(self._fp(a))
-            else:
-                separated = self._separated(a)
-                out.append(separated if self.mode == "separated" else Both([self._fp(a), separated]))
-        return out
+        get = self.fingerprints.get
+        if self.mode == "union":
+            return [Both([get(a, "as is"), get(a, "separated")]) for a in audios]
+        return [get(a, self.mode) for a in audios]
 
 
 class Postings:
@@ -129,8 +127,8 @@ def main() -> None:
 
     def bench_init(self, args, folder):
         init(self, args, folder)
-        speed = self.systems["speed search"]
-        self.systems = {mode if mode != "as is" else "speed search": System(speed, separator, mode)
+        fingerprints = Fingerprints(self.systems["speed search"], separator)
+        self.systems = {mode if mode != "as is" else "speed search": System(fingerprints, mode)
                         for mode in ("as is", "separated", "union")}
         self.postings = Postings(self.postings)
 

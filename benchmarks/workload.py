@@ -55,8 +55,8 @@ def reference_clips(directory: Path, n: int) -> list[Path]:
         workers = min(len(missing), os.cpu_count() or 1)
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
             list(ex.map(_make, *zip(*missing)))
-    for path, i in missing if len(missing) == 1 else []:
-        _make(path, i)
+    elif missing:
+        _make(*missing[0])
     return out
 
 
